@@ -1,0 +1,46 @@
+# Run `make help` for the list of targets.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+# torch is installed on its own first, so that pip never resolves a bare `torch` by itself: on a
+# CPU-only machine that would pull several GB of CUDA wheels. The default takes PyPI's build (CUDA on
+# Linux, which a GPU user wants); CPU-only users with internet add
+#   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+ARGS ?=
+DIR ?=
+
+.PHONY: help install test test-all lint format run sweep bench report
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+install: ## Install torch (TORCH_SPEC), then this project with its dev and sweep extras
+	$(PIP) install "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(PIP) install -e ".[dev,sweep]"
+
+test: ## Fast tests (no `slow` marker): minutes on two CPU cores
+	$(PYTHON) -m pytest -q
+
+test-all: ## Every test, the slow ones included
+	$(PYTHON) -m pytest -q -m ""
+
+lint: ## ruff lint and format check
+	$(PYTHON) -m ruff check src tests experiments
+	$(PYTHON) -m ruff format --check src tests experiments
+
+format: ## ruff format and autofix
+	$(PYTHON) -m ruff format src tests experiments
+	$(PYTHON) -m ruff check --fix src tests experiments
+
+run: ## One run: make run ARGS="task=multimnist_left method=alphavil"
+	$(PYTHON) -m src.run $(ARGS)
+
+sweep: ## A multirun: make sweep ARGS="method=single_task,uniform,alphavil,diw seed=0,1,2"
+	$(PYTHON) -m src.run -m $(ARGS)
+
+bench: ## Cost benchmark: seconds per 1,000 examples and peak memory per method
+	$(PYTHON) -m experiments.bench $(ARGS)
+
+report: ## Tables and plots from a multirun folder: make report DIR=logs/multiruns/<date>
+	$(PYTHON) -m experiments.report $(DIR) $(ARGS)

@@ -1,0 +1,1 @@
+"""Target-task multitask learning with learned task weights (αVIL, DIW, uniform, single-task)."""

@@ -1,0 +1,259 @@
+"""Config schemas, registered in Hydra's ConfigStore, and the validation run before any data loads.
+
+Each YAML in ``conf/`` extends one of these through its defaults list (``defaults: [base_alphavil]``),
+so an unknown key fails at composition time. Value checks (ranges, choices, a target outside its
+task group) live in each schema's ``__post_init__``, which :func:`validate` triggers by building the
+dataclasses from the composed config; the error names the key and the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key and the value."""
+
+
+# --- checks used by the schemas ------------------------------------------------------------------
+def _positive(obj: Any, *names: str, allow_none: bool = False) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is None and allow_none:
+            continue
+        if value is None or value <= 0:
+            raise ConfigError(f"{name}={value}: must be a positive number")
+
+
+def _non_negative(obj: Any, *names: str) -> None:
+    for name in names:
+        if (value := getattr(obj, name)) < 0:
+            raise ConfigError(f"{name}={value}: must be >= 0")
+
+
+def _fraction(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not 0 < value <= 1:
+            raise ConfigError(f"{name}={value}: must be a fraction in (0, 1]")
+
+
+def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+    if (value := getattr(obj, name)) not in choices:
+        raise ConfigError(f"{name}={value!r}: must be one of {', '.join(choices)}")
+
+
+# --- task ----------------------------------------------------------------------------------------
+@dataclass
+class TaskConfig:
+    """Target, auxiliaries and data settings; the fields are the DataModule's arguments."""
+
+    _target_: str = MISSING
+    target: str = MISSING
+    auxiliaries: list[str] = field(default_factory=list)
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    max_train_examples: int | None = None  # per task; a quick run on a slice is one override
+    max_eval_examples: int | None = None  # dev and each test split
+    dev_fraction: float = 0.1
+    seed: int = "${seed}"  # type: ignore[assignment]
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        from hydra.utils import get_class
+
+        _positive(self, "batch_size", "eval_batch_size")
+        _positive(self, "max_train_examples", "max_eval_examples", allow_none=True)
+        _fraction(self, "dev_fraction")
+        _non_negative(self, "num_workers")
+        if self.dev_fraction == 1:
+            raise ConfigError("dev_fraction=1: nothing would be left to train on; use a value below 1")
+        datamodule = get_class(self._target_)
+        from src.data.base import check_tasks
+
+        try:
+            check_tasks(datamodule.GROUP, list(datamodule.TASKS), self.target, self.auxiliaries)
+        except ValueError as e:
+            raise ConfigError(str(e).removeprefix("task.")) from None
+
+
+@dataclass
+class MultiMNISTTaskConfig(TaskConfig):
+    _target_: str = "src.data.multimnist.MultiMNISTDataModule"
+    batch_size: int = 256
+    eval_batch_size: int = 1000
+    data_dir: str = "${paths.data_dir}"
+    cache_dir: str = "${paths.cache_dir}"
+    download: bool = True  # try the MNIST mirrors when a file is missing
+    verify_checksums: bool = True
+
+
+# --- method --------------------------------------------------------------------------------------
+@dataclass
+class MethodConfig:
+    _target_: str = MISSING
+
+
+@dataclass
+class UniformConfig(MethodConfig):
+    _target_: str = "src.methods.uniform.Uniform"
+
+
+@dataclass
+class SingleTaskConfig(MethodConfig):
+    _target_: str = "src.methods.single_task.SingleTask"
+
+
+# --- model ---------------------------------------------------------------------------------------
+@dataclass
+class OptimizerConfig:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "lr")
+        _non_negative(self, "weight_decay")
+
+
+@dataclass
+class LeNetConfig:
+    _target_: str = "src.models.lenet.multi_lenet"
+    _partial_: bool = True  # completed with the task specs
+    hidden: int = 50
+    head_hidden: int | None = 50
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        _positive(self, "hidden")
+        _positive(self, "head_hidden", allow_none=True)
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout={self.dropout}: must be in [0, 1)")
+
+
+@dataclass
+class ModelConfig:
+    net: Any = MISSING
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+
+@dataclass
+class LeNetModelConfig(ModelConfig):
+    net: LeNetConfig = field(default_factory=LeNetConfig)
+
+
+# --- trainer, paths, top level -------------------------------------------------------------------
+@dataclass
+class TrainerConfig:
+    """Arguments of ``pytorch_lightning.Trainer`` that this framework supports."""
+
+    _target_: str = "pytorch_lightning.Trainer"
+    max_epochs: int = 10
+    accelerator: str = "cpu"
+    devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: Any = "32-true"
+    num_sanity_val_steps: int = 0
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+    deterministic: bool = False
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    fast_dev_run: Any = False
+    default_root_dir: str = "${paths.output_dir}"
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_epochs", "num_nodes", "log_every_n_steps")
+        _non_negative(self, "num_sanity_val_steps")
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = "${alphavil.root:}"
+    data_dir: str = "${oc.env:ALPHAVIL_DATA_DIR,${paths.root_dir}/data}"
+    cache_dir: str = "${oc.env:ALPHAVIL_CACHE_DIR,${paths.root_dir}/.cache}"
+    log_dir: str = "${paths.root_dir}/logs"
+    output_dir: str = "${hydra:runtime.output_dir}"
+
+
+@dataclass
+class Config:
+    task: Any = MISSING
+    method: Any = MISSING
+    model: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: dict[str, Any] = field(default_factory=dict)
+    callbacks: dict[str, Any] = field(default_factory=dict)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+    test: bool = True  # evaluate the best-dev checkpoint on the test splits after fitting
+    ckpt_path: str | None = None  # resume from this checkpoint (a last.ckpt of an earlier run)
+    run_name: str = "${hydra:runtime.choices.task}/${hydra:runtime.choices.method}/seed${seed}"
+
+
+def sweep_group() -> str:
+    """The W&B group of a run: its multirun folder's name, or ``single`` outside a multirun."""
+    try:
+        hc = HydraConfig.get()
+    except ValueError:
+        return "single"
+    return Path(hc.sweep.dir).name if hc.mode.name == "MULTIRUN" else "single"
+
+
+def task_group(datamodule_target: str) -> str:
+    """The task group (``multimnist``, ``glue``) of a DataModule class path."""
+    from hydra.utils import get_class
+
+    return get_class(datamodule_target).GROUP
+
+
+def register() -> None:
+    """Register the resolvers and schemas (idempotent; called on import)."""
+    OmegaConf.register_new_resolver("alphavil.root", lambda: str(ROOT), replace=True)
+    OmegaConf.register_new_resolver("alphavil.sweep_group", sweep_group, replace=True)
+    OmegaConf.register_new_resolver("alphavil.task_group", task_group, replace=True)
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="task", name="base_multimnist", node=MultiMNISTTaskConfig)
+    cs.store(group="method", name="base_uniform", node=UniformConfig)
+    cs.store(group="method", name="base_single_task", node=SingleTaskConfig)
+    cs.store(group="model", name="base_lenet", node=LeNetModelConfig)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    cs.store(group="paths", name="base_paths", node=PathsConfig)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Build every schema in ``cfg`` (running its checks); raise :class:`ConfigError` naming the key."""
+    for group in ("task", "method", "model", "trainer", "paths"):
+        _validate_node(cfg[group], group)
+    if cfg.seed < 0:
+        raise ConfigError(f"seed={cfg.seed}: must be >= 0")
+
+
+def _validate_node(node: DictConfig, path: str) -> None:
+    for key in node:  # children first, so an error names the deepest key
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            _validate_node(child, f"{path}.{key}")
+    if is_dataclass(OmegaConf.get_type(node)):
+        try:
+            OmegaConf.to_object(node)
+        except ConfigError as e:
+            raise ConfigError(f"{path}.{e}") from None
+        except Exception as e:  # OmegaConf's own errors (a bad interpolation, a missing value)
+            raise ConfigError(f"invalid config at {path}: {e}") from None
+
+
+register()

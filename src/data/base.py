@@ -1,0 +1,146 @@
+"""The DataModule base shared by every task group: splits, caps, and the method's schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from src.data.schedule import DEV, Step, TaskData, epoch_generator, eval_loader, step_loader
+from src.data.tasks import TaskSpec
+
+Planner = Callable[[Mapping[str, int], int, torch.Generator], list[Step]]
+
+
+class Subset:
+    """A view of a :class:`TaskData` restricted to some example indices."""
+
+    def __init__(self, data: TaskData, indices: Tensor):
+        self.data, self.indices = data, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def batch(self, indices: Tensor) -> dict[str, Tensor]:
+        return self.data.batch(self.indices[indices])
+
+
+def seeded_split(n: int, k: int, seed: int) -> tuple[Tensor, Tensor]:
+    """A seeded random split of ``range(n)`` into ``k`` and ``n - k`` indices (each sorted)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:k].sort().values, perm[k:].sort().values
+
+
+def cap(data: TaskData, limit: int | None, seed: int) -> TaskData:
+    """At most ``limit`` examples of ``data``, a seeded random subset (``None``: all)."""
+    if limit is None or limit >= len(data):
+        return data
+    return Subset(data, seeded_split(len(data), limit, seed)[0])
+
+
+class MultiTaskDataModule(pl.LightningDataModule):
+    """Train splits for every task, the target's dev split, test splits, and the epoch schedule.
+
+    Subclasses declare ``TASKS`` (every task the group offers) and implement :meth:`load`. The
+    weighting method plans each epoch (see :mod:`src.data.schedule`); the DataModule builds the
+    loader for it, fresh every epoch, from a generator that depends only on (seed, epoch).
+
+    Args:
+        target: the task whose dev score is optimised.
+        auxiliaries: the other training tasks.
+        batch_size: examples per task per training step.
+        eval_batch_size: examples per validation/test batch.
+        max_train_examples: cap on each task's training examples (``None``: all).
+        max_eval_examples: cap on the dev and each test split (``None``: all).
+        dev_fraction: share of the target's training data held out as its dev split.
+        seed: seeds every random choice of the data (dev carve-out, caps, epoch sampling).
+        num_workers: DataLoader workers.
+    """
+
+    TASKS: dict[str, TaskSpec] = {}
+    GROUP = ""
+
+    def __init__(
+        self,
+        target: str,
+        auxiliaries: Sequence[str] = (),
+        batch_size: int = 64,
+        eval_batch_size: int = 256,
+        max_train_examples: int | None = None,
+        max_eval_examples: int | None = None,
+        dev_fraction: float = 0.1,
+        seed: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        check_tasks(type(self).GROUP, list(type(self).TASKS), target, auxiliaries)
+        self.target, self.auxiliaries = target, list(auxiliaries)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.max_train_examples, self.max_eval_examples = max_train_examples, max_eval_examples
+        self.dev_fraction, self.seed, self.num_workers = dev_fraction, seed, num_workers
+        self.planner: Planner | None = None
+        self.train_sets: dict[str, TaskData] = {}
+        self.dev_set: TaskData | None = None
+        self.test_sets: dict[str, TaskData] = {}
+
+    @property
+    def tasks(self) -> list[TaskSpec]:
+        """Specs of the training tasks, the target first."""
+        return [self.TASKS[t] for t in [self.target, *self.auxiliaries]]
+
+    def load(self) -> tuple[dict[str, TaskData], TaskData, dict[str, TaskData]]:
+        """Full (uncapped) train splits per task, the target's dev split and test splits per task."""
+        raise NotImplementedError
+
+    def schedule_with(self, planner: Planner) -> None:
+        """Let a weighting method plan the epochs (its ``plan_epoch``)."""
+        self.planner = planner
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dev_set is not None:
+            return
+        train, dev, test = self.load()
+        self.train_sets = {t: cap(d, self.max_train_examples, self.seed + 1) for t, d in train.items()}
+        self.dev_set = cap(dev, self.max_eval_examples, self.seed + 2)
+        self.test_sets = {t: cap(d, self.max_eval_examples, self.seed + 3) for t, d in test.items()}
+
+    def sizes(self) -> dict[str, int]:
+        """Training examples per task and the dev split's size under :data:`DEV`."""
+        return {**{t: len(d) for t, d in self.train_sets.items()}, DEV: len(self.dev_set)}
+
+    def plan(self, epoch: int) -> list[Step]:
+        if self.planner is None:
+            raise RuntimeError("no schedule: call schedule_with(method.plan_epoch) before training")
+        return self.planner(self.sizes(), self.batch_size, epoch_generator(self.seed, epoch))
+
+    def train_dataloader(self) -> DataLoader:
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return step_loader(self.plan(epoch), {**self.train_sets, DEV: self.dev_set}, self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return eval_loader(self.dev_set, self.eval_batch_size, self.num_workers)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """One loader per training task that has a test split, the target first."""
+        return [eval_loader(self.test_sets[t], self.eval_batch_size, self.num_workers)
+                for t in self.test_tasks()]
+
+    def test_tasks(self) -> list[str]:
+        return [t.name for t in self.tasks if t.name in self.test_sets]
+
+
+def check_tasks(group: str, available: Sequence[str], target: str, auxiliaries: Sequence[str]) -> None:
+    """Reject a target or auxiliary outside the task group, duplicates, or the target listed twice."""
+    where = f"task group {group!r} (tasks: {', '.join(available)})"
+    if target not in available:
+        raise ValueError(f"task.target={target!r} is not in {where}")
+    for aux in auxiliaries:
+        if aux not in available:
+            raise ValueError(f"task.auxiliaries contains {aux!r}, which is not in {where}")
+    if target in auxiliaries:
+        raise ValueError(f"task.auxiliaries contains the target {target!r}; list only the other tasks")
+    if len(set(auxiliaries)) != len(auxiliaries):
+        raise ValueError(f"task.auxiliaries has duplicates: {list(auxiliaries)}")

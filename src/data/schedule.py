@@ -1,0 +1,117 @@
+"""Training schedules: what one Lightning training step sees.
+
+A weighting method decides the schedule of an epoch (mixed batches from every task, per-task blocks,
+the target alone) as a list of :class:`Step` plans holding example indices. The DataModule turns that
+plan into a DataLoader, so Lightning keeps running the loop, the progress bar and checkpointing;
+the method only interprets each step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+DEV = "__dev__"
+"""Key of the target's dev split in a step's batches (DIW's matching batch, αVIL's α-steps)."""
+
+
+class TaskData(Protocol):
+    """One task's split: a length and a way to build a collated batch from example indices."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, indices: Tensor) -> dict[str, Tensor]: ...
+
+
+@dataclass
+class Step:
+    """One training step: example indices per task (or :data:`DEV`) and where it sits in the epoch.
+
+    ``block`` names the phase the step belongs to (a task name for αVIL's per-task blocks, ``"alpha"``
+    for its α-steps, ``None`` for mixed batches). After loading, ``data`` holds the collated batches.
+    """
+
+    indices: dict[str, Tensor]
+    block: str | None = None
+    first_in_block: bool = False
+    last_in_block: bool = False
+    last_in_epoch: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A generator that depends only on (seed, epoch), so a resumed run replays the same epochs."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def sample(n: int, k: int, generator: torch.Generator) -> Tensor:
+    """``k`` indices into ``range(n)``: without replacement, then fresh permutations when ``k > n``."""
+    if n <= 0:
+        raise ValueError("cannot sample from an empty split")
+    perms = [torch.randperm(n, generator=generator) for _ in range(math.ceil(k / n))]
+    return torch.cat(perms)[:k]
+
+
+def chunks(indices: Tensor, batch_size: int) -> list[Tensor]:
+    return list(indices.split(batch_size))
+
+
+def block(name: str, batches: Sequence[Mapping[str, Tensor]]) -> list[Step]:
+    """Consecutive steps forming one named phase, with their first/last flags set."""
+    return [
+        Step(indices=dict(b), block=name, first_in_block=i == 0, last_in_block=i == len(batches) - 1)
+        for i, b in enumerate(batches)
+    ]
+
+
+def finish(steps: list[Step]) -> list[Step]:
+    """Mark the last step of the epoch (where methods close the epoch: weights, α, history)."""
+    if not steps:
+        raise ValueError("the schedule of an epoch is empty: is a training split empty?")
+    steps[-1] = replace(steps[-1], last_in_epoch=True)
+    return steps
+
+
+class _StepDataset(Dataset):
+    def __init__(self, steps: list[Step], splits: Mapping[str, TaskData]):
+        self.steps, self.splits = steps, splits
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, i: int) -> Step:
+        step = self.steps[i]
+        return replace(step, data={k: self.splits[k].batch(idx) for k, idx in step.indices.items()})
+
+
+class _ChunkDataset(Dataset):
+    def __init__(self, data: TaskData, batch_size: int):
+        self.data, self.chunks = data, chunks(torch.arange(len(data)), batch_size)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return self.data.batch(self.chunks[i])
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def step_loader(steps: list[Step], splits: Mapping[str, TaskData], num_workers: int = 0) -> DataLoader:
+    """A DataLoader that yields the planned steps, in order, with their batches collated."""
+    return DataLoader(_StepDataset(steps, splits), batch_size=None, shuffle=False,
+                      num_workers=num_workers, collate_fn=_identity)
+
+
+def eval_loader(data: TaskData, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """Sequential batches over a whole split, for validation and test."""
+    return DataLoader(_ChunkDataset(data, batch_size), batch_size=None, shuffle=False,
+                      num_workers=num_workers, collate_fn=_identity)

@@ -1,0 +1,23 @@
+"""Single-task training: the target alone; auxiliary heads and data are never touched."""
+
+from __future__ import annotations
+
+import torch
+
+from src.data.schedule import Step, chunks, finish
+from src.methods.base import WeightingMethod
+
+
+class SingleTask(WeightingMethod):
+    """The baseline every weighting method must beat: train on the target only."""
+
+    def setup(self, tasks, target) -> None:
+        super().setup(tasks, target)
+        self.w = torch.tensor([1.0] + [0.0] * (len(tasks) - 1))
+
+    def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
+        order = torch.randperm(sizes[self.target], generator=generator)
+        return finish([Step(indices={self.target: b}) for b in chunks(order, batch_size)])
+
+    def step(self, module, step: Step) -> None:
+        self.optimizer_step(module, self.task_losses(module, step.data)[self.target])

@@ -1,0 +1,16 @@
+"""Uniform multitask training: every task's loss with weight 1, on mixed batches."""
+
+from __future__ import annotations
+
+from src.data.schedule import Step
+from src.methods.base import WeightingMethod
+
+
+class Uniform(WeightingMethod):
+    """The standard multitask baseline: minimise the plain sum of the task losses."""
+
+    def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
+        return self.mixed_plan(sizes, batch_size, generator)
+
+    def step(self, module, step: Step) -> None:
+        self.optimizer_step(module, self.weighted_sum(self.task_losses(module, step.data)))

@@ -1,0 +1,40 @@
+"""A shared trunk with one head per task: the model every weighting method trains."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from src.data.tasks import TaskSpec
+
+
+class MultiTaskModel(nn.Module):
+    """``trunk(batch)`` gives the shared representation; ``heads[task]`` maps it to the task's outputs.
+
+    Args:
+        trunk: module taking a collated batch (a dict) and returning ``[B, hidden]`` features.
+        hidden: size of the trunk's output.
+        tasks: the training tasks; one head each.
+        head_hidden: width of a hidden layer in each head (``None``: a linear head).
+        dropout: dropout before each head's layers.
+    """
+
+    def __init__(self, trunk: nn.Module, hidden: int, tasks: Sequence[TaskSpec],
+                 head_hidden: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.trunk = trunk
+        self.heads = nn.ModuleDict({t.name: _head(hidden, t.num_outputs, head_hidden, dropout) for t in tasks})
+
+    def features(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.trunk(batch)
+
+    def forward(self, task: str, batch: dict[str, Tensor]) -> Tensor:
+        return self.heads[task](self.trunk(batch))
+
+
+def _head(hidden: int, out: int, head_hidden: int | None, dropout: float) -> nn.Module:
+    if head_hidden is None:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, out))
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, head_hidden), nn.ReLU(),
+                         nn.Dropout(dropout), nn.Linear(head_hidden, out))

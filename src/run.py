@@ -1,0 +1,141 @@
+"""Compose the config, train with the chosen weighting method, test, and write ``results.json``.
+
+    python -m src.run task=multimnist_left method=uniform
+    python -m src.run -m method=single_task,uniform seed=0,1
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import validate
+from src.data.base import MultiTaskDataModule
+from src.module import MultiTaskModule
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_all(section: DictConfig | None) -> list[Any]:
+    """Objects for every entry of a logger/callback section that has a ``_target_``."""
+    if not section:
+        return []
+    return [instantiate(c) for c in section.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Trainer]:
+    """Validate ``cfg`` and build the DataModule, the LightningModule (with its method) and the Trainer."""
+    validate(cfg)  # fails on a bad key or value before any data is loaded
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule: MultiTaskDataModule = instantiate(cfg.task)
+    method = instantiate(cfg.method)
+    method.setup(datamodule.tasks, datamodule.target)
+    datamodule.schedule_with(method.plan_epoch)
+    model = instantiate(cfg.model.net)(tasks=datamodule.tasks)
+    module = MultiTaskModule(model, method, datamodule.tasks, instantiate(cfg.model.optimizer), seed=cfg.seed)
+    # The method plans every epoch afresh (mini-epochs, per-epoch samples), so loaders are rebuilt.
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False,
+                                      callbacks=instantiate_all(cfg.get("callbacks")),
+                                      reload_dataloaders_every_n_epochs=1)
+    return datamodule, module, trainer
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test at the best target-dev checkpoint, write ``results.json``; returns the results."""
+    datamodule, module, trainer = build(cfg)
+    method, loggers, out_dir = module.method, trainer.loggers, Path(cfg.paths.output_dir)
+    start = time.perf_counter()
+    status = "failed"
+    try:
+        for lg in loggers:  # inside the try: this starts the W&B run, which must always be closed
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        results = _fit_results(cfg, datamodule, method, module)
+        if cfg.test:
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+            target = module.test_results[datamodule.target]
+            results["target_test"] = target["score"]
+            results["test"] = module.test_results
+        results["wall_seconds"] = time.perf_counter() - start
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+        headline = {f"final/{k}": results[k] for k in ("target_dev", "target_test", "best_epoch")
+                    if results.get(k) is not None}
+        for lg in loggers:  # the last value of a key becomes its W&B summary
+            lg.log_metrics(headline)
+        status = "success"
+        log.info("results: %s", out_dir / "results.json")
+        return results
+    finally:
+        for lg in loggers:
+            lg.finalize(status)
+        if "wandb" in sys.modules:  # close the W&B run even on failure, so the next sweep job starts clean
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish(exit_code=0 if status == "success" else 1)
+
+
+def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule) -> dict[str, Any]:
+    scores = module.dev_scores
+    best = max(range(len(scores)), key=scores.__getitem__) if scores else None
+    return {
+        "target": datamodule.target,
+        "method": cfg.method._target_.rsplit(".", 1)[-1],
+        "method_choice": _choice("method"),
+        "task_config": _choice("task"),
+        "tasks": method.names,
+        "target_metric": datamodule.tasks[0].headline,
+        "target_dev": scores[best] if best is not None else None,
+        "target_test": None,
+        "best_epoch": best,
+        "dev_history": scores,
+        "epoch_seconds": module.epoch_seconds,
+        "mean_epoch_seconds": sum(module.epoch_seconds) / len(module.epoch_seconds)
+        if module.epoch_seconds else math.nan,
+        "train_examples": {t: len(d) for t, d in datamodule.train_sets.items()},
+        "weights": method.weights(),
+        **method.histories(),
+        "seed": cfg.seed,
+        "epochs": cfg.trainer.max_epochs,
+        "overrides": _overrides(),
+    }
+
+
+def _choice(group: str) -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return HydraConfig.get().runtime.choices.get(group)
+    except ValueError:
+        return None
+
+
+def _overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the target's best dev score (what the Optuna sweeper maximises)."""
+    return train(cfg)["target_dev"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Every config composes; bad configs fail before any data loads, naming the key and the value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from src.config import ConfigError, validate
+from tests.conftest import CONF, ROOT, compose_config
+
+GROUPS = ["task", "method", "model", "trainer", "logger", "callbacks", "paths"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_config_composes_and_validates(group, option, tmp_path):
+    cfg = compose_config([f"{group}={option}"], output_dir=tmp_path)
+    validate(cfg)
+
+
+@pytest.mark.parametrize("task", options("task"))
+def test_task_picks_its_model_and_cli_still_overrides(task, tmp_path):
+    cfg = compose_config([f"task={task}"], output_dir=tmp_path)
+    expected = "lenet" if task.startswith("multimnist") else "multi_encoder"
+    assert cfg.model.net._target_.endswith(expected)
+    other = "minilm" if task.startswith("multimnist") else "lenet"
+    if (CONF / "model" / f"{other}.yaml").exists():
+        cfg = compose_config([f"task={task}", f"model={other}"], output_dir=tmp_path)
+        assert not cfg.model.net._target_.endswith(expected)
+
+
+def test_unknown_key_fails_at_composition():
+    with pytest.raises(ConfigCompositionException, match="alpha_lrr"):
+        compose_config(["method.alpha_lrr=0.1"])
+
+
+def test_unknown_task_fails_at_composition():
+    with pytest.raises(ConfigCompositionException, match="nope"):
+        compose_config(["task=nope"])
+
+
+def test_wrong_type_fails_at_composition():
+    with pytest.raises((ConfigCompositionException, ValidationError, ConfigKeyError), match="batch_size"):
+        compose_config(["task.batch_size=many"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("task.target=top", "task.target='top' is not in task group 'multimnist'"),
+    ("task.auxiliaries=[right,up]", "contains 'up'"),
+    ("task.auxiliaries=[left]", "contains the target 'left'"),
+    ("task.batch_size=-4", "task.batch_size=-4: must be a positive number"),
+    ("task.max_train_examples=0", "task.max_train_examples=0"),
+    ("task.dev_fraction=1.5", "task.dev_fraction=1.5: must be a fraction in (0, 1]"),
+    ("task.dev_fraction=0", "task.dev_fraction=0"),
+    ("model.optimizer.lr=-1", "model.optimizer.lr=-1.0"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0"),
+    ("seed=-1", "seed=-1"),
+])
+def test_bad_values_name_the_key_and_value(override, message, tmp_path):
+    cfg = compose_config([override], output_dir=tmp_path)
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert message in str(e.value)
+
+
+def test_bad_config_exits_non_zero_before_loading_data(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "src.run", "task.target=top", f"paths.data_dir={tmp_path}/nothing",
+         f"hydra.run.dir={tmp_path}/run"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "task.target='top' is not in task group 'multimnist'" in proc.stderr
+    assert "MNIST file" not in proc.stderr  # it failed before looking for data

@@ -1,0 +1,85 @@
+"""End to end: fit + test on a tiny slice for every method, results.json, multirun, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from src.run import build, train
+from tests.conftest import CONF, ROOT
+
+METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
+KEYS = {"target", "method", "tasks", "target_metric", "target_dev", "target_test", "best_epoch", "weights",
+        "weight_history", "seed", "wall_seconds", "epoch_seconds"}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fit_and_test_write_results(method, tiny_cfg, tmp_path):
+    results = train(tiny_cfg(f"method={method}"))
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert KEYS <= saved.keys()
+    assert saved == json.loads(json.dumps(results))
+    assert saved["target"] == "left" and saved["tasks"] == ["left", "right"]
+    assert saved["target_metric"] == "accuracy"
+    assert len(saved["weight_history"]) == 2 and set(saved["weights"]) == {"left", "right"}
+    assert 0 <= saved["target_test"] <= 1 and saved["best_epoch"] in (0, 1)
+    assert saved["target_dev"] == max(saved["dev_history"])
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_single_task_never_touches_the_auxiliary_head(tiny_cfg):
+    datamodule, module, trainer = build(tiny_cfg("method=single_task"))
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    trainer.fit(module, datamodule=datamodule)
+    after = module.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("heads.right."))
+    assert not torch.equal(before["heads.left.1.weight"], after["heads.left.1.weight"])
+    assert module.method.weights() == {"left": 1.0, "right": 0.0}
+
+
+def test_learns_the_tiny_task(tiny_cfg):
+    results = train(tiny_cfg("method=uniform", "trainer.max_epochs=6", "task.max_train_examples=null"))
+    assert results["target_test"] > 0.5  # ten blob positions; chance is 0.1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_resume_at_an_epoch_boundary_is_exact(method, tiny_cfg, tmp_path):
+    """A run stopped after epoch 2 and resumed ends exactly as an uninterrupted run."""
+    full_dm, full, full_trainer = build(tiny_cfg(f"method={method}", "trainer.max_epochs=3"))
+    full_trainer.fit(full, datamodule=full_dm)
+
+    cfg = tiny_cfg(f"method={method}", "trainer.max_epochs=2")
+    dm, first, trainer = build(cfg)
+    trainer.fit(first, datamodule=dm)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    dm, resumed, trainer = build(tiny_cfg(f"method={method}", "trainer.max_epochs=3", f"ckpt_path={last}"))
+    trainer.fit(resumed, datamodule=dm, ckpt_path=str(last))
+
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert full.method.history == resumed.method.history
+    assert torch.equal(full.method.w, resumed.method.w)
+
+
+def test_multirun_sweeps_methods_and_seeds(tiny_data, tmp_path):
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "ALPHAVIL_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "src.run", "-m", "method=single_task,uniform", "seed=0,1",
+         f"paths.data_dir={tiny_data}", "task.verify_checksums=false", "task.download=false",
+         "task.max_train_examples=64", "task.max_eval_examples=32", "trainer.max_epochs=1",
+         "trainer.enable_progress_bar=false", "logger=csv", f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = sorted(p.relative_to(sweep).as_posix() for p in sweep.rglob("results.json"))
+    assert found == [f"multimnist_left/{m}/seed{s}_{n}/results.json"
+                     for m, s, n in (("single_task", 0, 0), ("single_task", 1, 1), ("uniform", 0, 2),
+                                     ("uniform", 1, 3))]
+    seeds = {json.loads((sweep / f).read_text())["seed"] for f in found}
+    assert seeds == {0, 1}
