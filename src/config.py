@@ -99,17 +99,9 @@ class MultiMNISTTaskConfig(TaskConfig):
 # --- method --------------------------------------------------------------------------------------
 @dataclass
 class MethodConfig:
+    """Base of each method's schema, which lives in the method's own file as ``Config``."""
+
     _target_: str = MISSING
-
-
-@dataclass
-class UniformConfig(MethodConfig):
-    _target_: str = "src.methods.uniform.Uniform"
-
-
-@dataclass
-class SingleTaskConfig(MethodConfig):
-    _target_: str = "src.methods.single_task.SingleTask"
 
 
 # --- model ---------------------------------------------------------------------------------------
@@ -219,6 +211,21 @@ def task_group(datamodule_target: str) -> str:
     return get_class(datamodule_target).GROUP
 
 
+def method_schemas() -> dict[str, type]:
+    """``Config`` of every module in ``src/methods``: adding a method is one file and one YAML."""
+    import importlib
+    import pkgutil
+
+    import src.methods
+
+    schemas = {}
+    for info in pkgutil.iter_modules(src.methods.__path__):
+        module = importlib.import_module(f"src.methods.{info.name}")
+        if isinstance(getattr(module, "Config", None), type):
+            schemas[info.name] = module.Config
+    return schemas
+
+
 def register() -> None:
     """Register the resolvers and schemas (idempotent; called on import)."""
     OmegaConf.register_new_resolver("alphavil.root", lambda: str(ROOT), replace=True)
@@ -227,8 +234,8 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="task", name="base_multimnist", node=MultiMNISTTaskConfig)
-    cs.store(group="method", name="base_uniform", node=UniformConfig)
-    cs.store(group="method", name="base_single_task", node=SingleTaskConfig)
+    for name, schema in method_schemas().items():
+        cs.store(group="method", name=f"base_{name}", node=schema)
     cs.store(group="model", name="base_lenet", node=LeNetModelConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="paths", name="base_paths", node=PathsConfig)

@@ -6,8 +6,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchmetrics import Accuracy, F1Score, MatthewsCorrCoef, Metric, MetricCollection, PearsonCorrCoef
-from torchmetrics import SpearmanCorrCoef
+from torchmetrics import (
+    Accuracy,
+    F1Score,
+    MatthewsCorrCoef,
+    Metric,
+    MetricCollection,
+    PearsonCorrCoef,
+    SpearmanCorrCoef,
+)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from src.config import MethodConfig
 from src.data.schedule import Step, chunks, finish
 from src.methods.base import WeightingMethod
+
+
+@dataclass
+class Config(MethodConfig):
+    _target_: str = "src.methods.single_task.SingleTask"
 
 
 class SingleTask(WeightingMethod):

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from src.config import MethodConfig
 from src.data.schedule import Step
 from src.methods.base import WeightingMethod
+
+
+@dataclass
+class Config(MethodConfig):
+    _target_: str = "src.methods.uniform.Uniform"
 
 
 class Uniform(WeightingMethod):

@@ -1,0 +1,266 @@
+"""αVIL: α-Variable Importance Learning (Kourdis, Gordon-Hall, Gorinski; arXiv 2405.07769).
+
+Per epoch, every task (the target first) trains a model delta from the same parameters θ on a
+mini-epoch of its own data, with its loss scaled by the task's weight. One α per task is then tuned
+on the target's dev loss to mix the deltas, θ ← θ + Σ_t α_t δ_t, and the task weights move with α.
+
+Implementation choices (every one a config option; see ``conf/method/alphavil.yaml``):
+    * Deltas live in one flat buffer per task (``delta_dtype``), memory O(K·|θ|); no autograd graph
+      is kept through the mixture: ∂L/∂α_t = ⟨∇_θ L(θ + Σ α δ), δ_t⟩ is exact, so each α-step costs one
+      forward/backward on a dev batch plus K dot products.
+    * α-steps and the dev-loss probes run in eval mode (no dropout), so α sees the model it will get.
+    * With ``reset_optimizer``, every task's block starts from the optimizer state of the epoch's start,
+      and the epoch continues with the state the target's block ended with (the target's moments).
+    * ``dev_loss_before``/``dev_loss_after`` are the target loss on the first α-step's dev batch at the
+      initial and the final α.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from src.config import ConfigError, MethodConfig
+from src.data.schedule import DEV, Step, block, chunks, finish, sample
+from src.methods.base import WeightingMethod
+
+log = logging.getLogger(__name__)
+
+ALPHA_INIT = ("ones", "weights")
+WEIGHT_UPDATES = ("additive", "multiplicative", "replace")
+DELTA_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class Config(MethodConfig):
+    """Options of ``method=alphavil`` (defaults as in the reference design)."""
+
+    _target_: str = "src.methods.alphavil.AlphaVIL"
+    rho: float = 0.5  # share of a task's training set in its mini-epoch
+    max_examples: int | None = None  # cap on a mini-epoch, for large auxiliaries
+    alpha_steps: int = 10  # α-steps per epoch, one dev batch each
+    alpha_lr: float = 0.1
+    alpha_init: str = "ones"
+    alpha_min: float = 0.0
+    alpha_max: float = 2.0
+    weight_update: str = "additive"
+    w_min: float = 0.0
+    reset_optimizer: bool = True
+    delta_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rho <= 1:
+            raise ConfigError(f"rho={self.rho}: must be a fraction in (0, 1]")
+        if self.max_examples is not None and self.max_examples <= 0:
+            raise ConfigError(f"max_examples={self.max_examples}: must be a positive number or null")
+        if self.alpha_steps < 0:
+            raise ConfigError(f"alpha_steps={self.alpha_steps}: must be >= 0")
+        if not self.alpha_lr > 0:
+            raise ConfigError(f"alpha_lr={self.alpha_lr}: must be a positive number")
+        if not self.alpha_min < self.alpha_max:
+            raise ConfigError(f"alpha_min={self.alpha_min}: must be below alpha_max={self.alpha_max}")
+        if self.w_min < 0:
+            raise ConfigError(f"w_min={self.w_min}: must be >= 0")
+        for name, choices in (("alpha_init", ALPHA_INIT), ("weight_update", WEIGHT_UPDATES),
+                              ("delta_dtype", tuple(DELTA_DTYPES))):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be one of {', '.join(choices)}")
+
+
+# --- the pure parts: testable on small tensors without a Trainer ---------------------------------
+def alpha_gradient(grad: Tensor, deltas: Tensor) -> Tensor:
+    """∂L/∂α_t = ⟨g, δ_t⟩ for each row δ_t of ``deltas`` (computed row by row to bound memory)."""
+    return torch.stack([torch.dot(d.to(grad.dtype), grad) for d in deltas])
+
+
+def mix(theta: Tensor, deltas: Tensor, alpha: Tensor) -> Tensor:
+    """θ + Σ_t α_t δ_t."""
+    out = theta.clone()
+    for a, d in zip(alpha.tolist(), deltas):
+        out.add_(d.to(out.dtype), alpha=a)
+    return out
+
+
+def update_weights(w: Tensor, alpha: Tensor, rule: str, w_min: float) -> Tensor:
+    """The task weights after an epoch's α: additive w+(α−1), multiplicative w·α, or replace by α."""
+    if rule == "additive":
+        new = w + (alpha - 1)
+    elif rule == "multiplicative":
+        new = w * alpha
+    elif rule == "replace":
+        new = alpha.clone()
+    else:
+        raise ValueError(f"weight_update={rule!r}: must be one of {', '.join(WEIGHT_UPDATES)}")
+    return new.clamp_min(w_min)
+
+
+def flatten(params: list[nn.Parameter]) -> Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in params])
+
+
+def assign(params: list[nn.Parameter], flat: Tensor) -> None:
+    """Copy ``flat`` into the parameters (copying, so the parameters never alias the buffer)."""
+    offset = 0
+    with torch.no_grad():
+        for p in params:
+            p.copy_(flat[offset: offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+
+class AlphaVIL(WeightingMethod):
+    """αVIL as laid out in the reference design; the options are documented on :class:`Config`."""
+
+    def __init__(self, rho: float = 0.5, max_examples: int | None = None, alpha_steps: int = 10,
+                 alpha_lr: float = 0.1, alpha_init: str = "ones", alpha_min: float = 0.0,
+                 alpha_max: float = 2.0, weight_update: str = "additive", w_min: float = 0.0,
+                 reset_optimizer: bool = True, delta_dtype: str = "float32"):
+        super().__init__()
+        Config(rho=rho, max_examples=max_examples, alpha_steps=alpha_steps, alpha_lr=alpha_lr,
+               alpha_init=alpha_init, alpha_min=alpha_min, alpha_max=alpha_max, weight_update=weight_update,
+               w_min=w_min, reset_optimizer=reset_optimizer, delta_dtype=delta_dtype)  # validates
+        self.rho, self.max_examples = rho, max_examples
+        self.alpha_steps, self.alpha_lr, self.alpha_init = alpha_steps, alpha_lr, alpha_init
+        self.alpha_min, self.alpha_max = alpha_min, alpha_max
+        self.weight_update, self.w_min = weight_update, w_min
+        self.reset_optimizer, self.delta_dtype = reset_optimizer, DELTA_DTYPES[delta_dtype]
+        self.alpha = torch.ones(0)
+        self.skipped_alpha_steps = 0  # α-steps whose loss or gradient was NaN/Inf, over the whole run
+        self._clear_epoch()
+
+    def _clear_epoch(self) -> None:
+        """Drop the per-epoch buffers (θ, deltas, optimizer snapshots): they never cross an epoch."""
+        self.theta: Tensor | None = None
+        self.deltas: Tensor | None = None
+        self._opt_start = self._opt_target = None
+        self._probe = None
+        self._record: dict[str, float] = {}
+
+    def setup(self, tasks, target) -> None:
+        super().setup(tasks, target)
+        self.alpha = torch.ones(len(tasks))
+
+    def check_trainer(self, trainer) -> None:
+        if trainer.fast_dev_run or trainer.limit_train_batches not in (None, 1.0):
+            raise ValueError(
+                "method=alphavil needs whole epochs (its α-steps close each epoch), so "
+                "trainer.fast_dev_run and trainer.limit_train_batches are not supported. Shorten epochs with "
+                "task.max_train_examples, method.rho or method.max_examples instead."
+            )
+
+    # --- schedule: one block per task (target first), then one of α-steps ------------------------
+    def mini_epoch(self, size: int) -> int:
+        n = max(1, round(self.rho * size))
+        return min(n, self.max_examples) if self.max_examples else n
+
+    def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
+        steps: list[Step] = []
+        for task in self.names:
+            picked = sample(sizes[task], self.mini_epoch(sizes[task]), generator)
+            steps += block(task, [{task: c} for c in chunks(picked, batch_size)])
+        if self.alpha_steps:
+            dev = sample(sizes[DEV], self.alpha_steps * batch_size, generator)
+            steps += block("alpha", [{DEV: c} for c in chunks(dev, batch_size)][: self.alpha_steps])
+        return finish(steps)
+
+    # --- steps ------------------------------------------------------------------------------------
+    def step(self, module, step: Step) -> None:
+        if step.block == "alpha":
+            self._alpha_step(module, step)
+        else:
+            self._task_step(module, step)
+
+    def _task_step(self, module, step: Step) -> None:
+        params, opt = module.trainable(), module.optimizers().optimizer
+        k = self.names.index(step.block)
+        if step.first_in_block:
+            if k == 0:  # the epoch starts with the target's block: remember θ and the optimizer
+                self.theta = flatten(params)
+                self.deltas = torch.zeros(len(self.names), self.theta.numel(), dtype=self.delta_dtype)
+                self._opt_start = copy.deepcopy(opt.state_dict()) if self.reset_optimizer else None
+            else:
+                assign(params, self.theta)
+                if self.reset_optimizer:
+                    opt.load_state_dict(copy.deepcopy(self._opt_start))
+        losses = self.task_losses(module, step.data)
+        self.optimizer_step(module, self.w[k] * losses[step.block])
+        if step.last_in_block:
+            self.deltas[k] = (flatten(params) - self.theta).to(self.delta_dtype)
+            if k == 0 and self.reset_optimizer:
+                self._opt_target = copy.deepcopy(opt.state_dict())
+            if k == len(self.names) - 1 and not self.alpha_steps:
+                self.alpha = self._initial_alpha()
+                self._close_epoch(module)
+
+    def _initial_alpha(self) -> Tensor:
+        return torch.ones(len(self.names)) if self.alpha_init == "ones" else self.w.clone()
+
+    def _dev_loss(self, module, batch, grad: bool) -> Tensor:
+        with torch.set_grad_enabled(grad):
+            return module.loss(self.target, batch).mean()
+
+    def _alpha_step(self, module, step: Step) -> None:
+        params = module.trainable()
+        batch = step.data[DEV]
+        if step.first_in_block:
+            self.alpha = self._initial_alpha()
+            self._probe = batch
+            self._record = {"alpha_steps_taken": 0.0, "skipped_alpha_steps": 0.0}
+        was_training = module.model.training
+        module.model.eval()
+        try:
+            assign(params, mix(self.theta, self.deltas, self.alpha))
+            loss = self._dev_loss(module, batch, grad=True)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        finally:
+            module.model.train(was_training)
+        g = torch.cat([(gr if gr is not None else torch.zeros_like(p)).reshape(-1)
+                       for gr, p in zip(grads, params)]).float()
+        if step.first_in_block:
+            self._record["dev_loss_before"] = loss.item()
+        grad_alpha = alpha_gradient(g, self.deltas)
+        if math.isfinite(loss.item()) and bool(torch.isfinite(grad_alpha).all()):
+            self.alpha = (self.alpha - self.alpha_lr * grad_alpha).clamp(self.alpha_min, self.alpha_max)
+            self._record["alpha_steps_taken"] += 1
+        else:
+            self.skipped_alpha_steps += 1
+            self._record["skipped_alpha_steps"] += 1
+            log.warning("αVIL: skipped an α-step with a non-finite dev loss or gradient (loss=%s)", loss.item())
+        module.log("alpha/dev_loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=1)
+        if step.last_in_block:
+            self._close_epoch(module)
+
+    def _close_epoch(self, module) -> None:
+        """θ ← θ + Σ α δ, then the weight update; restore the optimizer; free the epoch's buffers."""
+        params = module.trainable()
+        assign(params, mix(self.theta, self.deltas, self.alpha))
+        if self._probe is not None:
+            was_training = module.model.training
+            module.model.eval()
+            self._record["dev_loss_after"] = float(self._dev_loss(module, self._probe, grad=False))
+            module.model.train(was_training)
+        self.w = update_weights(self.w, self.alpha, self.weight_update, self.w_min)
+        if self.reset_optimizer:
+            module.optimizers().optimizer.load_state_dict(self._opt_target)
+        record = {f"alpha/{t}": float(a) for t, a in zip(self.names, self.alpha)}
+        record.update({"method/" + k: v for k, v in self._record.items()})
+        self._clear_epoch()
+        self._record = record
+
+    def end_epoch(self, module) -> dict[str, float]:
+        record, self._record = self._record, {}
+        return record
+
+    # --- state ------------------------------------------------------------------------------------
+    def state_dict(self):
+        state = super().state_dict()
+        return {**state, "alpha": self.alpha.clone(), "skipped_alpha_steps": self.skipped_alpha_steps}
+
+    def load_state_dict(self, state) -> None:
+        super().load_state_dict(state)
+        self.alpha = state["alpha"].clone()
+        self.skipped_alpha_steps = state["skipped_alpha_steps"]

@@ -1,0 +1,139 @@
+"""αVIL: the exact α-gradient, the weight rules, equivalences, NaN safety and negative transfer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from src.config import ConfigError, validate
+from src.methods.alphavil import AlphaVIL, alpha_gradient, assign, flatten, mix, update_weights
+from src.run import build, train
+from tests.conftest import compose_config
+
+
+def test_alpha_gradient_matches_autograd_through_the_mixture():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+    x, y = torch.randn(11, 5), torch.randint(3, (11,))
+    params = list(model.parameters())
+    theta = flatten(params).double()
+    deltas = 0.1 * torch.randn(4, theta.numel(), dtype=torch.double)
+    alpha = torch.tensor([1.0, 0.5, 1.5, 0.2], dtype=torch.double)
+    names = [n for n, _ in model.named_parameters()]
+    model.double()
+
+    def loss_at(a: torch.Tensor) -> torch.Tensor:
+        flat, out, offset = theta + a @ deltas, {}, 0
+        for n, p in zip(names, params):
+            out[n] = flat[offset: offset + p.numel()].view_as(p)
+            offset += p.numel()
+        return nn.functional.cross_entropy(functional_call(model, out, (x.double(),)), y)
+
+    a = alpha.clone().requires_grad_()
+    (reference,) = torch.autograd.grad(loss_at(a), a)
+
+    assign(list(model.parameters()), mix(theta, deltas, alpha))
+    loss = nn.functional.cross_entropy(model(x.double()), y)
+    g = torch.cat([p.reshape(-1) for p in torch.autograd.grad(loss, list(model.parameters()))])
+    torch.testing.assert_close(alpha_gradient(g, deltas), reference, rtol=1e-9, atol=1e-12)
+    eps = 1e-6  # and a finite-difference check of one coordinate
+    e0 = torch.zeros(4, dtype=torch.double)
+    e0[2] = eps
+    fd = (loss_at(alpha + e0) - loss_at(alpha - e0)) / (2 * eps)
+    assert abs(fd.item() - reference[2].item()) < 1e-6
+
+
+def test_assign_copies_instead_of_aliasing():
+    layer = nn.Linear(2, 2)
+    flat = torch.arange(6.0)
+    assign(list(layer.parameters()), flat)
+    flat += 100
+    assert layer.weight.flatten().tolist() == [0.0, 1.0, 2.0, 3.0] and layer.bias.tolist() == [4.0, 5.0]
+
+
+@pytest.mark.parametrize("rule,expected", [
+    ("additive", [1.5, 0.0, 1.3]),         # w + (α − 1), clamped at w_min=0: 0.5 + (0.2 − 1) < 0
+    ("multiplicative", [1.5, 0.1, 0.6]),   # w · α
+    ("replace", [1.5, 0.2, 0.3]),          # α
+])
+def test_weight_update_rules(rule, expected):
+    w, alpha = torch.tensor([1.0, 0.5, 2.0]), torch.tensor([1.5, 0.2, 0.3])
+    torch.testing.assert_close(update_weights(w, alpha, rule, w_min=0.0), torch.tensor(expected))
+    assert update_weights(w, alpha, rule, w_min=0.25).min() >= 0.25
+
+
+def test_alpha_steps_zero_single_task_equals_plain_training(tiny_cfg):
+    """One task, no α-steps, ρ=1: θ + 1·δ is exactly what training on the target alone gives."""
+    common = ("task.auxiliaries=[]", "trainer.max_epochs=2")
+    dm, plain, trainer = build(tiny_cfg("method=single_task", *common))
+    trainer.fit(plain, datamodule=dm)
+    dm, avil, trainer = build(tiny_cfg("method=alphavil", "method.alpha_steps=0", "method.rho=1.0", *common))
+    trainer.fit(avil, datamodule=dm)
+    for k, v in plain.model.state_dict().items():  # θ + (θ_t − θ) equals θ_t up to float rounding
+        torch.testing.assert_close(v, avil.model.state_dict()[k], rtol=1e-5, atol=1e-6)
+    assert avil.method.weights() == {"left": 1.0}
+
+
+def test_epoch_logs_weights_alpha_and_dev_losses(tiny_cfg, tmp_path):
+    results = train(tiny_cfg("method=alphavil", "method.alpha_steps=3"))
+    assert len(results["alpha_history"]) == 2 and set(results["alpha_history"][0]) == {"left", "right"}
+    record = results["method_history"][0]
+    assert record["alpha_steps_taken"] == 3 and record["skipped_alpha_steps"] == 0
+    assert record["dev_loss_before"] > 0 and record["dev_loss_after"] > 0
+    for t in ("left", "right"):  # additive rule from w=1: w = 1 + (α − 1) = α after the first epoch
+        assert results["weight_history"][0][t] == pytest.approx(max(results["alpha_history"][0][t], 0.0))
+
+
+def test_non_finite_alpha_step_is_skipped_and_counted(tiny_cfg, monkeypatch):
+    calls = {"n": 0}
+    original = AlphaVIL._dev_loss
+
+    def nan_on_second(self, module, batch, grad):
+        calls["n"] += 1
+        loss = original(self, module, batch, grad)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(AlphaVIL, "_dev_loss", nan_on_second)
+    dm, module, trainer = build(tiny_cfg("method=alphavil", "method.alpha_steps=3", "trainer.max_epochs=1"))
+    trainer.fit(module, datamodule=dm)
+    record = module.method.history[0]
+    assert record["method/skipped_alpha_steps"] == 1 and record["method/alpha_steps_taken"] == 2
+    assert module.method.skipped_alpha_steps == 1
+    assert all(torch.isfinite(p).all() for p in module.model.parameters())
+
+
+@pytest.mark.parametrize("override,message", [
+    ("method.rho=0", "method.rho=0"),
+    ("method.rho=1.5", "method.rho=1.5"),
+    ("method.alpha_steps=-1", "method.alpha_steps=-1"),
+    ("method.alpha_lr=0", "method.alpha_lr=0"),
+    ("method.alpha_init=zeros", "method.alpha_init='zeros'"),
+    ("method.weight_update=max", "method.weight_update='max'"),
+    ("method.delta_dtype=float16", "method.delta_dtype='float16'"),
+    ("method.alpha_min=3", "method.alpha_min=3"),
+    ("method.max_examples=0", "method.max_examples=0"),
+])
+def test_invalid_options_are_rejected(override, message, tmp_path):
+    cfg = compose_config(["method=alphavil", override], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        validate(cfg)
+
+
+def test_trainer_limits_that_cut_epochs_are_refused(tiny_cfg):
+    dm, module, trainer = build(tiny_cfg("method=alphavil", "trainer.limit_train_batches=2"))
+    with pytest.raises(ValueError, match="task.max_train_examples"):
+        trainer.fit(module, datamodule=dm)
+
+
+def test_bfloat16_deltas_train(tiny_cfg):
+    results = train(tiny_cfg("method=alphavil", "method.delta_dtype=bfloat16", "trainer.max_epochs=1"))
+    assert all(torch.isfinite(torch.tensor(v)) for v in results["weights"].values())
+
+
+def test_negative_transfer_random_label_task_gets_less_weight(tiny_cfg):
+    """An auxiliary with random labels ends with a lower weight than the real auxiliary."""
+    results = train(tiny_cfg("task=multimnist_noise", "method=alphavil", "task.max_train_examples=null",
+                             "trainer.max_epochs=4", "method.alpha_steps=5"))
+    assert results["weights"]["noise"] < results["weights"]["right"], results["weight_history"]
