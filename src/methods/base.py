@@ -80,8 +80,9 @@ class WeightingMethod:
         """Run one planned step; at the epoch's last step, close the epoch and log its record."""
         self.step(module, step)
         if step.last_in_epoch:
+            extra = self.end_epoch(module)  # first: a method may set its weights here
             record = {f"weight/{t}": float(w) for t, w in zip(self.names, self.w)}
-            record.update(self.end_epoch(module))
+            record.update(extra)
             self.history.append(record)
             module.log_dict(record, on_step=False, on_epoch=True, batch_size=1)
 
@@ -89,7 +90,10 @@ class WeightingMethod:
         raise NotImplementedError
 
     def end_epoch(self, module: MultiTaskModule) -> dict[str, float]:
-        """Per-epoch bookkeeping after the last step; returns extra scalars for the log and history."""
+        """Per-epoch bookkeeping after the last step; returns extra scalars for the log and history.
+
+        Keys ``prefix/task`` become ``<prefix>_history`` in results.json; use ``method/<name>`` for scalars.
+        """
         return {}
 
     # --- helpers for subclasses ----------------------------------------------------------------

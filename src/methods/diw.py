@@ -1,0 +1,207 @@
+"""DIW: Dynamic Importance Weighting (Fang, Lu, Niu, Sugiyama; NeurIPS 2020, arXiv 2006.04662), over tasks.
+
+Every step holds a batch of every training task and a batch of the target's dev split. Kernel mean
+matching (KMM) between the training examples and the dev batch, in the feature space of the current
+model, gives each training example an importance weight β_i; the loss is Σ β_i ℓ_i / Σ β_i. A task's
+weight is the mean β of its examples. Examples that look like the target's dev data count more.
+
+KMM: minimise ½ βᵀKβ − κᵀβ subject to 0 ≤ β_i ≤ B and |Σ β_i − n| ≤ nε, with K_ij = k(x_i, x_j),
+κ_i = (n/m) Σ_j k(x_i, z_j) and a Gaussian kernel k. It is solved in torch by accelerated projected
+gradient (FISTA), warm-started from the previous step's β; the projection onto the box-and-slab set is
+exact up to a bisection on one shift.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from src.config import ConfigError, MethodConfig
+from src.data.schedule import DEV, Step
+from src.methods.base import WeightingMethod
+
+FEATURES = ("hidden", "loss", "hidden+loss")
+
+
+@dataclass
+class Config(MethodConfig):
+    """Options of ``method=diw``."""
+
+    _target_: str = "src.methods.diw.DIW"
+    B: float = 10.0  # upper bound on each β_i
+    eps: float = 0.1  # slack on the mean of β: |Σβ − n| ≤ nε
+    features: str = "hidden"  # hidden | loss | hidden+loss
+    kernel_bandwidth: Any = "median"  # median (heuristic) | a positive number σ
+    solver_steps: int = 100  # FISTA iterations per solve
+    update_every: int = 1  # solve every k steps; in between each task's examples get its last mean β
+
+    def __post_init__(self) -> None:
+        if not self.B >= 1:
+            raise ConfigError(f"B={self.B}: must be >= 1 (β = 1 for every example must be feasible)")
+        if not 0 <= self.eps < 1:
+            raise ConfigError(f"eps={self.eps}: must be in [0, 1)")
+        if self.features not in FEATURES:
+            raise ConfigError(f"features={self.features!r}: must be one of {', '.join(FEATURES)}")
+        bw = self.kernel_bandwidth
+        if bw != "median" and (isinstance(bw, bool) or not isinstance(bw, int | float) or bw <= 0):
+            raise ConfigError(f"kernel_bandwidth={bw!r}: must be 'median' or a positive number")
+        if self.solver_steps < 1:
+            raise ConfigError(f"solver_steps={self.solver_steps}: must be >= 1")
+        if self.update_every < 1:
+            raise ConfigError(f"update_every={self.update_every}: must be >= 1")
+
+
+# --- the pure parts: testable on small tensors without a Trainer ---------------------------------
+def sq_dists(a: Tensor, b: Tensor) -> Tensor:
+    return (a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2 * a @ b.T).clamp_min(0)
+
+
+def median_bandwidth(x: Tensor, z: Tensor) -> float:
+    """σ = the median distance between distinct points of x ∪ z (the median heuristic)."""
+    points = torch.cat([x, z])
+    d2 = sq_dists(points, points)
+    off = d2[~torch.eye(len(points), dtype=torch.bool)]
+    med = off.median().item() if off.numel() else 1.0
+    return math.sqrt(med) if med > 0 else 1.0
+
+
+def kmm_problem(x: Tensor, z: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
+    """K (n×n) and κ (n) of kernel mean matching of the training points x to the dev points z."""
+    gamma = 1.0 / (2 * sigma**2)
+    K = torch.exp(-gamma * sq_dists(x, x))
+    kappa = torch.exp(-gamma * sq_dists(x, z)).mean(1) * len(x)
+    return K, kappa
+
+
+def project(v: Tensor, B: float, lo: float, hi: float, iters: int = 60) -> Tensor:
+    """Euclidean projection onto {0 ≤ β ≤ B, lo ≤ Σβ ≤ hi}: clip(v − τ) with τ found by bisection."""
+    b = v.clamp(0, B)
+    s = b.sum().item()
+    if lo <= s <= hi:
+        return b
+    target = lo if s < lo else hi
+    low, high = v.min().item() - B, v.max().item()  # Σ clip(v − τ) falls from nB to 0 over [low, high]
+    for _ in range(iters):
+        mid = (low + high) / 2
+        if (v - mid).clamp(0, B).sum().item() > target:
+            low = mid
+        else:
+            high = mid
+    return (v - (low + high) / 2).clamp(0, B)
+
+
+def kmm_solve(K: Tensor, kappa: Tensor, B: float, eps: float, steps: int, beta0: Tensor | None = None) -> Tensor:
+    """β minimising ½βᵀKβ − κᵀβ on the KMM constraint set, by FISTA from ``beta0`` (default: ones)."""
+    n = len(kappa)
+    lo, hi = n * (1 - eps), n * (1 + eps)
+    lipschitz = K.sum(1).max().item()  # ≥ λ_max(K) for a non-negative K (Gershgorin)
+    beta = project(beta0.clone() if beta0 is not None else torch.ones_like(kappa), B, lo, hi)
+    y, t = beta, 1.0
+    for _ in range(steps):
+        nxt = project(y - (K @ y - kappa) / lipschitz, B, lo, hi)
+        t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        y = nxt + ((t - 1) / t_next) * (nxt - beta)
+        beta, t = nxt, t_next
+    return beta
+
+
+def kmm_weights(x: Tensor, z: Tensor, B: float, eps: float, steps: int, bandwidth: Any = "median",
+                beta0: Tensor | None = None) -> Tensor:
+    """Importance weights of the training points x for the dev points z (float64 inside)."""
+    x, z = x.double(), z.double()
+    sigma = median_bandwidth(x, z) if bandwidth == "median" else float(bandwidth)
+    K, kappa = kmm_problem(x, z, sigma)
+    return kmm_solve(K, kappa, B, eps, steps, None if beta0 is None else beta0.double()).float()
+
+
+class DIW(WeightingMethod):
+    """DIW over tasks; the options are documented on :class:`Config`."""
+
+    def __init__(self, B: float = 10.0, eps: float = 0.1, features: str = "hidden",
+                 kernel_bandwidth: Any = "median", solver_steps: int = 100, update_every: int = 1):
+        super().__init__()
+        Config(B=B, eps=eps, features=features, kernel_bandwidth=kernel_bandwidth, solver_steps=solver_steps,
+               update_every=update_every)  # validates
+        self.B, self.eps, self.features, self.bandwidth = B, eps, features, kernel_bandwidth
+        self.solver_steps, self.update_every = solver_steps, update_every
+        self.steps_done = 0
+        self.beta: Tensor | None = None  # last solution, the warm start of the next solve
+        self.last_task_beta = torch.ones(0)
+        self._sum, self._count, self._solve_seconds = torch.zeros(0), torch.zeros(0), 0.0
+
+    def setup(self, tasks, target) -> None:
+        super().setup(tasks, target)
+        self.last_task_beta = torch.ones(len(tasks))
+        self._reset_epoch()
+
+    def _reset_epoch(self) -> None:
+        self._sum, self._count, self._solve_seconds = torch.zeros(len(self.names)), torch.zeros(len(self.names)), 0.0
+
+    def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
+        return self.mixed_plan(sizes, batch_size, generator, with_dev=True)
+
+    def _features(self, module, batch: dict[str, Tensor], task: str) -> Tensor:
+        parts = []
+        if "hidden" in self.features:
+            parts.append(module.model.features(batch).flatten(1))
+        if "loss" in self.features:
+            parts.append(module.loss(task, batch)[:, None])
+        return torch.cat(parts, 1).float()
+
+    def step(self, module, step: Step) -> None:
+        data = step.data
+        present = [t for t in self.names if t in data]
+        sizes = [len(data[t]["labels"]) for t in present]
+        losses = torch.cat([module.loss(t, data[t]) for t in present])
+        index = torch.cat([torch.full((n,), self.names.index(t)) for t, n in zip(present, sizes)])
+        if self.steps_done % self.update_every == 0:
+            beta = self._solve(module, data, present)
+        else:  # reuse: each task's examples get the task's mean β from the last solve
+            beta = self.last_task_beta[index]
+        beta = beta.to(losses)
+        self.optimizer_step(module, (beta * losses).sum() / beta.sum())
+        for t in present:
+            module.log(f"train/loss/{t}", losses[index == self.names.index(t)].mean().detach(), on_step=True,
+                       on_epoch=True, batch_size=int((index == self.names.index(t)).sum()))
+        self._sum.index_add_(0, index, beta.detach().cpu().float())
+        self._count.index_add_(0, index, torch.ones(len(index)))
+        self.steps_done += 1
+
+    def _solve(self, module, data, present: list[str]) -> Tensor:
+        start = time.perf_counter()
+        was_training = module.model.training
+        module.model.eval()  # features of the current model, without dropout noise, detached
+        with torch.no_grad():
+            x = torch.cat([self._features(module, data[t], t) for t in present]).cpu()
+            z = self._features(module, data[DEV], self.target).cpu()
+        module.model.train(was_training)
+        warm = self.beta if self.beta is not None and len(self.beta) == len(x) else None
+        beta = kmm_weights(x, z, self.B, self.eps, self.solver_steps, self.bandwidth, warm)
+        self.beta = beta
+        offsets = torch.tensor([0, *torch.tensor([len(data[t]["labels"]) for t in present]).cumsum(0).tolist()])
+        for i, t in enumerate(present):
+            self.last_task_beta[self.names.index(t)] = beta[offsets[i]: offsets[i + 1]].mean()
+        self._solve_seconds += time.perf_counter() - start
+        return beta
+
+    def end_epoch(self, module) -> dict[str, float]:
+        seen = self._count > 0
+        self.w = torch.where(seen, self._sum / self._count.clamp_min(1), self.w)
+        # logged, not kept in the history: timings differ between otherwise identical runs
+        module.log("time/kmm_seconds", self._solve_seconds, on_step=False, on_epoch=True, batch_size=1)
+        self._reset_epoch()
+        return {}
+
+    def state_dict(self):
+        return {**super().state_dict(), "steps_done": self.steps_done, "beta": self.beta,
+                "last_task_beta": self.last_task_beta.clone()}
+
+    def load_state_dict(self, state) -> None:
+        super().load_state_dict(state)
+        self.steps_done, self.beta = state["steps_done"], state["beta"]
+        self.last_task_beta = state["last_task_beta"].clone()
