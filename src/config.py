@@ -79,8 +79,9 @@ class TaskConfig:
         datamodule = get_class(self._target_)
         from src.data.base import check_tasks
 
+        auxiliaries = [] if self.auxiliaries == "auto" else list(self.auxiliaries)
         try:
-            check_tasks(datamodule.GROUP, list(datamodule.TASKS), self.target, self.auxiliaries)
+            check_tasks(datamodule.GROUP, list(datamodule.TASKS), self.target, auxiliaries)
         except ValueError as e:
             raise ConfigError(str(e).removeprefix("task.")) from None
 
@@ -94,6 +95,27 @@ class MultiMNISTTaskConfig(TaskConfig):
     cache_dir: str = "${paths.cache_dir}"
     download: bool = True  # try the MNIST mirrors when a file is missing
     verify_checksums: bool = True
+
+
+@dataclass
+class GLUETaskConfig(TaskConfig):
+    _target_: str = "src.data.glue.GLUEDataModule"
+    auxiliaries: Any = "auto"  # a list, or auto: every other GLUE task the source has
+    source: str = "auto"  # auto (<data_dir>/glue if present, else the Hub) | a Hub name | a folder
+    tokenizer: Any = "${oc.select:model.pretrained,null}"
+    max_length: int = "${oc.select:model.max_length,128}"  # type: ignore[assignment]
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    data_dir: str = "${paths.data_dir}"
+    cache_dir: str = "${paths.cache_dir}"
+
+    def __post_init__(self) -> None:
+        if self.auxiliaries != "auto" and not isinstance(self.auxiliaries, list | tuple):
+            raise ConfigError(f"auxiliaries={self.auxiliaries!r}: must be a list of GLUE tasks or auto")
+        super().__post_init__()
+        if self.tokenizer is None:
+            raise ConfigError("tokenizer=None: GLUE tasks need an encoder model; use model=encoder or model=minilm")
+        _positive(self, "max_length")
 
 
 # --- method --------------------------------------------------------------------------------------
@@ -141,6 +163,35 @@ class ModelConfig:
 @dataclass
 class LeNetModelConfig(ModelConfig):
     net: LeNetConfig = field(default_factory=LeNetConfig)
+
+
+@dataclass
+class EncoderNetConfig:
+    _target_: str = "src.models.encoder.multi_encoder"
+    _partial_: bool = True  # completed with the task specs
+    pretrained: str = "${model.pretrained}"
+    pooling: str = "cls"
+    dropout: float = 0.1
+    head_hidden: int | None = None
+
+    def __post_init__(self) -> None:
+        _choice(self, "pooling", ("cls", "mean"))
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout={self.dropout}: must be in [0, 1)")
+        _positive(self, "head_hidden", allow_none=True)
+
+
+@dataclass
+class EncoderModelConfig(ModelConfig):
+    pretrained: str = "roberta-base"  # a Hub name or a local folder in Hugging Face format
+    max_length: int = 128  # tokenizer truncation, read by the GLUE task config
+    net: EncoderNetConfig = field(default_factory=EncoderNetConfig)
+    optimizer: OptimizerConfig = field(
+        default_factory=lambda: OptimizerConfig(_target_="torch.optim.AdamW", lr=2e-5, weight_decay=0.01)
+    )
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_length")
 
 
 # --- trainer, paths, top level -------------------------------------------------------------------
@@ -234,6 +285,8 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="task", name="base_multimnist", node=MultiMNISTTaskConfig)
+    cs.store(group="task", name="base_glue", node=GLUETaskConfig)
+    cs.store(group="model", name="base_encoder", node=EncoderModelConfig)
     for name, schema in method_schemas().items():
         cs.store(group="method", name=f"base_{name}", node=schema)
     cs.store(group="model", name="base_lenet", node=LeNetModelConfig)

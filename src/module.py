@@ -6,6 +6,7 @@ epoch's schedule. Lightning keeps the loop, progress bars, checkpoints, loggers 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from src.data.tasks import TaskSpec, headline_value
 from src.methods.base import WeightingMethod
 from src.models.multitask import MultiTaskModel
 
+log = logging.getLogger(__name__)
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 MONITOR = "dev/score"  # the target's headline dev metric; ModelCheckpoint watches it
 
@@ -43,10 +45,11 @@ class MultiTaskModule(pl.LightningModule):
         self.specs = {t.name: t for t in tasks}
         self.target = tasks[0].name
         self.dev_metrics = tasks[0].make_metrics()
-        self.test_metrics = nn.ModuleDict({t.name: t.make_metrics() for t in tasks})
+        self.test_metrics = nn.ModuleDict()  # per test set, built when testing starts
         self.dev_scores: list[float] = []
         self.epoch_seconds: list[float] = []
         self.test_results: dict[str, dict[str, float]] = {}
+        self.test_heads: dict[str, str] = {}
         self._epoch_start = 0.0
 
     # --- what methods call ---------------------------------------------------------------------
@@ -92,20 +95,31 @@ class MultiTaskModule(pl.LightningModule):
         if not self.trainer.sanity_checking:
             self.dev_scores.append(score)
 
+    def on_test_start(self) -> None:
+        dm = self.trainer.datamodule
+        self.test_heads = {name: dm.head_of(name) for name in dm.test_tasks()}
+        self.test_metrics = nn.ModuleDict(
+            {name: self.specs[head].make_metrics() for name, head in self.test_heads.items()}
+        ).to(self.device)
+
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        task = self.trainer.datamodule.test_tasks()[dataloader_idx]
-        outputs = self.model(task, batch)
-        self.test_metrics[task].update(self.specs[task].predictions(outputs), batch["labels"])
+        name = list(self.test_heads)[dataloader_idx]
+        head = self.test_heads[name]
+        outputs = self.model(head, batch)
+        self.test_metrics[name].update(self.specs[head].predictions(outputs), batch["labels"])
 
     def on_test_epoch_end(self) -> None:
         self.test_results = {}
-        for task in self.trainer.datamodule.test_tasks():
-            values = {k: float(v) for k, v in self.test_metrics[task].compute().items()}
-            self.test_metrics[task].reset()
-            values["score"] = headline_value(self.specs[task], values)
-            self.test_results[task] = values
-            self.log_dict({f"test/{task}/{k}": v for k, v in values.items()}, add_dataloader_idx=False,
-                          batch_size=1)
+        for name, head in self.test_heads.items():
+            values = {k: float(v) for k, v in self.test_metrics[name].compute().items()}
+            self.test_metrics[name].reset()
+            values["score"] = headline_value(self.specs[head], values)
+            self.test_results[name] = values
+        # Straight to the loggers: self.log here would repeat every value under every test dataloader.
+        flat = {f"test/{name}/{k}": v for name, values in self.test_results.items() for k, v in values.items()}
+        for lg in self.loggers:
+            lg.log_metrics(flat, step=self.global_step)
+        log.info("test: %s", ", ".join(f"{n}={v['score']:.4f}" for n, v in self.test_results.items()))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["weighting_method"] = self.method.state_dict()

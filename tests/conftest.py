@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -89,5 +90,86 @@ def tiny_cfg(tiny_data, tmp_path) -> Callable[..., DictConfig]:
     def make(*overrides: str) -> DictConfig:
         return compose_config([*TINY, f"paths.data_dir={tiny_data}", f"paths.cache_dir={tmp_path}/cache",
                                *overrides], output_dir=tmp_path / "run")
+
+    return make
+
+
+# --- GLUE fixtures: a tiny BERT and a few rows of each task, in the Hub's layout -----------------
+GLUE_COLUMNS = {
+    "cola": ("sentence",), "sst2": ("sentence",), "mrpc": ("sentence1", "sentence2"),
+    "qqp": ("question1", "question2"), "stsb": ("sentence1", "sentence2"), "mnli": ("premise", "hypothesis"),
+    "qnli": ("question", "sentence"), "rte": ("sentence1", "sentence2"), "wnli": ("sentence1", "sentence2"),
+}
+WORDS = "the a cat dog sat ran on mat is not good bad very big small red blue it was".split()
+
+
+def make_glue(root: Path, rows: int = 40, skip: tuple[tuple[str, str], ...] = (("qnli", "train"),)) -> Path:
+    """A few random rows of every GLUE task as parquet in the Hub's layout, with the README's configs."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    folder = root / "glue"
+    configs = []
+    for task, columns in GLUE_COLUMNS.items():
+        splits = ["train", "validation_matched", "validation_mismatched"] if task == "mnli" else ["train", "validation"]
+        splits = [s for s in splits if (task, s) not in skip]
+        for split in splits:
+            frame = {c: [" ".join(rng.choice(WORDS, rng.integers(3, 9))) for _ in range(rows)] for c in columns}
+            if task == "stsb":
+                frame["label"] = rng.uniform(0, 5, rows).astype(np.float32)
+            else:
+                frame["label"] = rng.integers(0, 3 if task == "mnli" else 2, rows)
+            frame["idx"] = np.arange(rows, dtype=np.int32)
+            (folder / task).mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(frame).to_parquet(folder / task / f"{split}-00000-of-00001.parquet")
+        files = "".join(f"  - split: {s}\n    path: {task}/{s}-*\n" for s in splits)
+        configs.append(f"- config_name: {task}\n  data_files:\n{files}")
+    (folder / "README.md").write_text("---\nconfigs:\n" + "".join(configs) + "---\n")
+    return root
+
+
+def make_tiny_encoder(folder: Path) -> Path:
+    """A two-layer BERT (hidden 32) and a WordPiece tokenizer over a small vocabulary, saved as a HF folder."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_glue(tmp_path_factory) -> Path:
+    root = make_glue(tmp_path_factory.mktemp("glue_data"))
+    make_tiny_encoder(root / "models" / "tiny-bert")
+    return root
+
+
+GLUE_TINY = [
+    "model=minilm",  # the local-folder model config, pointed at the tiny BERT below
+    "task.max_train_examples=24",
+    "task.max_eval_examples=16",
+    "task.batch_size=8",
+    "model.max_length=32",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "logger=none",
+]
+
+
+@pytest.fixture
+def glue_cfg(tiny_glue, tmp_path) -> Callable[..., DictConfig]:
+    """A composed GLUE config on the tiny fixtures, writing into ``tmp_path``."""
+
+    def make(*overrides: str) -> DictConfig:
+        return compose_config([*GLUE_TINY, f"paths.data_dir={tiny_glue}", f"paths.cache_dir={tmp_path}/cache",
+                               f"model.pretrained={tiny_glue}/models/tiny-bert", *overrides],
+                              output_dir=tmp_path / "run")
 
     return make

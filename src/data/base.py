@@ -124,12 +124,16 @@ class MultiTaskDataModule(pl.LightningDataModule):
         return eval_loader(self.dev_set, self.eval_batch_size, self.num_workers)
 
     def test_dataloader(self) -> list[DataLoader]:
-        """One loader per training task that has a test split, the target first."""
-        return [eval_loader(self.test_sets[t], self.eval_batch_size, self.num_workers)
-                for t in self.test_tasks()]
+        """One loader per test set, the target's first."""
+        return [eval_loader(self.test_sets[t], self.eval_batch_size, self.num_workers) for t in self.test_tasks()]
 
     def test_tasks(self) -> list[str]:
+        """Names of the test sets, the target's first."""
         return [t.name for t in self.tasks if t.name in self.test_sets]
+
+    def head_of(self, test_set: str) -> str:
+        """The task (head) a test set is scored with (MNLI's mismatched set uses the mnli head)."""
+        return test_set
 
 
 def check_tasks(group: str, available: Sequence[str], target: str, auxiliaries: Sequence[str]) -> None:

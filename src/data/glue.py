@@ -1,0 +1,164 @@
+"""The GLUE task group from Hugging Face ``datasets``: the Hub (``nyu-mll/glue``) or a local copy.
+
+The source is configuration. ``source: auto`` reads ``<data_dir>/glue`` when that folder exists (a copy
+in the Hub's parquet layout, ``<task>/<split>-00000-of-00001.parquet``) and the Hub otherwise; the same
+``datasets.load_dataset(source, task)`` call serves both. Splits: the target's dev split is carved from
+its GLUE train split; GLUE's validation split is the test set (its test labels are hidden); MNLI is
+tested on validation_matched, and validation_mismatched is reported beside it as ``mnli_mm``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from torch import Tensor
+
+from src.data.base import MultiTaskDataModule, Subset, seeded_split
+from src.data.multimnist import DataError
+from src.data.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+HUB = "nyu-mll/glue"
+TASKS = {
+    "cola": TaskSpec("cola", 2, ("mcc",)),
+    "sst2": TaskSpec("sst2", 2, ("accuracy",)),
+    "mrpc": TaskSpec("mrpc", 2, ("f1", "accuracy")),
+    "qqp": TaskSpec("qqp", 2, ("f1", "accuracy")),
+    "stsb": TaskSpec("stsb", 1, ("pearson", "spearman")),
+    "mnli": TaskSpec("mnli", 3, ("accuracy",)),
+    "qnli": TaskSpec("qnli", 2, ("accuracy",)),
+    "rte": TaskSpec("rte", 2, ("accuracy",)),
+    "wnli": TaskSpec("wnli", 2, ("accuracy",)),
+}
+TEXT = {  # the columns holding each task's text (one sentence or a pair)
+    "cola": ("sentence", None), "sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
+    "qqp": ("question1", "question2"), "stsb": ("sentence1", "sentence2"), "mnli": ("premise", "hypothesis"),
+    "qnli": ("question", "sentence"), "rte": ("sentence1", "sentence2"), "wnli": ("sentence1", "sentence2"),
+}
+TEST_SPLITS = {"mnli": {"mnli": "validation_matched", "mnli_mm": "validation_mismatched"}}
+
+
+def test_splits(task: str) -> dict[str, str]:
+    """Test-set name → GLUE split used as that test set."""
+    return TEST_SPLITS.get(task, {task: "validation"})
+
+
+def resolve_source(source: str, data_dir: str | Path) -> str:
+    """``auto``: the local copy ``<data_dir>/glue`` when it exists, else the Hub."""
+    if source != "auto":
+        return source
+    local = Path(data_dir) / "glue"
+    return str(local) if local.is_dir() else HUB
+
+
+def is_local(source: str) -> bool:
+    return Path(source).is_dir()
+
+
+def available(source: str, task: str, split: str) -> bool:
+    """Whether ``split`` of ``task`` can be loaded (always assumed for the Hub; checked on disk otherwise)."""
+    return not is_local(source) or any((Path(source) / task).glob(f"{split}-*"))
+
+
+def missing_splits(source: str, tasks: list[str]) -> list[tuple[str, str]]:
+    needed = [(t, "train") for t in tasks] + [(t, s) for t in tasks for s in test_splits(t).values()]
+    return [(t, s) for t, s in needed if not available(source, t, s)]
+
+
+class TextData:
+    """Tokenized examples of one split with a padding collator, as a :class:`~src.data.schedule.TaskData`."""
+
+    def __init__(self, dataset, collator):
+        self.dataset, self.collator = dataset, collator
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch(self, indices: Tensor) -> dict[str, Tensor]:
+        rows = self.dataset[indices.tolist()]
+        features = [dict(zip(rows, values)) for values in zip(*rows.values())]
+        return dict(self.collator(features))
+
+
+class GLUEDataModule(MultiTaskDataModule):
+    """GLUE tasks tokenized for an encoder; one head per task (regression for STS-B).
+
+    Args:
+        tokenizer: Hub name or folder of the encoder's tokenizer (``model.pretrained``).
+        source: ``auto``, a Hub dataset name, or a folder in the Hub's layout.
+        data_dir: where ``auto`` looks for ``glue/``.
+        cache_dir: tokenized splits are cached here, so a second run does not re-tokenize.
+        max_length: truncation length of the tokenizer.
+        auxiliaries: a list of task names, or ``auto``: every other GLUE task the source has.
+        **kwargs: see :class:`~src.data.base.MultiTaskDataModule`.
+    """
+
+    GROUP = "glue"
+    TASKS = TASKS
+
+    def __init__(self, tokenizer: str | None, source: str = "auto", data_dir: str = "data",
+                 cache_dir: str = ".cache", max_length: int = 128, auxiliaries: list[str] | str = "auto",
+                 **kwargs):
+        self.source = resolve_source(source, data_dir)
+        target = kwargs["target"]
+        if auxiliaries == "auto":
+            auxiliaries = [t for t in TASKS if t != target and not missing_splits(self.source, [t])]
+        super().__init__(auxiliaries=list(auxiliaries), **kwargs)
+        if tokenizer is None:
+            raise ValueError("GLUE tasks need an encoder model with a tokenizer: use model=encoder or model=minilm")
+        self.tokenizer_name, self.max_length = tokenizer, max_length
+        self.cache_dir = Path(cache_dir)
+        if missing := missing_splits(self.source, [t.name for t in self.tasks]):
+            raise DataError(
+                "GLUE data missing from " + self.source + ": "
+                + ", ".join(f"{t} ({s})" for t, s in missing)
+                + ". Add the Hub-layout parquet files (<task>/<split>-00000-of-00001.parquet) there, use "
+                f"task.source={HUB} with network access, or drop these tasks from task.auxiliaries."
+            )
+
+    def test_tasks(self) -> list[str]:
+        return [name for t in self.tasks for name in test_splits(t.name)]
+
+    def head_of(self, test_set: str) -> str:
+        return test_set.split("_")[0]
+
+    def _load_split(self, task: str, split: str, tokenizer):
+        import datasets
+
+        key = hashlib.md5(f"{self.source}|{task}|{split}|{self.tokenizer_name}|{self.max_length}".encode())
+        path = self.cache_dir / "glue" / f"{task}_{split}_{key.hexdigest()[:12]}.arrow"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            ds = datasets.load_dataset(self.source, task, split=split, cache_dir=str(self.cache_dir / "hf"))
+        except Exception as e:
+            raise DataError(f"could not load GLUE {task} ({split}) from {self.source}: {e}. With no network, "
+                            "point task.source (or ALPHAVIL_DATA_DIR) at a local copy in the Hub's layout.") from e
+        first, second = TEXT[task]
+
+        def encode(rows):
+            args = (rows[first],) if second is None else (rows[first], rows[second])
+            return tokenizer(*args, truncation=True, max_length=self.max_length)
+
+        keep = ["label"]
+        ds = ds.map(encode, batched=True, cache_file_name=str(path), load_from_cache_file=True,
+                    remove_columns=[c for c in ds.column_names if c not in keep], desc=f"tokenizing {task}/{split}")
+        return ds  # the collator makes float labels float32 (STS-B) and int labels int64
+
+    def load(self):
+        from transformers import AutoTokenizer, DataCollatorWithPadding
+
+        tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name, use_fast=True)
+        collator = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        train, test = {}, {}
+        for spec in self.tasks:
+            train[spec.name] = TextData(self._load_split(spec.name, "train", tokenizer), collator)
+            for name, split in test_splits(spec.name).items():
+                test[name] = TextData(self._load_split(spec.name, split, tokenizer), collator)
+        full = train[self.target]
+        n = len(full)
+        dev_idx, train_idx = seeded_split(n, max(1, round(n * self.dev_fraction)), self.seed)
+        train[self.target] = Subset(full, train_idx)
+        return train, Subset(full, dev_idx), test

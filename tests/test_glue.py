@@ -1,0 +1,144 @@
+"""GLUE: loading from a local Hub-layout folder, tokenization cache, metrics, every method end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from src.config import ConfigError, validate
+from src.data.glue import TASKS, GLUEDataModule
+from src.data.multimnist import DataError
+from src.data.tasks import headline_value
+from src.run import build, train
+from tests.conftest import CONF, compose_config
+
+METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
+
+
+def reference(task: str, preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    if task == "stsb":
+        return {"pearson": pearsonr(preds, labels)[0], "spearman": spearmanr(preds, labels)[0]}
+    out = {"accuracy": accuracy_score(labels, preds)}
+    if task == "cola":
+        return {"mcc": matthews_corrcoef(labels, preds)}
+    if task in ("mrpc", "qqp"):
+        out["f1"] = f1_score(labels, preds)
+    return out
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_metrics_match_sklearn_and_scipy(task):
+    spec = TASKS[task]
+    rng = np.random.default_rng(len(task))
+    if spec.regression:
+        labels = rng.uniform(0, 5, 50).astype(np.float32)
+        preds = (labels + rng.normal(0, 1.5, 50)).astype(np.float32)
+    else:
+        labels = rng.integers(0, spec.num_outputs, 50)
+        preds = np.where(rng.random(50) < 0.7, labels, rng.integers(0, spec.num_outputs, 50))
+    metrics = spec.make_metrics()
+    metrics.update(torch.tensor(preds), torch.tensor(labels))
+    ours = {k: float(v) for k, v in metrics.compute().items()}
+    expected = reference(task, preds, labels)
+    assert ours.keys() == expected.keys()
+    for k in expected:
+        assert ours[k] == pytest.approx(expected[k], abs=1e-5), k
+    assert headline_value(spec, ours) == pytest.approx(np.mean([expected[m] for m in spec.metrics]), abs=1e-5)
+
+
+def _dm(tiny_glue, tmp_path, **kw):
+    kw = {"target": "rte", "tokenizer": str(tiny_glue / "models" / "tiny-bert"), "data_dir": str(tiny_glue),
+          "cache_dir": str(tmp_path), "max_length": 32, **kw}
+    return GLUEDataModule(**kw)
+
+
+def test_auto_auxiliaries_are_the_available_tasks(tiny_glue, tmp_path):
+    dm = _dm(tiny_glue, tmp_path)
+    assert dm.source == str(tiny_glue / "glue")
+    assert [t.name for t in dm.tasks] == ["rte", "cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "wnli"]  # no qnli
+
+
+def test_missing_split_is_named_before_training(tiny_glue, tmp_path):
+    with pytest.raises(DataError, match=r"qnli \(train\)") as e:
+        _dm(tiny_glue, tmp_path, auxiliaries=["mrpc", "qnli"])
+    assert "nyu-mll/glue" in str(e.value)
+
+
+def test_splits_tokenization_and_cache(tiny_glue, tmp_path, monkeypatch):
+    dm = _dm(tiny_glue, tmp_path, auxiliaries=["stsb", "mnli"], dev_fraction=0.25)
+    dm.setup()
+    assert dm.sizes() == {"rte": 30, "stsb": 40, "mnli": 40, "__dev__": 10}
+    assert dm.test_tasks() == ["rte", "stsb", "mnli", "mnli_mm"] and dm.head_of("mnli_mm") == "mnli"
+    batch = dm.train_sets["stsb"].batch(torch.arange(4))
+    assert batch["input_ids"].shape[0] == 4 and batch["labels"].dtype == torch.float32
+    assert batch["input_ids"].shape[1] <= 32 and (batch["input_ids"][:, 0] == 2).all()  # [CLS] first
+    pair = dm.train_sets["rte"].batch(torch.arange(3))
+    assert ((pair["input_ids"] == 3).sum(1) == 2).all()  # sentence pairs: two [SEP]
+    assert list((tmp_path / "glue").glob("rte_train_*.arrow"))
+
+    import datasets
+
+    calls = []
+    original = datasets.Dataset.map
+    monkeypatch.setattr(datasets.Dataset, "map", lambda self, *a, **k: calls.append(k) or original(self, *a, **k))
+    _dm(tiny_glue, tmp_path, auxiliaries=["stsb", "mnli"]).setup()
+    assert calls and all(k["load_from_cache_file"] for k in calls)
+    assert all(__import__("pathlib").Path(k["cache_file_name"]).exists() for k in calls)
+
+
+def test_glue_needs_an_encoder(tmp_path):
+    cfg = compose_config(["task=glue_rte", "model=lenet"], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="need an encoder"):
+        validate(cfg)
+
+
+def test_target_outside_glue_is_rejected(tmp_path):
+    cfg = compose_config(["task=glue_rte", "task.target=left"], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="task.target='left' is not in task group 'glue'"):
+        validate(cfg)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_on_glue_rte(method, glue_cfg, tmp_path):
+    results = train(glue_cfg("task=glue_rte", f"method={method}", "task.auxiliaries=[mrpc,stsb]"))
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["target"] == "rte" and saved["tasks"] == ["rte", "mrpc", "stsb"]
+    assert saved["target_metric"] == "accuracy" and 0 <= saved["target_test"] <= 1
+    assert set(saved["test"]) == {"rte", "mrpc", "stsb"} and "f1" in saved["test"]["mrpc"]
+    assert len(saved["weight_history"]) == 2
+    assert results["target_test"] == saved["target_test"]
+
+
+def test_stsb_target_is_regression_with_its_headline(glue_cfg):
+    results = train(glue_cfg("task=glue_stsb", "method=uniform", "task.auxiliaries=[rte]", "trainer.max_epochs=1"))
+    assert results["target_metric"] == "avg(pearson,spearman)"
+    assert set(results["test"]["stsb"]) == {"pearson", "spearman", "score"}
+
+
+def test_mnli_reports_mismatched_too(glue_cfg):
+    results = train(glue_cfg("task=glue_mnli", "method=single_task", "task.auxiliaries=[]", "trainer.max_epochs=1"))
+    assert set(results["test"]) == {"mnli", "mnli_mm"}
+
+
+def test_regression_head_has_one_output(glue_cfg):
+    _, module, _ = build(glue_cfg("task=glue_stsb", "method=uniform", "task.auxiliaries=[cola]"))
+    assert module.model.heads["stsb"][-1].out_features == 1 and module.model.heads["cola"][-1].out_features == 2
+
+
+def test_real_rte_with_minilm(real_data, tmp_path):
+    """One short real run: RTE with an MRPC auxiliary, the local MiniLM encoder, a few steps."""
+    if not (real_data / "models" / "all-MiniLM-L6-v2").exists() or not (real_data / "glue" / "rte").exists():
+        pytest.skip("the local GLUE copy or the MiniLM encoder is not in ALPHAVIL_DATA_DIR")
+    cfg = compose_config(["task=glue_rte", "model=minilm", "method=alphavil", "task.auxiliaries=[mrpc]",
+                          f"paths.data_dir={real_data}", f"paths.cache_dir={tmp_path}/cache",
+                          "task.max_train_examples=32", "task.max_eval_examples=32", "model.max_length=64",
+                          "method.alpha_steps=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                          "logger=none"], output_dir=tmp_path / "run")
+    results = train(cfg)
+    assert results["tasks"] == ["rte", "mrpc"] and 0 <= results["target_test"] <= 1
+    assert set(results["alpha_history"][0]) == {"rte", "mrpc"}
