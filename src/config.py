@@ -252,7 +252,8 @@ def sweep_group() -> str:
         hc = HydraConfig.get()
     except ValueError:
         return "single"
-    return Path(hc.sweep.dir).name if hc.mode.name == "MULTIRUN" else "single"
+    multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+    return Path(hc.sweep.dir).name if multirun else "single"
 
 
 def task_group(datamodule_target: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from src.config import validate
 from src.data.base import MultiTaskDataModule
@@ -31,6 +31,12 @@ def instantiate_all(section: DictConfig | None) -> list[Any]:
     if not section:
         return []
     return [instantiate(c) for c in section.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The full resolved config, as the loggers record it (Hydra's own node left out)."""
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig | ListConfig)
+            else cfg[k] for k in cfg if k != "hydra"}
 
 
 def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Trainer]:
@@ -58,7 +64,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     status = "failed"
     try:
         for lg in loggers:  # inside the try: this starts the W&B run, which must always be closed
-            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            lg.log_hyperparams(resolved(cfg))
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         results = _fit_results(cfg, datamodule, method, module)
         if cfg.test:

@@ -28,6 +28,7 @@ class EncoderTrunk(nn.Module):
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling={pooling!r}: must be cls or mean")
         self.encoder = AutoModel.from_pretrained(pretrained)
+        self.encoder.train()  # from_pretrained returns eval mode; Lightning keeps modules' modes as found
         self.pooling = pooling
         self.hidden = self.encoder.config.hidden_size
 

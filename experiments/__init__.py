@@ -1,0 +1,1 @@
+"""Experiment configs (conf/experiment), the report, and the cost benchmark."""

@@ -1,0 +1,175 @@
+"""Turn a multirun folder into tables (mean ± std over seeds) and plots of the task weights over epochs.
+
+    python -m experiments.report logs/multiruns/<sweep> [--out DIR]
+
+Every ``results.json`` below the folder is read. A run folder (one with Hydra's ``.hydra/``) whose
+results.json is missing or unreadable is listed as such in the report, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+METHOD_ORDER = ["single_task", "uniform", "diw", "alphavil"]
+
+
+def collect(root: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """Readable results, and (folder, reason) for run folders without usable results."""
+    results, problems = [], []
+    run_dirs = {p.parent for p in root.rglob(".hydra")} | {p.parent for p in root.rglob("results.json")}
+    for run in sorted(run_dirs):
+        path = run / "results.json"
+        if not path.exists():
+            problems.append((run, "no results.json (the run failed or is still running)"))
+            continue
+        try:
+            r = json.loads(path.read_text())
+            for key in ("target", "method", "target_test", "target_dev", "seed"):
+                r[key]  # noqa: B018  (a KeyError marks the file as corrupt)
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            problems.append((run, f"corrupt results.json ({type(e).__name__}: {e})"))
+            continue
+        r["_dir"] = str(run.relative_to(root))
+        results.append(r)
+    return results, problems
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def method_key(r: dict[str, Any]) -> str:
+    return r.get("method_choice") or r["method"]
+
+
+def target_key(r: dict[str, Any]) -> str:
+    return r.get("task_config") or r["target"]
+
+
+def tables(results: list[dict[str, Any]]) -> str:
+    by_target: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        by_target[target_key(r)][method_key(r)].append(r)
+    out = []
+    for target, methods in sorted(by_target.items()):
+        any_run = next(iter(methods.values()))[0]
+        out.append(f"### {target} (target `{any_run['target']}`, metric: {any_run['target_metric']})\n")
+        rows = []
+        for method in sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m)):
+            runs = methods[method]
+            test, test_sd = mean_std([r["target_test"] for r in runs])
+            dev, dev_sd = mean_std([r["target_dev"] for r in runs])
+            sec, _ = mean_std([r.get("mean_epoch_seconds") for r in runs])
+            weights = final_weights(runs)
+            rows.append((method, test, test_sd, len(runs), dev, dev_sd, sec, weights))
+        best = max((r[1] for r in rows if not math.isnan(r[1])), default=math.nan)
+        out.append("| method | target test (mean ± std) | n seeds | target dev (mean ± std) | s / epoch | "
+                   "final weights (mean) |")
+        out.append("|---|---|---|---|---|---|")
+        for method, test, sd, n, dev, dsd, sec, weights in rows:
+            cell = f"{test:.4f} ± {sd:.4f}"
+            if test == best:
+                cell = f"**{cell}**"
+            out.append(f"| {method} | {cell} | {n} | {dev:.4f} ± {dsd:.4f} | {sec:.1f} | {weights} |")
+        out.append("")
+        out.append(settings(methods))
+    return "\n".join(out)
+
+
+def final_weights(runs: list[dict[str, Any]]) -> str:
+    names = runs[0]["tasks"]
+    return ", ".join(f"{t}={statistics.fmean(r['weights'][t] for r in runs):.2f}" for t in names)
+
+
+def settings(methods: dict[str, list[dict]]) -> str:
+    runs = [r for rs in methods.values() for r in rs]
+    epochs = sorted({r.get("epochs") for r in runs if r.get("epochs") is not None})
+    seeds = sorted({r["seed"] for r in runs})
+    sizes = sorted({json.dumps(r.get("train_examples", {}), sort_keys=True) for r in runs})
+    overrides = sorted({o for r in runs for o in r.get("overrides", []) if not o.startswith(("seed=", "method="))})
+    lines = [f"Epochs: {', '.join(map(str, epochs))}; seeds: {', '.join(map(str, seeds))}.",
+             f"Training examples per task: {'; '.join(sizes)}."]
+    if overrides:
+        lines.append("Overrides: " + ", ".join(f"`{o}`" for o in overrides) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def plot_weights(results: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One PNG per target: each method's task weights over epochs (mean over seeds, min–max band)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_target: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        if r.get("weight_history"):
+            by_target[target_key(r)][method_key(r)].append(r)
+    paths = []
+    for target, methods in sorted(by_target.items()):
+        names = sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m))
+        fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False, sharey=True)
+        for ax, method in zip(axes[0], names):
+            runs = methods[method]
+            for task in runs[0]["tasks"]:
+                epochs = min(len(r["weight_history"]) for r in runs)
+                series = [[r["weight_history"][e][task] for r in runs] for e in range(epochs)]
+                xs = list(range(1, epochs + 1))
+                ax.plot(xs, [statistics.fmean(s) for s in series], marker="o", ms=3, label=task)
+                ax.fill_between(xs, [min(s) for s in series], [max(s) for s in series], alpha=0.2)
+            ax.set_title(f"{method} (n={len(runs)})")
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("task weight")
+        axes[0][-1].legend(fontsize=8)
+        fig.suptitle(f"{target}: task weights over epochs (mean over seeds, band = min–max)")
+        fig.tight_layout()
+        path = out / f"weights_{target}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def report(root: Path, out: Path | None = None) -> Path:
+    out = out or root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    results, problems = collect(root)
+    parts = [f"# Report: {root}\n", f"{len(results)} runs with results.\n"]
+    if problems:
+        parts.append("## Runs without usable results\n")
+        parts += [f"- `{p.relative_to(root) if p.is_relative_to(root) else p}`: {why}" for p, why in problems]
+        parts.append("")
+    parts.append("## Target test score by method\n")
+    parts.append("Test score at the epoch with the best target dev score; best mean in bold.\n")
+    parts.append(tables(results) if results else "No results.\n")
+    plots = plot_weights(results, out) if results else []
+    if plots:
+        parts.append("## Task weights over epochs\n")
+        parts += [f"![{p.stem}]({p.name})\n" for p in plots]
+    path = out / "report.md"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("dir", type=Path, help="a multirun folder (searched recursively for results.json)")
+    parser.add_argument("--out", type=Path, default=None, help="where report.md and the PNGs go (default DIR/report)")
+    args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        parser.error(f"{args.dir} is not a folder")
+    print(report(args.dir, args.out).read_text())
+
+
+if __name__ == "__main__":
+    main()

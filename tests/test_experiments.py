@@ -1,0 +1,87 @@
+"""Experiment configs, sweeps (a failing job does not stop the others), Optuna, and the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.report import report
+from src.config import validate
+from src.run import train
+from tests.conftest import ROOT, compose_config
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments" / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_and_validates(experiment, tmp_path):
+    cfg = compose_config([f"experiment={experiment}"], output_dir=tmp_path)
+    validate(cfg)
+    assert cfg.hydra.sweeper.params  # every experiment is a sweep
+
+
+@pytest.mark.parametrize("experiment", ["multimnist_compare", "multimnist_noise"])
+def test_multimnist_experiments_run_one_job(experiment, tiny_data, tmp_path):
+    cfg = compose_config([f"experiment={experiment}", "method=alphavil", f"paths.data_dir={tiny_data}",
+                          f"paths.cache_dir={tmp_path}/cache", "task.verify_checksums=false",
+                          "task.max_train_examples=64", "task.max_eval_examples=32", "trainer.max_epochs=1",
+                          "logger=none"], output_dir=tmp_path / "run")
+    assert train(cfg)["epochs"] == 1
+
+
+def test_glue_experiment_runs_one_job(tiny_glue, tmp_path):
+    cfg = compose_config(["experiment=glue_compare", "method=diw", "task=glue_mrpc", f"paths.data_dir={tiny_glue}",
+                          f"paths.cache_dir={tmp_path}/cache", f"model.pretrained={tiny_glue}/models/tiny-bert",
+                          "task.auxiliaries=[rte]", "task.max_train_examples=16", "model.max_length=32",
+                          "trainer.max_epochs=1", "logger=none"], output_dir=tmp_path / "run")
+    results = train(cfg)
+    assert results["target"] == "mrpc" and results["target_metric"] == "avg(f1,accuracy)"
+
+
+def _sweep(args: list[str], tiny_data: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ALPHAVIL_CACHE_DIR": str(tmp_path / "cache")}
+    common = [f"paths.data_dir={tiny_data}", "task.verify_checksums=false", "task.download=false",
+              "task.max_train_examples=64", "task.max_eval_examples=32", "trainer.max_epochs=1",
+              "trainer.enable_progress_bar=false", "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    return subprocess.run([sys.executable, "-m", "src.run", "-m", *args, *common], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+def test_a_failing_job_does_not_stop_the_others(tiny_data, tmp_path):
+    proc = _sweep(["hydra/launcher=local_parallel", "task.batch_size=-1,16"], tiny_data, tmp_path)
+    assert proc.returncode != 0  # the sweep reports the failure...
+    assert "task.batch_size=-1: must be a positive number" in proc.stderr
+    done = list((tmp_path / "sweep").rglob("results.json"))
+    assert len(done) == 1 and json.loads(done[0].read_text())["seed"] == 0  # ...and the good job ran
+
+
+def test_optuna_sweeper_optimises_the_dev_score(tiny_data, tmp_path):
+    proc = _sweep(["experiment=alphavil_optuna", "hydra.sweeper.n_trials=2"], tiny_data, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = (tmp_path / "sweep" / "optimization_results.yaml").read_text()
+    assert "best_params" in best and "method.alpha_lr" in best and "best_value" in best
+
+
+def test_report_tables_plots_and_missing_runs(tiny_cfg, tmp_path):
+    sweep = tmp_path / "sweep"
+    for method in ("single_task", "alphavil"):
+        for seed in (0, 1):
+            train(tiny_cfg(f"method={method}", f"seed={seed}"))
+            shutil.copytree(tmp_path / "run", sweep / f"multimnist_left/{method}/seed{seed}")
+            shutil.rmtree(tmp_path / "run")
+    (sweep / "multimnist_left/uniform/seed0/.hydra").mkdir(parents=True)  # a run that died
+    (sweep / "multimnist_left/uniform/seed1").mkdir(parents=True)
+    (sweep / "multimnist_left/uniform/seed1/results.json").write_text("{not json")
+    text = report(sweep).read_text()
+    assert "| single_task |" in text and "| alphavil |" in text and text.count("**") == 2
+    assert "multimnist_left/uniform/seed0`: no results.json" in text
+    assert "multimnist_left/uniform/seed1`: corrupt results.json" in text
+    assert "| 2 |" in text and "seeds: 0, 1" in text and "Epochs: 2" in text
+    png = sweep / "report" / "weights_multimnist_left.png"
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
