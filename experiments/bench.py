@@ -1,0 +1,126 @@
+"""Cost benchmark: each method's wall seconds per 1,000 training examples and peak memory, side by side.
+
+    python -m experiments.bench [--groups multimnist glue] [--train-examples 2000] [--glue-examples 160]
+
+One process, one method after another on the same data: MultiMNIST with the LeNet, and GLUE (RTE with
+MRPC and STS-B auxiliaries) with the local MiniLM encoder when ``ALPHAVIL_DATA_DIR`` has it. An example
+is one input through a forward/backward pass, dev batches (DIW's matching, αVIL's α-steps) included.
+Peak memory is the process's peak resident set during that method's epoch (Linux ``VmHWM``, reset before
+each method). Also the ratio of the Lightning loop to a plain PyTorch loop on the same model and batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+
+from src.config import ROOT
+from src.data.schedule import DEV, step_loader
+from src.run import build
+
+METHODS = ("single_task", "uniform", "diw", "alphavil")
+
+
+def peak_rss_reset() -> None:
+    try:  # "5" resets the peak resident set size (VmHWM) of this process
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def config(overrides: list[str], out: Path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, f"paths.output_dir={out}"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def examples_in(plan) -> int:
+    return sum(len(idx) for step in plan for idx in step.indices.values())
+
+
+def bench_method(overrides: list[str], out: Path) -> dict[str, float]:
+    datamodule, module, trainer = build(config(overrides, out))
+    datamodule.setup()
+    n = examples_in(datamodule.plan(0))
+    gc.collect()
+    peak_rss_reset()
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    seconds = time.perf_counter() - start
+    return {"examples": n, "s_per_1k": 1000 * seconds / n, "peak_mb": peak_rss_mb()}
+
+
+def plain_loop(overrides: list[str], out: Path) -> float:
+    """The uniform method's epoch as a hand-written PyTorch loop: seconds per 1,000 examples."""
+    datamodule, module, _ = build(config([*overrides, "method=uniform"], out))
+    datamodule.setup()
+    plan = datamodule.plan(0)
+    model, specs = module.model, module.specs
+    opt = module.configure_optimizers()
+    model.train()
+    start = time.perf_counter()
+    for step in step_loader(plan, {**datamodule.train_sets, DEV: datamodule.dev_set}):
+        loss = sum(specs[t].loss(model(t, b), b["labels"]).mean() for t, b in step.data.items())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return 1000 * (time.perf_counter() - start) / examples_in(plan)
+
+
+def run_group(name: str, overrides: list[str], out: Path) -> list[str]:
+    common = [*overrides, "trainer.max_epochs=1", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false",
+              "trainer.enable_model_summary=false", "logger=none", "callbacks=none", "test=false"]
+    rows = {m: bench_method([*common, f"method={m}"], out / m) for m in METHODS}
+    base = rows["uniform"]["s_per_1k"]
+    lines = [f"### {name}", "", "| method | examples | s / 1k examples | × uniform | peak RSS (MB) |", "|---|---|---|---|---|"]
+    for m, r in rows.items():
+        lines.append(f"| {m} | {r['examples']} | {r['s_per_1k']:.3f} | {r['s_per_1k'] / base:.2f} | {r['peak_mb']:.0f} |")
+    plain = plain_loop(common, out / "plain")
+    lines += ["", f"Lightning loop / plain PyTorch loop (uniform, same model and batches): "
+                  f"{base:.3f} / {plain:.3f} s per 1k examples = {base / plain:.2f}×", ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--groups", nargs="+", default=["multimnist", "glue"], choices=["multimnist", "glue"])
+    parser.add_argument("--train-examples", type=int, default=2000, help="MultiMNIST examples per task")
+    parser.add_argument("--glue-examples", type=int, default=160, help="GLUE examples per task")
+    parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench")
+    args = parser.parse_args(argv)
+    lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs", ""]
+    if "multimnist" in args.groups:
+        lines += run_group("MultiMNIST (LeNet; left with right)", [
+            "task=multimnist_left", f"task.max_train_examples={args.train_examples}", "task.max_eval_examples=500"],
+            args.out / "multimnist")
+    data = Path(os.environ.get("ALPHAVIL_DATA_DIR", ROOT / "data"))
+    if "glue" in args.groups:
+        if (data / "models" / "all-MiniLM-L6-v2").exists() and (data / "glue").exists():
+            lines += run_group("GLUE (MiniLM; rte with mrpc, stsb)", [
+                "task=glue_rte", "model=minilm", "task.auxiliaries=[mrpc,stsb]",
+                f"task.max_train_examples={args.glue_examples}", "task.max_eval_examples=64", "model.max_length=128"],
+                args.out / "glue")
+        else:
+            lines += ["### GLUE", "", f"skipped: no MiniLM encoder or GLUE copy under {data} (set ALPHAVIL_DATA_DIR)", ""]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
