@@ -65,6 +65,11 @@ class MultiTaskModule(pl.LightningModule):
         return self.optimizer_factory(self.trainable())
 
     def on_fit_start(self) -> None:
+        if self.trainer.world_size > 1:
+            raise NotImplementedError(
+                f"training on {self.trainer.world_size} processes is not supported yet: every process would run "
+                "the same schedule. Use one device (trainer.devices=1) and run seeds in parallel with a launcher."
+            )
         self.method.check_trainer(self.trainer)
 
     def on_train_epoch_start(self) -> None:
