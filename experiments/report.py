@@ -1,8 +1,8 @@
 """Turn a multirun folder into tables (mean ± std over seeds) and plots of the task weights over epochs.
 
-    python -m experiments.report logs/multiruns/<sweep> [--out DIR]
+    python -m experiments.report logs/multiruns/<sweep> [more folders ...] [--out DIR]
 
-Every ``results.json`` below the folder is read. A run folder (one with Hydra's ``.hydra/``) whose
+Every ``results.json`` below the folders is read. A run folder (one with Hydra's ``.hydra/``) whose
 results.json is missing or unreadable is listed as such in the report, never silently dropped.
 """
 
@@ -140,14 +140,20 @@ def plot_weights(results: list[dict[str, Any]], out: Path) -> list[Path]:
     return paths
 
 
-def report(root: Path, out: Path | None = None) -> Path:
-    out = out or root / "report"
+def report(roots: Path | list[Path], out: Path | None = None) -> Path:
+    """Write ``report.md`` and the weight plots for the runs below ``roots``; returns the report's path."""
+    roots = [roots] if isinstance(roots, Path) else roots
+    out = out or roots[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
-    results, problems = collect(root)
-    parts = [f"# Report: {root}\n", f"{len(results)} runs with results.\n"]
+    results, problems = [], []
+    for root in roots:
+        found, missing = collect(root)
+        results += found
+        problems += [(root, p, why) for p, why in missing]
+    parts = [f"# Report: {', '.join(map(str, roots))}\n", f"{len(results)} runs with results.\n"]
     if problems:
         parts.append("## Runs without usable results\n")
-        parts += [f"- `{p.relative_to(root) if p.is_relative_to(root) else p}`: {why}" for p, why in problems]
+        parts += [f"- `{p.relative_to(root)}`: {why}" for root, p, why in problems]
         parts.append("")
     parts.append("## Target test score by method\n")
     parts.append("Test score at the epoch with the best target dev score; best mean in bold.\n")
@@ -163,12 +169,13 @@ def report(root: Path, out: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("dir", type=Path, help="a multirun folder (searched recursively for results.json)")
+    parser.add_argument("dirs", type=Path, nargs="+", help="multirun folders (searched recursively for results.json)")
     parser.add_argument("--out", type=Path, default=None, help="where report.md and the PNGs go (default DIR/report)")
     args = parser.parse_args(argv)
-    if not args.dir.is_dir():
-        parser.error(f"{args.dir} is not a folder")
-    print(report(args.dir, args.out).read_text())
+    for d in args.dirs:
+        if not d.is_dir():
+            parser.error(f"{d} is not a folder")
+    print(report(args.dirs, args.out).read_text())
 
 
 if __name__ == "__main__":
