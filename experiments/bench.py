@@ -27,6 +27,7 @@ from src.data.schedule import DEV, step_loader
 from src.run import build
 
 METHODS = ("single_task", "uniform", "diw", "alphavil")
+HEADER = "| method | examples | s / 1k examples | × uniform | peak RSS (MB) |"
 
 
 def peak_rss_reset() -> None:
@@ -85,16 +86,35 @@ def plain_loop(overrides: list[str], out: Path) -> float:
 
 
 def run_group(name: str, overrides: list[str], out: Path) -> list[str]:
-    common = [*overrides, "trainer.max_epochs=1", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false",
-              "trainer.enable_model_summary=false", "logger=none", "callbacks=none", "test=false"]
+    common = [
+        *overrides,
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "logger=none",
+        "callbacks=none",
+        "test=false",
+    ]
     rows = {m: bench_method([*common, f"method={m}"], out / m) for m in METHODS}
     base = rows["uniform"]["s_per_1k"]
-    lines = [f"### {name}", "", "| method | examples | s / 1k examples | × uniform | peak RSS (MB) |", "|---|---|---|---|---|"]
+    lines = [
+        f"### {name}",
+        "",
+        "| method | examples | s / 1k examples | × uniform | peak RSS (MB) |",
+        "|---|---|---|---|---|",
+    ]
     for m, r in rows.items():
-        lines.append(f"| {m} | {r['examples']} | {r['s_per_1k']:.3f} | {r['s_per_1k'] / base:.2f} | {r['peak_mb']:.0f} |")
+        lines.append(
+            f"| {m} | {r['examples']} | {r['s_per_1k']:.3f} | {r['s_per_1k'] / base:.2f} | {r['peak_mb']:.0f} |"
+        )
     plain = plain_loop(common, out / "plain")
-    lines += ["", f"Lightning loop / plain PyTorch loop (uniform, same model and batches): "
-                  f"{base:.3f} / {plain:.3f} s per 1k examples = {base / plain:.2f}×", ""]
+    lines += [
+        "",
+        f"Lightning loop / plain PyTorch loop (uniform, same model and batches): "
+        f"{base:.3f} / {plain:.3f} s per 1k examples = {base / plain:.2f}×",
+        "",
+    ]
     return lines
 
 
@@ -107,18 +127,33 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs", ""]
     if "multimnist" in args.groups:
-        lines += run_group("MultiMNIST (LeNet; left with right)", [
-            "task=multimnist_left", f"task.max_train_examples={args.train_examples}", "task.max_eval_examples=500"],
-            args.out / "multimnist")
+        lines += run_group(
+            "MultiMNIST (LeNet; left with right)",
+            ["task=multimnist_left", f"task.max_train_examples={args.train_examples}", "task.max_eval_examples=500"],
+            args.out / "multimnist",
+        )
     data = Path(os.environ.get("ALPHAVIL_DATA_DIR", ROOT / "data"))
     if "glue" in args.groups:
         if (data / "models" / "all-MiniLM-L6-v2").exists() and (data / "glue").exists():
-            lines += run_group("GLUE (MiniLM; rte with mrpc, stsb)", [
-                "task=glue_rte", "model=minilm", "task.auxiliaries=[mrpc,stsb]",
-                f"task.max_train_examples={args.glue_examples}", "task.max_eval_examples=64", "model.max_length=128"],
-                args.out / "glue")
+            lines += run_group(
+                "GLUE (MiniLM; rte with mrpc, stsb)",
+                [
+                    "task=glue_rte",
+                    "model=minilm",
+                    "task.auxiliaries=[mrpc,stsb]",
+                    f"task.max_train_examples={args.glue_examples}",
+                    "task.max_eval_examples=64",
+                    "model.max_length=128",
+                ],
+                args.out / "glue",
+            )
         else:
-            lines += ["### GLUE", "", f"skipped: no MiniLM encoder or GLUE copy under {data} (set ALPHAVIL_DATA_DIR)", ""]
+            lines += [
+                "### GLUE",
+                "",
+                f"skipped: no MiniLM encoder or GLUE copy under {data} (set ALPHAVIL_DATA_DIR)",
+                "",
+            ]
     print("\n".join(lines))
 
 

@@ -72,8 +72,10 @@ def tables(results: list[dict[str, Any]]) -> str:
             weights = final_weights(runs)
             rows.append((method, test, test_sd, len(runs), dev, dev_sd, sec, weights))
         best = max((r[1] for r in rows if not math.isnan(r[1])), default=math.nan)
-        out.append("| method | target test (mean ± std) | n seeds | target dev (mean ± std) | s / epoch | "
-                   "final weights (mean) |")
+        out.append(
+            "| method | target test (mean ± std) | n seeds | target dev (mean ± std) | s / epoch | "
+            "final weights (mean) |"
+        )
         out.append("|---|---|---|---|---|---|")
         for method, test, sd, n, dev, dsd, sec, weights in rows:
             cell = f"{test:.4f} ± {sd:.4f}"
@@ -96,8 +98,10 @@ def settings(methods: dict[str, list[dict]]) -> str:
     seeds = sorted({r["seed"] for r in runs})
     sizes = sorted({json.dumps(r.get("train_examples", {}), sort_keys=True) for r in runs})
     overrides = sorted({o for r in runs for o in r.get("overrides", []) if not o.startswith(("seed=", "method="))})
-    lines = [f"Epochs: {', '.join(map(str, epochs))}; seeds: {', '.join(map(str, seeds))}.",
-             f"Training examples per task: {'; '.join(sizes)}."]
+    lines = [
+        f"Epochs: {', '.join(map(str, epochs))}; seeds: {', '.join(map(str, seeds))}.",
+        f"Training examples per task: {'; '.join(sizes)}.",
+    ]
     if overrides:
         lines.append("Overrides: " + ", ".join(f"`{o}`" for o in overrides) + ".")
     return "\n".join(lines) + "\n"

@@ -37,8 +37,14 @@ class MultiTaskModule(pl.LightningModule):
             epoch boundary replays exactly what an uninterrupted run does (dropout included).
     """
 
-    def __init__(self, model: MultiTaskModel, method: WeightingMethod, tasks: Sequence[TaskSpec],
-                 optimizer: OptimizerFactory, seed: int = 0):
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        method: WeightingMethod,
+        tasks: Sequence[TaskSpec],
+        optimizer: OptimizerFactory,
+        seed: int = 0,
+    ):
         super().__init__()
         self.automatic_optimization = False
         self.model, self.method, self.optimizer_factory, self.seed = model, method, optimizer, seed
@@ -128,8 +134,7 @@ class MultiTaskModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["weighting_method"] = self.method.state_dict()
-        checkpoint["run_history"] = {"dev_scores": list(self.dev_scores),
-                                     "epoch_seconds": list(self.epoch_seconds)}
+        checkpoint["run_history"] = {"dev_scores": list(self.dev_scores), "epoch_seconds": list(self.epoch_seconds)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.method.load_state_dict(checkpoint["weighting_method"])

@@ -1,7 +1,7 @@
 """Compose the config, train with the chosen weighting method, test, and write ``results.json``.
 
-    python -m src.run task=multimnist_left method=uniform
-    python -m src.run -m method=single_task,uniform seed=0,1
+python -m src.run task=multimnist_left method=uniform
+python -m src.run -m method=single_task,uniform seed=0,1
 """
 
 from __future__ import annotations
@@ -35,8 +35,11 @@ def instantiate_all(section: DictConfig | None) -> list[Any]:
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:
     """The full resolved config, as the loggers record it (Hydra's own node left out)."""
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig | ListConfig)
-            else cfg[k] for k in cfg if k != "hydra"}
+    return {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig | ListConfig) else cfg[k]
+        for k in cfg
+        if k != "hydra"
+    }
 
 
 def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Trainer]:
@@ -50,9 +53,12 @@ def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Tra
     model = instantiate(cfg.model.net)(tasks=datamodule.tasks)
     module = MultiTaskModule(model, method, datamodule.tasks, instantiate(cfg.model.optimizer), seed=cfg.seed)
     # The method plans every epoch afresh (mini-epochs, per-epoch samples), so loaders are rebuilt.
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False,
-                                      callbacks=instantiate_all(cfg.get("callbacks")),
-                                      reload_dataloaders_every_n_epochs=1)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        logger=instantiate_all(cfg.get("logger")) or False,
+        callbacks=instantiate_all(cfg.get("callbacks")),
+        reload_dataloaders_every_n_epochs=1,
+    )
     return datamodule, module, trainer
 
 
@@ -76,8 +82,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["wall_seconds"] = time.perf_counter() - start
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-        headline = {f"final/{k}": results[k] for k in ("target_dev", "target_test", "best_epoch")
-                    if results.get(k) is not None}
+        headline = {
+            f"final/{k}": results[k] for k in ("target_dev", "target_test", "best_epoch") if results.get(k) is not None
+        }
         for lg in loggers:  # the last value of a key becomes its W&B summary
             lg.log_metrics(headline)
         status = "success"
@@ -109,7 +116,8 @@ def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule) -
         "dev_history": scores,
         "epoch_seconds": module.epoch_seconds,
         "mean_epoch_seconds": sum(module.epoch_seconds) / len(module.epoch_seconds)
-        if module.epoch_seconds else math.nan,
+        if module.epoch_seconds
+        else math.nan,
         "train_examples": {t: len(d) for t, d in datamodule.train_sets.items()},
         "weights": method.weights(),
         **method.histories(),

@@ -40,7 +40,7 @@ def make_mnist(root: Path, n_train: int = 300, n_test: int = 100, seed: int = 0)
         images = np.zeros((n, 28, 28), dtype=np.uint8)
         for i, y in enumerate(labels):
             r, c = divmod(int(y), 5)
-            images[i, 4 + 10 * r: 12 + 10 * r, 2 + 5 * c: 6 + 5 * c] = 255
+            images[i, 4 + 10 * r : 12 + 10 * r, 2 + 5 * c : 6 + 5 * c] = 255
         images = np.clip(images + rng.integers(0, 40, images.shape), 0, 255)
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
@@ -88,17 +88,25 @@ def tiny_cfg(tiny_data, tmp_path) -> Callable[..., DictConfig]:
     """A composed config on the tiny MNIST, writing into ``tmp_path``; extra overrides as arguments."""
 
     def make(*overrides: str) -> DictConfig:
-        return compose_config([*TINY, f"paths.data_dir={tiny_data}", f"paths.cache_dir={tmp_path}/cache",
-                               *overrides], output_dir=tmp_path / "run")
+        return compose_config(
+            [*TINY, f"paths.data_dir={tiny_data}", f"paths.cache_dir={tmp_path}/cache", *overrides],
+            output_dir=tmp_path / "run",
+        )
 
     return make
 
 
 # --- GLUE fixtures: a tiny BERT and a few rows of each task, in the Hub's layout -----------------
 GLUE_COLUMNS = {
-    "cola": ("sentence",), "sst2": ("sentence",), "mrpc": ("sentence1", "sentence2"),
-    "qqp": ("question1", "question2"), "stsb": ("sentence1", "sentence2"), "mnli": ("premise", "hypothesis"),
-    "qnli": ("question", "sentence"), "rte": ("sentence1", "sentence2"), "wnli": ("sentence1", "sentence2"),
+    "cola": ("sentence",),
+    "sst2": ("sentence",),
+    "mrpc": ("sentence1", "sentence2"),
+    "qqp": ("question1", "question2"),
+    "stsb": ("sentence1", "sentence2"),
+    "mnli": ("premise", "hypothesis"),
+    "qnli": ("question", "sentence"),
+    "rte": ("sentence1", "sentence2"),
+    "wnli": ("sentence1", "sentence2"),
 }
 WORDS = "the a cat dog sat ran on mat is not good bad very big small red blue it was".split()
 
@@ -136,8 +144,14 @@ def make_tiny_encoder(folder: Path) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     return folder
@@ -168,8 +182,15 @@ def glue_cfg(tiny_glue, tmp_path) -> Callable[..., DictConfig]:
     """A composed GLUE config on the tiny fixtures, writing into ``tmp_path``."""
 
     def make(*overrides: str) -> DictConfig:
-        return compose_config([*GLUE_TINY, f"paths.data_dir={tiny_glue}", f"paths.cache_dir={tmp_path}/cache",
-                               f"model.pretrained={tiny_glue}/models/tiny-bert", *overrides],
-                              output_dir=tmp_path / "run")
+        return compose_config(
+            [
+                *GLUE_TINY,
+                f"paths.data_dir={tiny_glue}",
+                f"paths.cache_dir={tmp_path}/cache",
+                f"model.pretrained={tiny_glue}/models/tiny-bert",
+                *overrides,
+            ],
+            output_dir=tmp_path / "run",
+        )
 
     return make

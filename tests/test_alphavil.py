@@ -27,7 +27,7 @@ def test_alpha_gradient_matches_autograd_through_the_mixture():
     def loss_at(a: torch.Tensor) -> torch.Tensor:
         flat, out, offset = theta + a @ deltas, {}, 0
         for n, p in zip(names, params):
-            out[n] = flat[offset: offset + p.numel()].view_as(p)
+            out[n] = flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
         return nn.functional.cross_entropy(functional_call(model, out, (x.double(),)), y)
 
@@ -53,11 +53,14 @@ def test_assign_copies_instead_of_aliasing():
     assert layer.weight.flatten().tolist() == [0.0, 1.0, 2.0, 3.0] and layer.bias.tolist() == [4.0, 5.0]
 
 
-@pytest.mark.parametrize("rule,expected", [
-    ("additive", [1.5, 0.0, 1.3]),         # w + (α − 1), clamped at w_min=0: 0.5 + (0.2 − 1) < 0
-    ("multiplicative", [1.5, 0.1, 0.6]),   # w · α
-    ("replace", [1.5, 0.2, 0.3]),          # α
-])
+@pytest.mark.parametrize(
+    "rule,expected",
+    [
+        ("additive", [1.5, 0.0, 1.3]),  # w + (α − 1), clamped at w_min=0: 0.5 + (0.2 − 1) < 0
+        ("multiplicative", [1.5, 0.1, 0.6]),  # w · α
+        ("replace", [1.5, 0.2, 0.3]),  # α
+    ],
+)
 def test_weight_update_rules(rule, expected):
     w, alpha = torch.tensor([1.0, 0.5, 2.0]), torch.tensor([1.5, 0.2, 0.3])
     torch.testing.assert_close(update_weights(w, alpha, rule, w_min=0.0), torch.tensor(expected))
@@ -104,17 +107,20 @@ def test_non_finite_alpha_step_is_skipped_and_counted(tiny_cfg, monkeypatch):
     assert all(torch.isfinite(p).all() for p in module.model.parameters())
 
 
-@pytest.mark.parametrize("override,message", [
-    ("method.rho=0", "method.rho=0"),
-    ("method.rho=1.5", "method.rho=1.5"),
-    ("method.alpha_steps=-1", "method.alpha_steps=-1"),
-    ("method.alpha_lr=0", "method.alpha_lr=0"),
-    ("method.alpha_init=zeros", "method.alpha_init='zeros'"),
-    ("method.weight_update=max", "method.weight_update='max'"),
-    ("method.delta_dtype=float16", "method.delta_dtype='float16'"),
-    ("method.alpha_min=3", "method.alpha_min=3"),
-    ("method.max_examples=0", "method.max_examples=0"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("method.rho=0", "method.rho=0"),
+        ("method.rho=1.5", "method.rho=1.5"),
+        ("method.alpha_steps=-1", "method.alpha_steps=-1"),
+        ("method.alpha_lr=0", "method.alpha_lr=0"),
+        ("method.alpha_init=zeros", "method.alpha_init='zeros'"),
+        ("method.weight_update=max", "method.weight_update='max'"),
+        ("method.delta_dtype=float16", "method.delta_dtype='float16'"),
+        ("method.alpha_min=3", "method.alpha_min=3"),
+        ("method.max_examples=0", "method.max_examples=0"),
+    ],
+)
 def test_invalid_options_are_rejected(override, message, tmp_path):
     cfg = compose_config(["method=alphavil", override], output_dir=tmp_path)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
@@ -134,6 +140,13 @@ def test_bfloat16_deltas_train(tiny_cfg):
 
 def test_negative_transfer_random_label_task_gets_less_weight(tiny_cfg):
     """An auxiliary with random labels ends with a lower weight than the real auxiliary."""
-    results = train(tiny_cfg("task=multimnist_noise", "method=alphavil", "task.max_train_examples=null",
-                             "trainer.max_epochs=4", "method.alpha_steps=5"))
+    results = train(
+        tiny_cfg(
+            "task=multimnist_noise",
+            "method=alphavil",
+            "task.max_train_examples=null",
+            "trainer.max_epochs=4",
+            "method.alpha_steps=5",
+        )
+    )
     assert results["weights"]["noise"] < results["weights"]["right"], results["weight_history"]

@@ -51,18 +51,21 @@ def test_wrong_type_fails_at_composition():
         compose_config(["task.batch_size=many"])
 
 
-@pytest.mark.parametrize("override,message", [
-    ("task.target=top", "task.target='top' is not in task group 'multimnist'"),
-    ("task.auxiliaries=[right,up]", "contains 'up'"),
-    ("task.auxiliaries=[left]", "contains the target 'left'"),
-    ("task.batch_size=-4", "task.batch_size=-4: must be a positive number"),
-    ("task.max_train_examples=0", "task.max_train_examples=0"),
-    ("task.dev_fraction=1.5", "task.dev_fraction=1.5: must be a fraction in (0, 1]"),
-    ("task.dev_fraction=0", "task.dev_fraction=0"),
-    ("model.optimizer.lr=-1", "model.optimizer.lr=-1.0"),
-    ("trainer.max_epochs=0", "trainer.max_epochs=0"),
-    ("seed=-1", "seed=-1"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("task.target=top", "task.target='top' is not in task group 'multimnist'"),
+        ("task.auxiliaries=[right,up]", "contains 'up'"),
+        ("task.auxiliaries=[left]", "contains the target 'left'"),
+        ("task.batch_size=-4", "task.batch_size=-4: must be a positive number"),
+        ("task.max_train_examples=0", "task.max_train_examples=0"),
+        ("task.dev_fraction=1.5", "task.dev_fraction=1.5: must be a fraction in (0, 1]"),
+        ("task.dev_fraction=0", "task.dev_fraction=0"),
+        ("model.optimizer.lr=-1", "model.optimizer.lr=-1.0"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0"),
+        ("seed=-1", "seed=-1"),
+    ],
+)
 def test_bad_values_name_the_key_and_value(override, message, tmp_path):
     cfg = compose_config([override], output_dir=tmp_path)
     with pytest.raises(ConfigError) as e:
@@ -72,9 +75,18 @@ def test_bad_values_name_the_key_and_value(override, message, tmp_path):
 
 def test_bad_config_exits_non_zero_before_loading_data(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "src.run", "task.target=top", f"paths.data_dir={tmp_path}/nothing",
-         f"hydra.run.dir={tmp_path}/run"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "src.run",
+            "task.target=top",
+            f"paths.data_dir={tmp_path}/nothing",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode != 0
     assert "task.target='top' is not in task group 'multimnist'" in proc.stderr

@@ -15,10 +15,19 @@ from tests.conftest import compose_config
 
 def reference_qp(K: np.ndarray, kappa: np.ndarray, B: float, eps: float) -> np.ndarray:
     n = len(kappa)
-    cons = [{"type": "ineq", "fun": lambda b: n * (1 + eps) - b.sum(), "jac": lambda b: -np.ones(n)},
-            {"type": "ineq", "fun": lambda b: b.sum() - n * (1 - eps), "jac": lambda b: np.ones(n)}]
-    res = minimize(lambda b: 0.5 * b @ K @ b - kappa @ b, np.ones(n), jac=lambda b: K @ b - kappa,
-                   bounds=[(0, B)] * n, constraints=cons, method="SLSQP", options={"ftol": 1e-14, "maxiter": 2000})
+    cons = [
+        {"type": "ineq", "fun": lambda b: n * (1 + eps) - b.sum(), "jac": lambda b: -np.ones(n)},
+        {"type": "ineq", "fun": lambda b: b.sum() - n * (1 - eps), "jac": lambda b: np.ones(n)},
+    ]
+    res = minimize(
+        lambda b: 0.5 * b @ K @ b - kappa @ b,
+        np.ones(n),
+        jac=lambda b: K @ b - kappa,
+        bounds=[(0, B)] * n,
+        constraints=cons,
+        method="SLSQP",
+        options={"ftol": 1e-14, "maxiter": 2000},
+    )
     assert res.success, res.message
     return res.x
 
@@ -89,15 +98,18 @@ def test_update_every_reuses_task_means(tiny_cfg):
     assert all(np.isfinite(v) for v in results["weights"].values())
 
 
-@pytest.mark.parametrize("override,message", [
-    ("method.B=0.5", "method.B=0.5"),
-    ("method.eps=1.0", "method.eps=1.0"),
-    ("method.features=logits", "method.features='logits'"),
-    ("method.kernel_bandwidth=wide", "method.kernel_bandwidth='wide'"),
-    ("method.kernel_bandwidth=-2", "method.kernel_bandwidth=-2"),
-    ("method.solver_steps=0", "method.solver_steps=0"),
-    ("method.update_every=0", "method.update_every=0"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("method.B=0.5", "method.B=0.5"),
+        ("method.eps=1.0", "method.eps=1.0"),
+        ("method.features=logits", "method.features='logits'"),
+        ("method.kernel_bandwidth=wide", "method.kernel_bandwidth='wide'"),
+        ("method.kernel_bandwidth=-2", "method.kernel_bandwidth=-2"),
+        ("method.solver_steps=0", "method.solver_steps=0"),
+        ("method.update_every=0", "method.update_every=0"),
+    ],
+)
 def test_invalid_options_are_rejected(override, message, tmp_path):
     cfg = compose_config(["method=diw", override], output_dir=tmp_path)
     with pytest.raises(ConfigError, match=message):

@@ -28,29 +28,65 @@ def test_experiment_composes_and_validates(experiment, tmp_path):
 
 @pytest.mark.parametrize("experiment", ["multimnist_compare", "multimnist_noise"])
 def test_multimnist_experiments_run_one_job(experiment, tiny_data, tmp_path):
-    cfg = compose_config([f"experiment={experiment}", "method=alphavil", f"paths.data_dir={tiny_data}",
-                          f"paths.cache_dir={tmp_path}/cache", "task.verify_checksums=false",
-                          "task.max_train_examples=64", "task.max_eval_examples=32", "trainer.max_epochs=1",
-                          "logger=none"], output_dir=tmp_path / "run")
+    cfg = compose_config(
+        [
+            f"experiment={experiment}",
+            "method=alphavil",
+            f"paths.data_dir={tiny_data}",
+            f"paths.cache_dir={tmp_path}/cache",
+            "task.verify_checksums=false",
+            "task.max_train_examples=64",
+            "task.max_eval_examples=32",
+            "trainer.max_epochs=1",
+            "logger=none",
+        ],
+        output_dir=tmp_path / "run",
+    )
     assert train(cfg)["epochs"] == 1
 
 
 def test_glue_experiment_runs_one_job(tiny_glue, tmp_path):
-    cfg = compose_config(["experiment=glue_compare", "method=diw", "task=glue_mrpc", f"paths.data_dir={tiny_glue}",
-                          f"paths.cache_dir={tmp_path}/cache", f"model.pretrained={tiny_glue}/models/tiny-bert",
-                          "task.auxiliaries=[rte]", "task.max_train_examples=16", "model.max_length=32",
-                          "trainer.max_epochs=1", "logger=none"], output_dir=tmp_path / "run")
+    cfg = compose_config(
+        [
+            "experiment=glue_compare",
+            "method=diw",
+            "task=glue_mrpc",
+            f"paths.data_dir={tiny_glue}",
+            f"paths.cache_dir={tmp_path}/cache",
+            f"model.pretrained={tiny_glue}/models/tiny-bert",
+            "task.auxiliaries=[rte]",
+            "task.max_train_examples=16",
+            "model.max_length=32",
+            "trainer.max_epochs=1",
+            "logger=none",
+        ],
+        output_dir=tmp_path / "run",
+    )
     results = train(cfg)
     assert results["target"] == "mrpc" and results["target_metric"] == "avg(f1,accuracy)"
 
 
 def _sweep(args: list[str], tiny_data: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "ALPHAVIL_CACHE_DIR": str(tmp_path / "cache")}
-    common = [f"paths.data_dir={tiny_data}", "task.verify_checksums=false", "task.download=false",
-              "task.max_train_examples=64", "task.max_eval_examples=32", "trainer.max_epochs=1",
-              "trainer.enable_progress_bar=false", "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    return subprocess.run([sys.executable, "-m", "src.run", "-m", *args, *common], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env=env)
+    common = [
+        f"paths.data_dir={tiny_data}",
+        "task.verify_checksums=false",
+        "task.download=false",
+        "task.max_train_examples=64",
+        "task.max_eval_examples=32",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "src.run", "-m", *args, *common],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 def test_a_failing_job_does_not_stop_the_others(tiny_data, tmp_path):

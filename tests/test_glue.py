@@ -52,8 +52,14 @@ def test_metrics_match_sklearn_and_scipy(task):
 
 
 def _dm(tiny_glue, tmp_path, **kw):
-    kw = {"target": "rte", "tokenizer": str(tiny_glue / "models" / "tiny-bert"), "data_dir": str(tiny_glue),
-          "cache_dir": str(tmp_path), "max_length": 32, **kw}
+    kw = {
+        "target": "rte",
+        "tokenizer": str(tiny_glue / "models" / "tiny-bert"),
+        "data_dir": str(tiny_glue),
+        "cache_dir": str(tmp_path),
+        "max_length": 32,
+        **kw,
+    }
     return GLUEDataModule(**kw)
 
 
@@ -134,11 +140,24 @@ def test_real_rte_with_minilm(real_data, tmp_path):
     """One short real run: RTE with an MRPC auxiliary, the local MiniLM encoder, a few steps."""
     if not (real_data / "models" / "all-MiniLM-L6-v2").exists() or not (real_data / "glue" / "rte").exists():
         pytest.skip("the local GLUE copy or the MiniLM encoder is not in ALPHAVIL_DATA_DIR")
-    cfg = compose_config(["task=glue_rte", "model=minilm", "method=alphavil", "task.auxiliaries=[mrpc]",
-                          f"paths.data_dir={real_data}", f"paths.cache_dir={tmp_path}/cache",
-                          "task.max_train_examples=32", "task.max_eval_examples=32", "model.max_length=64",
-                          "method.alpha_steps=2", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-                          "logger=none"], output_dir=tmp_path / "run")
+    cfg = compose_config(
+        [
+            "task=glue_rte",
+            "model=minilm",
+            "method=alphavil",
+            "task.auxiliaries=[mrpc]",
+            f"paths.data_dir={real_data}",
+            f"paths.cache_dir={tmp_path}/cache",
+            "task.max_train_examples=32",
+            "task.max_eval_examples=32",
+            "model.max_length=64",
+            "method.alpha_steps=2",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            "logger=none",
+        ],
+        output_dir=tmp_path / "run",
+    )
     results = train(cfg)
     assert results["tasks"] == ["rte", "mrpc"] and 0 <= results["target_test"] <= 1
     assert set(results["alpha_history"][0]) == {"rte", "mrpc"}

@@ -81,8 +81,7 @@ def test_construction_is_deterministic_per_seed(tiny_data):
 
 
 def _datamodule(tiny_data, tmp_path, **kw):
-    kw = {"target": "left", "auxiliaries": ["right"], "seed": 0, "verify_checksums": False,
-          "download": False, **kw}
+    kw = {"target": "left", "auxiliaries": ["right"], "seed": 0, "verify_checksums": False, "download": False, **kw}
     return MultiMNISTDataModule(data_dir=str(tiny_data), cache_dir=str(tmp_path), **kw)
 
 

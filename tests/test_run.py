@@ -14,8 +14,20 @@ from src.run import build, train
 from tests.conftest import CONF, ROOT
 
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
-KEYS = {"target", "method", "tasks", "target_metric", "target_dev", "target_test", "best_epoch", "weights",
-        "weight_history", "seed", "wall_seconds", "epoch_seconds"}
+KEYS = {
+    "target",
+    "method",
+    "tasks",
+    "target_metric",
+    "target_dev",
+    "target_test",
+    "best_epoch",
+    "weights",
+    "weight_history",
+    "seed",
+    "wall_seconds",
+    "epoch_seconds",
+}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -70,16 +82,34 @@ def test_multirun_sweeps_methods_and_seeds(tiny_data, tmp_path):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "ALPHAVIL_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run(
-        [sys.executable, "-m", "src.run", "-m", "method=single_task,uniform", "seed=0,1",
-         f"paths.data_dir={tiny_data}", "task.verify_checksums=false", "task.download=false",
-         "task.max_train_examples=64", "task.max_eval_examples=32", "trainer.max_epochs=1",
-         "trainer.enable_progress_bar=false", "logger=csv", f"hydra.sweep.dir={sweep}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "src.run",
+            "-m",
+            "method=single_task,uniform",
+            "seed=0,1",
+            f"paths.data_dir={tiny_data}",
+            "task.verify_checksums=false",
+            "task.download=false",
+            "task.max_train_examples=64",
+            "task.max_eval_examples=32",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            "logger=csv",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = sorted(p.relative_to(sweep).as_posix() for p in sweep.rglob("results.json"))
-    assert found == [f"multimnist_left/{m}/seed{s}_{n}/results.json"
-                     for m, s, n in (("single_task", 0, 0), ("single_task", 1, 1), ("uniform", 0, 2),
-                                     ("uniform", 1, 3))]
+    assert found == [
+        f"multimnist_left/{m}/seed{s}_{n}/results.json"
+        for m, s, n in (("single_task", 0, 0), ("single_task", 1, 1), ("uniform", 0, 2), ("uniform", 1, 3))
+    ]
     seeds = {json.loads((sweep / f).read_text())["seed"] for f in found}
     assert seeds == {0, 1}

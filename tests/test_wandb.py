@@ -24,8 +24,8 @@ def records(path: Path):
         if (left := block - pos % block) < 7:  # block trailer
             pos += left
             continue
-        length, kind = struct.unpack("<HB", raw[pos + 4: pos + 7])
-        data, pos = raw[pos + 7: pos + 7 + length], pos + 7 + length
+        length, kind = struct.unpack("<HB", raw[pos + 4 : pos + 7])
+        data, pos = raw[pos + 7 : pos + 7 + length], pos + 7 + length
         if kind == 0:
             continue
         buf = data if kind in (1, 2) else buf + data  # FULL/FIRST start a record, MIDDLE/LAST extend it

@@ -34,9 +34,15 @@ TASKS = {
     "wnli": TaskSpec("wnli", 2, ("accuracy",)),
 }
 TEXT = {  # the columns holding each task's text (one sentence or a pair)
-    "cola": ("sentence", None), "sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
-    "qqp": ("question1", "question2"), "stsb": ("sentence1", "sentence2"), "mnli": ("premise", "hypothesis"),
-    "qnli": ("question", "sentence"), "rte": ("sentence1", "sentence2"), "wnli": ("sentence1", "sentence2"),
+    "cola": ("sentence", None),
+    "sst2": ("sentence", None),
+    "mrpc": ("sentence1", "sentence2"),
+    "qqp": ("question1", "question2"),
+    "stsb": ("sentence1", "sentence2"),
+    "mnli": ("premise", "hypothesis"),
+    "qnli": ("question", "sentence"),
+    "rte": ("sentence1", "sentence2"),
+    "wnli": ("sentence1", "sentence2"),
 }
 TEST_SPLITS = {"mnli": {"mnli": "validation_matched", "mnli_mm": "validation_mismatched"}}
 
@@ -99,9 +105,16 @@ class GLUEDataModule(MultiTaskDataModule):
     GROUP = "glue"
     TASKS = TASKS
 
-    def __init__(self, tokenizer: str | None, source: str = "auto", data_dir: str = "data",
-                 cache_dir: str = ".cache", max_length: int = 128, auxiliaries: list[str] | str = "auto",
-                 **kwargs):
+    def __init__(
+        self,
+        tokenizer: str | None,
+        source: str = "auto",
+        data_dir: str = "data",
+        cache_dir: str = ".cache",
+        max_length: int = 128,
+        auxiliaries: list[str] | str = "auto",
+        **kwargs,
+    ):
         self.source = resolve_source(source, data_dir)
         target = kwargs["target"]
         if auxiliaries == "auto":
@@ -113,7 +126,9 @@ class GLUEDataModule(MultiTaskDataModule):
         self.cache_dir = Path(cache_dir)
         if missing := missing_splits(self.source, [t.name for t in self.tasks]):
             raise DataError(
-                "GLUE data missing from " + self.source + ": "
+                "GLUE data missing from "
+                + self.source
+                + ": "
                 + ", ".join(f"{t} ({s})" for t, s in missing)
                 + ". Add the Hub-layout parquet files (<task>/<split>-00000-of-00001.parquet) there, use "
                 f"task.source={HUB} with network access, or drop these tasks from task.auxiliaries."
@@ -134,8 +149,10 @@ class GLUEDataModule(MultiTaskDataModule):
         try:
             ds = datasets.load_dataset(self.source, task, split=split, cache_dir=str(self.cache_dir / "hf"))
         except Exception as e:
-            raise DataError(f"could not load GLUE {task} ({split}) from {self.source}: {e}. With no network, "
-                            "point task.source (or ALPHAVIL_DATA_DIR) at a local copy in the Hub's layout.") from e
+            raise DataError(
+                f"could not load GLUE {task} ({split}) from {self.source}: {e}. With no network, "
+                "point task.source (or ALPHAVIL_DATA_DIR) at a local copy in the Hub's layout."
+            ) from e
         first, second = TEXT[task]
 
         def encode(rows):
@@ -143,8 +160,14 @@ class GLUEDataModule(MultiTaskDataModule):
             return tokenizer(*args, truncation=True, max_length=self.max_length)
 
         keep = ["label"]
-        ds = ds.map(encode, batched=True, cache_file_name=str(path), load_from_cache_file=True,
-                    remove_columns=[c for c in ds.column_names if c not in keep], desc=f"tokenizing {task}/{split}")
+        ds = ds.map(
+            encode,
+            batched=True,
+            cache_file_name=str(path),
+            load_from_cache_file=True,
+            remove_columns=[c for c in ds.column_names if c not in keep],
+            desc=f"tokenizing {task}/{split}",
+        )
         return ds  # the collator makes float labels float32 (STS-B) and int labels int64
 
     def load(self):

@@ -51,8 +51,9 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:  # gzip raises these for truncated or non-gzip files
-        raise DataError(f"cannot read {path}: {e}. The file is corrupt or truncated; delete it and "
-                        "provide a fresh copy.") from e
+        raise DataError(
+            f"cannot read {path}: {e}. The file is corrupt or truncated; delete it and provide a fresh copy."
+        ) from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
     ndim = raw[3]
@@ -62,8 +63,9 @@ def read_idx(path: Path) -> np.ndarray:
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     expected = header + int(np.prod(shape))
     if len(raw) != expected:
-        raise DataError(f"{path} has {len(raw)} bytes but its header {shape} needs {expected}: "
-                        "the file is corrupt or truncated")
+        raise DataError(
+            f"{path} has {len(raw)} bytes but its header {shape} needs {expected}: the file is corrupt or truncated"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -89,8 +91,10 @@ def ensure_mnist(root: Path, download: bool = True, verify: bool = True) -> Path
                 "(paths.data_dir) at a folder whose mnist/ holds them."
             )
         if verify and (actual := md5(path)) != digest:
-            raise DataError(f"{path} has md5 {actual}, expected {digest}: the file is corrupt or "
-                            "truncated. Delete it and provide a fresh copy.")
+            raise DataError(
+                f"{path} has md5 {actual}, expected {digest}: the file is corrupt or "
+                "truncated. Delete it and provide a fresh copy."
+            )
     return folder
 
 
@@ -124,8 +128,10 @@ def build_split(folder: Path, split: str, seed: int) -> dict[str, Tensor]:
     images = read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
     labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise DataError(f"MNIST {split} files in {folder} have shapes {images.shape} and {labels.shape}; "
-                        "expected N×28×28 images and N labels")
+        raise DataError(
+            f"MNIST {split} files in {folder} have shapes {images.shape} and {labels.shape}; "
+            "expected N×28×28 images and N labels"
+        )
     g = torch.Generator().manual_seed(seed * 2 + (split == "test"))
     partner = torch.randint(len(images), (len(images),), generator=g).numpy()
     y = torch.from_numpy(labels.astype(np.int64))
@@ -169,8 +175,7 @@ class MultiMNISTDataModule(MultiTaskDataModule):
     GROUP = "multimnist"
     TASKS = {name: TaskSpec(name, 10) for name in ("left", "right", "noise")}
 
-    def __init__(self, data_dir: str, cache_dir: str, download: bool = True,
-                 verify_checksums: bool = True, **kwargs):
+    def __init__(self, data_dir: str, cache_dir: str, download: bool = True, verify_checksums: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.data_dir, self.cache_dir = Path(data_dir), Path(cache_dir)
         self.download, self.verify_checksums = download, verify_checksums

@@ -107,11 +107,13 @@ def _identity(x: Any) -> Any:
 
 def step_loader(steps: list[Step], splits: Mapping[str, TaskData], num_workers: int = 0) -> DataLoader:
     """A DataLoader that yields the planned steps, in order, with their batches collated."""
-    return DataLoader(_StepDataset(steps, splits), batch_size=None, shuffle=False,
-                      num_workers=num_workers, collate_fn=_identity)
+    return DataLoader(
+        _StepDataset(steps, splits), batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_identity
+    )
 
 
 def eval_loader(data: TaskData, batch_size: int, num_workers: int = 0) -> DataLoader:
     """Sequential batches over a whole split, for validation and test."""
-    return DataLoader(_ChunkDataset(data, batch_size), batch_size=None, shuffle=False,
-                      num_workers=num_workers, collate_fn=_identity)
+    return DataLoader(
+        _ChunkDataset(data, batch_size), batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_identity
+    )

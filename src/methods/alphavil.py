@@ -66,8 +66,11 @@ class Config(MethodConfig):
             raise ConfigError(f"alpha_min={self.alpha_min}: must be below alpha_max={self.alpha_max}")
         if self.w_min < 0:
             raise ConfigError(f"w_min={self.w_min}: must be >= 0")
-        for name, choices in (("alpha_init", ALPHA_INIT), ("weight_update", WEIGHT_UPDATES),
-                              ("delta_dtype", tuple(DELTA_DTYPES))):
+        for name, choices in (
+            ("alpha_init", ALPHA_INIT),
+            ("weight_update", WEIGHT_UPDATES),
+            ("delta_dtype", tuple(DELTA_DTYPES)),
+        ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: must be one of {', '.join(choices)}")
 
@@ -108,21 +111,41 @@ def assign(params: list[nn.Parameter], flat: Tensor) -> None:
     offset = 0
     with torch.no_grad():
         for p in params:
-            p.copy_(flat[offset: offset + p.numel()].view_as(p))
+            p.copy_(flat[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
 
 
 class AlphaVIL(WeightingMethod):
     """αVIL as laid out in the reference design; the options are documented on :class:`Config`."""
 
-    def __init__(self, rho: float = 0.5, max_examples: int | None = None, alpha_steps: int = 10,
-                 alpha_lr: float = 0.1, alpha_init: str = "ones", alpha_min: float = 0.0,
-                 alpha_max: float = 2.0, weight_update: str = "additive", w_min: float = 0.0,
-                 reset_optimizer: bool = True, delta_dtype: str = "float32"):
+    def __init__(
+        self,
+        rho: float = 0.5,
+        max_examples: int | None = None,
+        alpha_steps: int = 10,
+        alpha_lr: float = 0.1,
+        alpha_init: str = "ones",
+        alpha_min: float = 0.0,
+        alpha_max: float = 2.0,
+        weight_update: str = "additive",
+        w_min: float = 0.0,
+        reset_optimizer: bool = True,
+        delta_dtype: str = "float32",
+    ):
         super().__init__()
-        Config(rho=rho, max_examples=max_examples, alpha_steps=alpha_steps, alpha_lr=alpha_lr,
-               alpha_init=alpha_init, alpha_min=alpha_min, alpha_max=alpha_max, weight_update=weight_update,
-               w_min=w_min, reset_optimizer=reset_optimizer, delta_dtype=delta_dtype)  # validates
+        Config(
+            rho=rho,
+            max_examples=max_examples,
+            alpha_steps=alpha_steps,
+            alpha_lr=alpha_lr,
+            alpha_init=alpha_init,
+            alpha_min=alpha_min,
+            alpha_max=alpha_max,
+            weight_update=weight_update,
+            w_min=w_min,
+            reset_optimizer=reset_optimizer,
+            delta_dtype=delta_dtype,
+        )  # validates
         self.rho, self.max_examples = rho, max_examples
         self.alpha_steps, self.alpha_lr, self.alpha_init = alpha_steps, alpha_lr, alpha_init
         self.alpha_min, self.alpha_max = alpha_min, alpha_max
@@ -218,8 +241,9 @@ class AlphaVIL(WeightingMethod):
             grads = torch.autograd.grad(loss, params, allow_unused=True)
         finally:
             module.model.train(was_training)
-        g = torch.cat([(gr if gr is not None else torch.zeros_like(p)).reshape(-1)
-                       for gr, p in zip(grads, params)]).float()
+        g = torch.cat(
+            [(gr if gr is not None else torch.zeros_like(p)).reshape(-1) for gr, p in zip(grads, params)]
+        ).float()
         if step.first_in_block:
             self._record["dev_loss_before"] = loss.item()
         grad_alpha = alpha_gradient(g, self.deltas)

@@ -58,8 +58,9 @@ class WeightingMethod:
         """The steps of one epoch, from the split sizes (``sizes[DEV]`` is the dev split's)."""
         raise NotImplementedError
 
-    def mixed_plan(self, sizes: Mapping[str, int], batch_size: int, generator: torch.Generator,
-                   with_dev: bool = False) -> list[Step]:
+    def mixed_plan(
+        self, sizes: Mapping[str, int], batch_size: int, generator: torch.Generator, with_dev: bool = False
+    ) -> list[Step]:
         """Each step holds a batch of every task (and of dev when ``with_dev``).
 
         An epoch is one pass over the target's training data; every auxiliary contributes as many
@@ -71,8 +72,7 @@ class WeightingMethod:
         per_task = {t: chunks(sample(sizes[t], n, generator), batch_size) for t in self.names[1:]}
         if with_dev:
             per_task[DEV] = chunks(sample(sizes[DEV], n, generator), batch_size)
-        steps = [Step(indices={self.target: b, **{t: c[i] for t, c in per_task.items()}})
-                 for i, b in enumerate(target)]
+        steps = [Step(indices={self.target: b, **{t: c[i] for t, c in per_task.items()}}) for i, b in enumerate(target)]
         return finish(steps)
 
     # --- training ------------------------------------------------------------------------------

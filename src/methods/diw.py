@@ -115,8 +115,9 @@ def kmm_solve(K: Tensor, kappa: Tensor, B: float, eps: float, steps: int, beta0:
     return beta
 
 
-def kmm_weights(x: Tensor, z: Tensor, B: float, eps: float, steps: int, bandwidth: Any = "median",
-                beta0: Tensor | None = None) -> Tensor:
+def kmm_weights(
+    x: Tensor, z: Tensor, B: float, eps: float, steps: int, bandwidth: Any = "median", beta0: Tensor | None = None
+) -> Tensor:
     """Importance weights of the training points x for the dev points z (kernels in float32, solver in float64)."""
     x, z = x.float(), z.float()
     sigma = median_bandwidth(x, z) if bandwidth == "median" else float(bandwidth)
@@ -127,11 +128,24 @@ def kmm_weights(x: Tensor, z: Tensor, B: float, eps: float, steps: int, bandwidt
 class DIW(WeightingMethod):
     """DIW over tasks; the options are documented on :class:`Config`."""
 
-    def __init__(self, B: float = 10.0, eps: float = 0.1, features: str = "hidden",
-                 kernel_bandwidth: Any = "median", solver_steps: int = 100, update_every: int = 1):
+    def __init__(
+        self,
+        B: float = 10.0,
+        eps: float = 0.1,
+        features: str = "hidden",
+        kernel_bandwidth: Any = "median",
+        solver_steps: int = 100,
+        update_every: int = 1,
+    ):
         super().__init__()
-        Config(B=B, eps=eps, features=features, kernel_bandwidth=kernel_bandwidth, solver_steps=solver_steps,
-               update_every=update_every)  # validates
+        Config(
+            B=B,
+            eps=eps,
+            features=features,
+            kernel_bandwidth=kernel_bandwidth,
+            solver_steps=solver_steps,
+            update_every=update_every,
+        )  # validates
         self.B, self.eps, self.features, self.bandwidth = B, eps, features, kernel_bandwidth
         self.solver_steps, self.update_every = solver_steps, update_every
         self.steps_done = 0
@@ -171,8 +185,13 @@ class DIW(WeightingMethod):
         beta = beta.to(losses)
         self.optimizer_step(module, (beta * losses).sum() / beta.sum())
         for t in present:
-            module.log(f"train/loss/{t}", losses[index == self.names.index(t)].mean().detach(), on_step=True,
-                       on_epoch=True, batch_size=int((index == self.names.index(t)).sum()))
+            module.log(
+                f"train/loss/{t}",
+                losses[index == self.names.index(t)].mean().detach(),
+                on_step=True,
+                on_epoch=True,
+                batch_size=int((index == self.names.index(t)).sum()),
+            )
         self._sum.index_add_(0, index, beta.detach().cpu().float())
         self._count.index_add_(0, index, torch.ones(len(index)))
         self.steps_done += 1
@@ -190,7 +209,7 @@ class DIW(WeightingMethod):
         self.beta = beta
         offsets = torch.tensor([0, *torch.tensor([len(data[t]["labels"]) for t in present]).cumsum(0).tolist()])
         for i, t in enumerate(present):
-            self.last_task_beta[self.names.index(t)] = beta[offsets[i]: offsets[i + 1]].mean()
+            self.last_task_beta[self.names.index(t)] = beta[offsets[i] : offsets[i + 1]].mean()
         self._solve_seconds += time.perf_counter() - start
         return beta
 
@@ -203,8 +222,12 @@ class DIW(WeightingMethod):
         return {}
 
     def state_dict(self):
-        return {**super().state_dict(), "steps_done": self.steps_done, "beta": self.beta,
-                "last_task_beta": self.last_task_beta.clone()}
+        return {
+            **super().state_dict(),
+            "steps_done": self.steps_done,
+            "beta": self.beta,
+            "last_task_beta": self.last_task_beta.clone(),
+        }
 
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)

@@ -40,8 +40,13 @@ class EncoderTrunk(nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
 
 
-def multi_encoder(tasks: Sequence[TaskSpec], pretrained: str, pooling: str = "cls", dropout: float = 0.1,
-                  head_hidden: int | None = None) -> MultiTaskModel:
+def multi_encoder(
+    tasks: Sequence[TaskSpec],
+    pretrained: str,
+    pooling: str = "cls",
+    dropout: float = 0.1,
+    head_hidden: int | None = None,
+) -> MultiTaskModel:
     """Encoder trunk and one head per task (classification, or regression for STS-B)."""
     trunk = EncoderTrunk(pretrained, pooling)
     return MultiTaskModel(trunk, trunk.hidden, tasks, head_hidden, dropout)

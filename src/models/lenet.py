@@ -16,16 +16,24 @@ class LeNetTrunk(nn.Module):
     def __init__(self, hidden: int = 50, dropout: float = 0.5):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, 10, kernel_size=5), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(10, 20, kernel_size=5), nn.Dropout2d(dropout), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Flatten(), nn.Linear(320, hidden), nn.ReLU(),
+            nn.Conv2d(1, 10, kernel_size=5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(10, 20, kernel_size=5),
+            nn.Dropout2d(dropout),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(320, hidden),
+            nn.ReLU(),
         )
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         return self.net(batch["x"])
 
 
-def multi_lenet(tasks: Sequence[TaskSpec], hidden: int = 50, head_hidden: int | None = 50,
-                dropout: float = 0.5) -> MultiTaskModel:
+def multi_lenet(
+    tasks: Sequence[TaskSpec], hidden: int = 50, head_hidden: int | None = 50, dropout: float = 0.5
+) -> MultiTaskModel:
     """LeNet trunk and per-task heads ``fc(hidden→head_hidden) → ReLU → fc(→classes)``."""
     return MultiTaskModel(LeNetTrunk(hidden, dropout), hidden, tasks, head_hidden)

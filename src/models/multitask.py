@@ -20,8 +20,14 @@ class MultiTaskModel(nn.Module):
         dropout: dropout before each head's layers.
     """
 
-    def __init__(self, trunk: nn.Module, hidden: int, tasks: Sequence[TaskSpec],
-                 head_hidden: int | None = None, dropout: float = 0.0):
+    def __init__(
+        self,
+        trunk: nn.Module,
+        hidden: int,
+        tasks: Sequence[TaskSpec],
+        head_hidden: int | None = None,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.trunk = trunk
         self.heads = nn.ModuleDict({t.name: _head(hidden, t.num_outputs, head_hidden, dropout) for t in tasks})
@@ -36,5 +42,6 @@ class MultiTaskModel(nn.Module):
 def _head(hidden: int, out: int, head_hidden: int | None, dropout: float) -> nn.Module:
     if head_hidden is None:
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, out))
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, head_hidden), nn.ReLU(),
-                         nn.Dropout(dropout), nn.Linear(head_hidden, out))
+    return nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(hidden, head_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(head_hidden, out)
+    )
