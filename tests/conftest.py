@@ -18,6 +18,11 @@ from omegaconf import DictConfig
 
 import src.config  # noqa: F401  (registers schemas and resolvers)
 
+# Tests never download: the Hugging Face libraries read only local folders and caches.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 REAL_DATA = Path(os.environ["ALPHAVIL_DATA_DIR"]) if os.environ.get("ALPHAVIL_DATA_DIR") else None
