@@ -11,8 +11,8 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from src.config import ConfigError, validate
+from src.data.base import DataError
 from src.data.glue import TASKS, GLUEDataModule
-from src.data.multimnist import DataError
 from src.data.tasks import headline_value
 from src.run import build, train
 from tests.conftest import CONF, compose_config

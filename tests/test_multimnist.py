@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.data.multimnist import FILES, DataError, MultiMNISTDataModule, build_split, compose, ensure_mnist, read_idx
+from src.data.base import DataError
+from src.data.multimnist import FILES, MultiMNISTDataModule, build_split, compose, ensure_mnist, read_idx
 from src.data.schedule import DEV
 from tests.conftest import make_mnist, write_idx
 

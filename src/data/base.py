@@ -12,6 +12,11 @@ from torch.utils.data import DataLoader
 from src.data.schedule import DEV, Step, TaskData, epoch_generator, eval_loader, step_loader
 from src.data.tasks import TaskSpec
 
+
+class DataError(RuntimeError):
+    """A data file or split is missing, corrupt or of the wrong shape; the message says which and what to do."""
+
+
 Planner = Callable[[Mapping[str, int], int, torch.Generator], list[Step]]
 
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from src.data.base import MultiTaskDataModule, Subset, seeded_split
-from src.data.multimnist import DataError
+from src.data.base import DataError, MultiTaskDataModule, Subset, seeded_split
 from src.data.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ class GLUEDataModule(MultiTaskDataModule):
         return [name for t in self.tasks for name in test_splits(t.name)]
 
     def head_of(self, test_set: str) -> str:
-        return test_set.split("_")[0]
+        return next(t.name for t in self.tasks if test_set in test_splits(t.name))
 
     def _load_split(self, task: str, split: str, tokenizer):
         import datasets

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from src.data.base import MultiTaskDataModule, Subset, seeded_split
+from src.data.base import DataError, MultiTaskDataModule, Subset, seeded_split
 from src.data.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,6 @@ FILES = {  # name -> md5 of the official gzip file
 }
 MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics, the usual normalisation
 CACHE_VERSION = 1  # bump when the construction changes, so old caches are not reused
-
-
-class DataError(RuntimeError):
-    """A data file is missing, corrupt or of the wrong shape; the message says which and what to do."""
 
 
 def read_idx(path: Path) -> np.ndarray:
