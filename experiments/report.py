@@ -113,6 +113,7 @@ def plot_weights(results: list[dict[str, Any]], out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     by_target: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
@@ -132,6 +133,7 @@ def plot_weights(results: list[dict[str, Any]], out: Path) -> list[Path]:
                 ax.fill_between(xs, [min(s) for s in series], [max(s) for s in series], alpha=0.2)
             ax.set_title(f"{method} (n={len(runs)})")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("task weight")
         axes[0][-1].legend(fontsize=8)
