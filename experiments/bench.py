@@ -6,7 +6,7 @@ One process, one method after another on the same data: MultiMNIST with the LeNe
 MRPC and STS-B auxiliaries) with the local MiniLM encoder when ``ALPHAVIL_DATA_DIR`` has it. An example
 is one input through a forward/backward pass, dev batches (DIW's matching, αVIL's α-steps) included.
 Peak memory is the process's peak resident set during that method's epoch (Linux ``VmHWM``, reset before
-each method). Also the ratio of the Lightning loop to a plain PyTorch loop on the same model and batches.
+each method), after one untimed warm-up epoch. Also the ratio of the Lightning loop to a plain PyTorch loop on the same model and batches.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def run_group(name: str, overrides: list[str], out: Path) -> list[str]:
         "callbacks=none",
         "test=false",
     ]
+    bench_method([*common, "method=uniform"], out / "warmup")  # untimed: thread pools, kernels, lazy imports
     rows = {m: bench_method([*common, f"method={m}"], out / m) for m in METHODS}
     base = rows["uniform"]["s_per_1k"]
     lines = [
