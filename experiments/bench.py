@@ -6,7 +6,8 @@ One process, one method after another on the same data: MultiMNIST with the LeNe
 MRPC and STS-B auxiliaries) with the local MiniLM encoder when ``ALPHAVIL_DATA_DIR`` has it. An example
 is one input through a forward/backward pass, dev batches (DIW's matching, αVIL's α-steps) included.
 Peak memory is the process's peak resident set during that method's epoch (Linux ``VmHWM``, reset before
-each method), after one untimed warm-up epoch. Also the ratio of the Lightning loop to a plain PyTorch loop on the same model and batches.
+each method), after one untimed warm-up epoch. Also the ratio of the Lightning loop to a plain
+PyTorch loop on the same model and batches.
 """
 
 from __future__ import annotations
