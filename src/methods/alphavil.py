@@ -118,39 +118,9 @@ def assign(params: list[nn.Parameter], flat: Tensor) -> None:
 class AlphaVIL(WeightingMethod):
     """αVIL as laid out in the reference design; the options are documented on :class:`Config`."""
 
-    def __init__(
-        self,
-        rho: float = 0.5,
-        max_examples: int | None = None,
-        alpha_steps: int = 10,
-        alpha_lr: float = 0.1,
-        alpha_init: str = "ones",
-        alpha_min: float = 0.0,
-        alpha_max: float = 2.0,
-        weight_update: str = "additive",
-        w_min: float = 0.0,
-        reset_optimizer: bool = True,
-        delta_dtype: str = "float32",
-    ):
-        super().__init__()
-        Config(
-            rho=rho,
-            max_examples=max_examples,
-            alpha_steps=alpha_steps,
-            alpha_lr=alpha_lr,
-            alpha_init=alpha_init,
-            alpha_min=alpha_min,
-            alpha_max=alpha_max,
-            weight_update=weight_update,
-            w_min=w_min,
-            reset_optimizer=reset_optimizer,
-            delta_dtype=delta_dtype,
-        )  # validates
-        self.rho, self.max_examples = rho, max_examples
-        self.alpha_steps, self.alpha_lr, self.alpha_init = alpha_steps, alpha_lr, alpha_init
-        self.alpha_min, self.alpha_max = alpha_min, alpha_max
-        self.weight_update, self.w_min = weight_update, w_min
-        self.reset_optimizer, self.delta_dtype = reset_optimizer, DELTA_DTYPES[delta_dtype]
+    def __init__(self, **options):
+        super().__init__(Config, **options)
+        self.delta_dtype = DELTA_DTYPES[self.delta_dtype]
         self.alpha = torch.ones(0)
         self.skipped_alpha_steps = 0  # α-steps whose loss or gradient was NaN/Inf, over the whole run
         self._clear_epoch()

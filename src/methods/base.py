@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,7 +32,14 @@ class WeightingMethod:
     (per-epoch bookkeeping, returning what to log), :meth:`state_dict` and :meth:`load_state_dict`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, schema: type | None = None, **options: Any) -> None:
+        """``schema`` is the method's ``Config``: it validates ``options`` and holds their defaults, which
+        become attributes of the method (one place for each default)."""
+        if schema is not None:
+            checked = schema(**options)
+            for f in fields(schema):
+                if f.name != "_target_":
+                    setattr(self, f.name, getattr(checked, f.name))
         self.tasks: list[TaskSpec] = []
         self.target = ""
         self.w = torch.ones(0)

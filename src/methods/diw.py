@@ -128,26 +128,8 @@ def kmm_weights(
 class DIW(WeightingMethod):
     """DIW over tasks; the options are documented on :class:`Config`."""
 
-    def __init__(
-        self,
-        B: float = 10.0,
-        eps: float = 0.1,
-        features: str = "hidden",
-        kernel_bandwidth: Any = "median",
-        solver_steps: int = 100,
-        update_every: int = 1,
-    ):
-        super().__init__()
-        Config(
-            B=B,
-            eps=eps,
-            features=features,
-            kernel_bandwidth=kernel_bandwidth,
-            solver_steps=solver_steps,
-            update_every=update_every,
-        )  # validates
-        self.B, self.eps, self.features, self.bandwidth = B, eps, features, kernel_bandwidth
-        self.solver_steps, self.update_every = solver_steps, update_every
+    def __init__(self, **options):
+        super().__init__(Config, **options)
         self.steps_done = 0
         self.beta: Tensor | None = None  # last solution, the warm start of the next solve
         self.last_task_beta = torch.ones(0)
@@ -205,7 +187,7 @@ class DIW(WeightingMethod):
             z = self._features(module, data[DEV], self.target).cpu()
         module.model.train(was_training)
         warm = self.beta if self.beta is not None and len(self.beta) == len(x) else None
-        beta = kmm_weights(x, z, self.B, self.eps, self.solver_steps, self.bandwidth, warm)
+        beta = kmm_weights(x, z, self.B, self.eps, self.solver_steps, self.kernel_bandwidth, warm)
         self.beta = beta
         offsets = torch.tensor([0, *torch.tensor([len(data[t]["labels"]) for t in present]).cumsum(0).tolist()])
         for i, t in enumerate(present):
