@@ -18,6 +18,7 @@ import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from src.config import validate
 from src.data.base import MultiTaskDataModule
@@ -52,11 +53,15 @@ def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Tra
     datamodule.schedule_with(method.plan_epoch)
     model = instantiate(cfg.model.net)(tasks=datamodule.tasks)
     module = MultiTaskModule(model, method, datamodule.tasks, instantiate(cfg.model.optimizer), seed=cfg.seed)
+    callbacks = instantiate_all(cfg.get("callbacks"))
     # The method plans every epoch afresh (mini-epochs, per-epoch samples), so loaders are rebuilt.
+    # Checkpoints are written only by the checkpoint callbacks configured (`callbacks=none`: none at all),
+    # not by the default one Lightning would otherwise add.
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         logger=instantiate_all(cfg.get("logger")) or False,
-        callbacks=instantiate_all(cfg.get("callbacks")),
+        callbacks=callbacks,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         reload_dataloaders_every_n_epochs=1,
     )
     return datamodule, module, trainer

@@ -44,6 +44,12 @@ def test_fit_and_test_write_results(method, tiny_cfg, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
 
 
+def test_callbacks_none_writes_no_checkpoints(tiny_cfg, tmp_path):
+    results = train(tiny_cfg("method=uniform", "callbacks=none"))
+    assert 0 <= results["target_test"] <= 1  # tested on the final weights
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
+
+
 def test_single_task_never_touches_the_auxiliary_head(tiny_cfg):
     datamodule, module, trainer = build(tiny_cfg("method=single_task"))
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
