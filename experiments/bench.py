@@ -1,13 +1,15 @@
 """Cost benchmark: each method's wall seconds per 1,000 training examples and peak memory, side by side.
 
-    python -m experiments.bench [--groups multimnist glue] [--train-examples 2000] [--glue-examples 160]
+    python -m experiments.bench [--groups multimnist glue] [--repeats 3] [--train-examples 2000] [--glue-examples 160]
 
 One process, one method after another on the same data: MultiMNIST with the LeNet, and GLUE (RTE with
 MRPC and STS-B auxiliaries) with the local MiniLM encoder when ``ALPHAVIL_DATA_DIR`` has it. An example
 is one input through a forward/backward pass, dev batches (DIW's matching, αVIL's α-steps) included.
 Peak memory is the process's peak resident set during that method's epoch (Linux ``VmHWM``, reset before
-each method), after one untimed warm-up epoch. Also the ratio of the Lightning loop to a plain
-PyTorch loop on the same model and batches.
+each method), after one untimed warm-up epoch. Each method's epoch is timed ``--repeats`` times, the
+methods taking turns so that a slow spell of the machine is spread over all of them; the table gives the
+median and the min–max range. Also the ratio of the Lightning loop to a plain PyTorch loop on the same
+model and batches.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -86,7 +89,11 @@ def plain_loop(overrides: list[str], out: Path) -> float:
     return 1000 * (time.perf_counter() - start) / examples_in(plan)
 
 
-def run_group(name: str, overrides: list[str], out: Path) -> list[str]:
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
+
+
+def run_group(name: str, overrides: list[str], out: Path, repeats: int = 3) -> list[str]:
     common = [
         *overrides,
         "trainer.max_epochs=1",
@@ -98,23 +105,30 @@ def run_group(name: str, overrides: list[str], out: Path) -> list[str]:
         "test=false",
     ]
     bench_method([*common, "method=uniform"], out / "warmup")  # untimed: thread pools, kernels, lazy imports
-    rows = {m: bench_method([*common, f"method={m}"], out / m) for m in METHODS}
-    base = rows["uniform"]["s_per_1k"]
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
+    for _ in range(repeats):  # methods take turns, so drift in the machine's speed hits all of them alike
+        for m in METHODS:
+            runs[m].append(bench_method([*common, f"method={m}"], out / m))
+    seconds = {m: [r["s_per_1k"] for r in rs] for m, rs in runs.items()}
+    base = statistics.median(seconds["uniform"])
     lines = [
         f"### {name}",
+        "",
+        f"Median of {repeats} epochs per method (min–max in brackets).",
         "",
         "| method | examples | s / 1k examples | × uniform | peak RSS (MB) |",
         "|---|---|---|---|---|",
     ]
-    for m, r in rows.items():
-        lines.append(
-            f"| {m} | {r['examples']} | {r['s_per_1k']:.3f} | {r['s_per_1k'] / base:.2f} | {r['peak_mb']:.0f} |"
-        )
-    plain = plain_loop(common, out / "plain")
+    for m, rs in runs.items():
+        ratio = statistics.median(seconds[m]) / base
+        peak = max(r["peak_mb"] for r in rs)
+        lines.append(f"| {m} | {rs[0]['examples']} | {spread(seconds[m])} | {ratio:.2f} | {peak:.0f} |")
+    plain = [plain_loop(common, out / "plain") for _ in range(repeats)]
     lines += [
         "",
         f"Lightning loop / plain PyTorch loop (uniform, same model and batches): "
-        f"{base:.3f} / {plain:.3f} s per 1k examples = {base / plain:.2f}×",
+        f"{base:.3f} / {statistics.median(plain):.3f} s per 1k examples = {base / statistics.median(plain):.2f}×"
+        f" (plain loop: {spread(plain)})",
         "",
     ]
     return lines
@@ -123,6 +137,7 @@ def run_group(name: str, overrides: list[str], out: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--groups", nargs="+", default=["multimnist", "glue"], choices=["multimnist", "glue"])
+    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per method (median reported)")
     parser.add_argument("--train-examples", type=int, default=2000, help="MultiMNIST examples per task")
     parser.add_argument("--glue-examples", type=int, default=160, help="GLUE examples per task")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench")
@@ -133,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
             "MultiMNIST (LeNet; left with right)",
             ["task=multimnist_left", f"task.max_train_examples={args.train_examples}", "task.max_eval_examples=500"],
             args.out / "multimnist",
+            args.repeats,
         )
     data = Path(os.environ.get("ALPHAVIL_DATA_DIR", ROOT / "data"))
     if "glue" in args.groups:
@@ -148,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
                     "model.max_length=128",
                 ],
                 args.out / "glue",
+                args.repeats,
             )
         else:
             lines += [

@@ -121,3 +121,27 @@ def test_report_tables_plots_and_missing_runs(tiny_cfg, tmp_path):
     assert "| 2 |" in text and "seeds: 0, 1" in text and "Epochs: 2" in text
     png = sweep / "report" / "weights_multimnist_left.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_times_every_method_against_uniform(tiny_data, tmp_path):
+    from experiments.bench import METHODS, run_group
+
+    overrides = [
+        "task=multimnist_left",
+        f"paths.data_dir={tiny_data}",
+        f"paths.cache_dir={tmp_path}/cache",
+        "task.verify_checksums=false",
+        "task.download=false",
+        "task.max_train_examples=64",
+        "task.max_eval_examples=32",
+    ]
+    lines = run_group("tiny", overrides, tmp_path / "bench", repeats=2)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
+    assert set(METHODS) <= set(rows)
+    assert rows["uniform"][3] == "1.00"  # the ratio column is relative to uniform's median
+    for m in METHODS:
+        median, rng = rows[m][2].split(" ")
+        low, high = (float(v) for v in rng.strip("()").split("–"))
+        assert 0 < low <= float(median) <= high
+        assert float(rows[m][4].rstrip(" |")) > 0  # peak RSS in MB
+    assert any(line.startswith("Lightning loop / plain PyTorch loop") for line in lines)
