@@ -48,7 +48,24 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def method_key(r: dict[str, Any]) -> str:
-    return r.get("method_choice") or r["method"]
+    """The method, with its option overrides: tuned variants and Optuna trials get rows of their own."""
+    name = r.get("method_choice") or r["method"]
+    options = sorted(_short(o.removeprefix("method.")) for o in r.get("overrides", []) if o.startswith("method."))
+    return f"{name} ({', '.join(options)})" if options else name
+
+
+def _short(override: str) -> str:
+    """``alpha_lr=0.2160082074140204`` -> ``alpha_lr=0.216``: Optuna's values, readable in a table."""
+    key, _, value = override.partition("=")
+    try:
+        return f"{key}={float(value):.3g}" if "." in value or "e" in value.lower() else override
+    except ValueError:
+        return override
+
+
+def method_order(key: str) -> tuple[int, str]:
+    base = key.split(" ", 1)[0]
+    return METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), key
 
 
 def target_key(r: dict[str, Any]) -> str:
@@ -64,7 +81,7 @@ def tables(results: list[dict[str, Any]]) -> str:
         any_run = next(iter(methods.values()))[0]
         out.append(f"### {target} (target `{any_run['target']}`, metric: {any_run['target_metric']})\n")
         rows = []
-        for method in sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m)):
+        for method in sorted(methods, key=method_order):
             runs = methods[method]
             test, test_sd = mean_std([r["target_test"] for r in runs])
             dev, dev_sd = mean_std([r["target_dev"] for r in runs])
@@ -97,7 +114,7 @@ def settings(methods: dict[str, list[dict]]) -> str:
     epochs = sorted({r.get("epochs") for r in runs if r.get("epochs") is not None})
     seeds = sorted({r["seed"] for r in runs})
     sizes = sorted({json.dumps(r.get("train_examples", {}), sort_keys=True) for r in runs})
-    overrides = sorted({o for r in runs for o in r.get("overrides", []) if not o.startswith(("seed=", "method="))})
+    overrides = sorted({o for r in runs for o in r.get("overrides", []) if not o.startswith(("seed=", "method"))})
     lines = [
         f"Epochs: {', '.join(map(str, epochs))}; seeds: {', '.join(map(str, seeds))}.",
         f"Training examples per task: {'; '.join(sizes)}.",
@@ -121,9 +138,13 @@ def plot_weights(results: list[dict[str, Any]], out: Path) -> list[Path]:
             by_target[target_key(r)][method_key(r)].append(r)
     paths = []
     for target, methods in sorted(by_target.items()):
-        names = sorted(methods, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m))
-        fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False, sharey=True)
-        for ax, method in zip(axes[0], names):
+        names = sorted(methods, key=method_order)
+        cols = min(len(names), 4)  # method variants (tuned runs, Optuna trials) wrap onto more rows
+        rows = math.ceil(len(names) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False, sharey=True)
+        for ax in axes.flat[len(names) :]:
+            ax.set_visible(False)
+        for ax, method in zip(axes.flat, names):
             runs = methods[method]
             for task in runs[0]["tasks"]:
                 epochs = min(len(r["weight_history"]) for r in runs)
@@ -131,12 +152,13 @@ def plot_weights(results: list[dict[str, Any]], out: Path) -> list[Path]:
                 xs = list(range(1, epochs + 1))
                 ax.plot(xs, [statistics.fmean(s) for s in series], marker="o", ms=3, label=task)
                 ax.fill_between(xs, [min(s) for s in series], [max(s) for s in series], alpha=0.2)
-            ax.set_title(f"{method} (n={len(runs)})")
+            ax.set_title(f"{method} (n={len(runs)})", fontsize=9 if len(method) > 30 else None)
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("task weight")
-        axes[0][-1].legend(fontsize=8)
+        for row in axes:
+            row[0].set_ylabel("task weight")
+        axes[0][cols - 1].legend(fontsize=8)
         fig.suptitle(f"{target}: task weights over epochs (mean over seeds, band = min–max)")
         fig.tight_layout()
         path = out / f"weights_{target}.png"

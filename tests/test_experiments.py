@@ -123,6 +123,23 @@ def test_report_tables_plots_and_missing_runs(tiny_cfg, tmp_path):
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_report_gives_method_variants_rows_of_their_own():
+    from experiments.report import method_key, method_order
+
+    plain = {"method_choice": "alphavil", "method": "AlphaVIL", "overrides": ["seed=0", "method=alphavil"]}
+    tuned = {**plain, "overrides": ["method=alphavil", "method.rho=0.9", "method.alpha_lr=0.2"]}
+    assert method_key(plain) == "alphavil"
+    assert method_key(tuned) == "alphavil (alpha_lr=0.2, rho=0.9)"
+    keys = ["alphavil (alpha_lr=0.2, rho=0.9)", "alphavil", "custom", "uniform", "single_task"]
+    assert sorted(keys, key=method_order) == [
+        "single_task",
+        "uniform",
+        "alphavil",
+        "alphavil (alpha_lr=0.2, rho=0.9)",
+        "custom",
+    ]
+
+
 def test_bench_times_every_method_against_uniform(tiny_data, tmp_path):
     from experiments.bench import METHODS, run_group
 
