@@ -51,6 +51,18 @@ def test_metrics_match_sklearn_and_scipy(task):
     assert headline_value(spec, ours) == pytest.approx(np.mean([expected[m] for m in spec.metrics]), abs=1e-5)
 
 
+@pytest.mark.parametrize(
+    "preds",
+    [np.ones(300, dtype=int), np.zeros(300, dtype=int), np.r_[np.zeros(3, dtype=int), np.ones(297, dtype=int)]],
+    ids=["all-ones", "all-zeros", "three-zeros"],
+)
+def test_cola_mcc_of_near_constant_predictions_matches_sklearn(preds):
+    labels = np.r_[np.zeros(90, dtype=int), np.ones(210, dtype=int)]  # CoLA's 30/70 split
+    metrics = TASKS["cola"].make_metrics()
+    metrics.update(torch.tensor(preds), torch.tensor(labels))
+    assert float(metrics.compute()["mcc"]) == pytest.approx(matthews_corrcoef(labels, preds), abs=1e-6)
+
+
 def _dm(tiny_glue, tmp_path, **kw):
     kw = {
         "target": "rte",

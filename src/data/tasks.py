@@ -9,12 +9,12 @@ from torch import Tensor
 from torchmetrics import (
     Accuracy,
     F1Score,
-    MatthewsCorrCoef,
     Metric,
     MetricCollection,
     PearsonCorrCoef,
     SpearmanCorrCoef,
 )
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,34 @@ def _metric(name: str, num_outputs: int) -> Metric:
     if name == "f1":  # binary F1 of the positive class, as GLUE reports it for MRPC and QQP
         return F1Score(task="binary")
     if name == "mcc":
-        return MatthewsCorrCoef(task="multiclass", num_classes=num_outputs)
+        return MatthewsCorrCoef(num_outputs)
     if name == "pearson":
         return PearsonCorrCoef()
     if name == "spearman":
         return SpearmanCorrCoef()
     raise ValueError(f"unknown metric {name!r}; known: accuracy, f1, mcc, pearson, spearman")
+
+
+class MatthewsCorrCoef(MulticlassConfusionMatrix):
+    """Matthews correlation as GLUE scores CoLA (``sklearn.metrics.matthews_corrcoef``).
+
+    torchmetrics' own MCC replaces a zero denominator by an epsilon and so scores a constant predictor
+    above 0 (0.05 on a 70/30 split); undefined correlation is 0 here, as in sklearn and GLUE.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(num_classes=num_classes)
+
+    def compute(self) -> Tensor:
+        confmat = self.confmat.double()
+        true, pred = confmat.sum(1), confmat.sum(0)
+        total, correct = confmat.sum(), confmat.trace()
+        cov_true_pred = correct * total - (true * pred).sum()
+        cov_pred = total**2 - (pred * pred).sum()
+        cov_true = total**2 - (true * true).sum()
+        if cov_pred * cov_true == 0:
+            return torch.zeros((), dtype=torch.float32)
+        return (cov_true_pred / torch.sqrt(cov_true * cov_pred)).float()
 
 
 def headline_value(spec: TaskSpec, values: dict[str, float]) -> float:
