@@ -152,7 +152,7 @@ def plot_weights(results: list[dict[str, Any]], out: Path) -> list[Path]:
                 xs = list(range(1, epochs + 1))
                 ax.plot(xs, [statistics.fmean(s) for s in series], marker="o", ms=3, label=task)
                 ax.fill_between(xs, [min(s) for s in series], [max(s) for s in series], alpha=0.2)
-            ax.set_title(f"{method} (n={len(runs)})", fontsize=9 if len(method) > 30 else None)
+            ax.set_title(f"{method} (n={len(runs)})", fontsize=7 if len(method) > 30 else None)
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
