@@ -103,6 +103,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
             if wandb.run is not None:
                 wandb.finish(exit_code=0 if status == "success" else 1)
+                # finish() can return before W&B's service has written the run's last records; teardown
+                # waits for it, so the run folder is complete when train() returns (its atexit hook does
+                # the same, but not reliably in joblib's worker processes)
+                wandb.teardown()
 
 
 def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule) -> dict[str, Any]:
