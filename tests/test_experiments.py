@@ -66,6 +66,20 @@ def test_glue_experiment_runs_one_job(tiny_glue, tmp_path):
     assert results["target"] == "mrpc" and results["target_metric"] == "avg(f1,accuracy)"
 
 
+@pytest.mark.parametrize("launcher", ["local_parallel", "slurm"])
+def test_launcher_configs_compose_and_instantiate(launcher, tmp_path):
+    from hydra.utils import instantiate
+
+    overrides = ["experiment=multimnist_compare", f"hydra/launcher={launcher}"]
+    if launcher == "slurm":
+        overrides.append("hydra.launcher.partition=p")
+    cfg = compose_config(overrides, output_dir=tmp_path)  # the plugins' schemas reject unknown keys here
+    expected = {"local_parallel": "JoblibLauncher", "slurm": "SlurmLauncher"}[launcher]
+    assert type(instantiate(cfg.hydra.launcher)).__name__ == expected
+    if launcher == "slurm":
+        assert cfg.hydra.launcher.submitit_folder.startswith(cfg.hydra.sweep.dir)
+
+
 def _sweep(args: list[str], tiny_data: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "ALPHAVIL_CACHE_DIR": str(tmp_path / "cache")}
     common = [
