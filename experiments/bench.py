@@ -1,6 +1,6 @@
 """Cost benchmark: each method's wall seconds per 1,000 training examples and peak memory, side by side.
 
-    python -m experiments.bench [--groups multimnist glue] [--repeats 3] [--train-examples 2000] [--glue-examples 160]
+    python -m experiments.bench [--groups multimnist glue] [--repeats 3] [--train-examples 10000] [--glue-examples 160]
 
 One process, one method after another on the same data: MultiMNIST with the LeNet, and GLUE (RTE with
 MRPC and STS-B auxiliaries) with the local MiniLM encoder when ``ALPHAVIL_DATA_DIR`` has it. An example
@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import statistics
 import time
 from pathlib import Path
 
 import torch
+import transformers
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -138,10 +140,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--groups", nargs="+", default=["multimnist", "glue"], choices=["multimnist", "glue"])
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per method (median reported)")
-    parser.add_argument("--train-examples", type=int, default=2000, help="MultiMNIST examples per task")
+    parser.add_argument("--train-examples", type=int, default=10000, help="MultiMNIST examples per task")
     parser.add_argument("--glue-examples", type=int, default=160, help="GLUE examples per task")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench")
     args = parser.parse_args(argv)
+    for name in ("pytorch_lightning", "lightning_fabric"):  # no banner per method and repeat
+        logging.getLogger(name).setLevel(logging.WARNING)
+    transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar per run
     lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs", ""]
     if "multimnist" in args.groups:
         lines += run_group(
