@@ -112,7 +112,8 @@ def run_group(name: str, overrides: list[str], out: Path, repeats: int = 3) -> l
         for m in METHODS:
             runs[m].append(bench_method([*common, f"method={m}"], out / m))
     seconds = {m: [r["s_per_1k"] for r in rs] for m, rs in runs.items()}
-    base = statistics.median(seconds["uniform"])
+    medians = {m: statistics.median(s) for m, s in seconds.items()}
+    base = medians["uniform"]
     lines = [
         f"### {name}",
         "",
@@ -122,15 +123,14 @@ def run_group(name: str, overrides: list[str], out: Path, repeats: int = 3) -> l
         "|---|---|---|---|---|",
     ]
     for m, rs in runs.items():
-        ratio = statistics.median(seconds[m]) / base
         peak = max(r["peak_mb"] for r in rs)
-        lines.append(f"| {m} | {rs[0]['examples']} | {spread(seconds[m])} | {ratio:.2f} | {peak:.0f} |")
+        lines.append(f"| {m} | {rs[0]['examples']} | {spread(seconds[m])} | {medians[m] / base:.2f} | {peak:.0f} |")
     plain = [plain_loop(common, out / "plain") for _ in range(repeats)]
+    plain_s = statistics.median(plain)
     lines += [
         "",
         f"Lightning loop / plain PyTorch loop (uniform, same model and batches): "
-        f"{base:.3f} / {statistics.median(plain):.3f} s per 1k examples = {base / statistics.median(plain):.2f}×"
-        f" (plain loop: {spread(plain)})",
+        f"{base:.3f} / {plain_s:.3f} s per 1k examples = {base / plain_s:.2f}× (plain loop: {spread(plain)})",
         "",
     ]
     return lines

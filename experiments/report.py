@@ -58,9 +58,10 @@ def _short(override: str) -> str:
     """``alpha_lr=0.2160082074140204`` -> ``alpha_lr=0.216``: Optuna's values, readable in a table."""
     key, _, value = override.partition("=")
     try:
-        return f"{key}={float(value):.3g}" if "." in value or "e" in value.lower() else override
-    except ValueError:
+        number = float(value)
+    except ValueError:  # a word (features=hidden+loss) stays as written
         return override
+    return override if value.lstrip("-").isdigit() else f"{key}={number:.3g}"  # integers stay exact
 
 
 def method_order(key: str) -> tuple[int, str]:
