@@ -10,7 +10,7 @@ TORCH_INDEX_URL ?=
 ARGS ?=
 DIR ?=
 
-.PHONY: help install test test-all lint format run sweep bench report
+.PHONY: help install test test-slow test-all lint format run sweep bench report
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ install: ## Install torch (TORCH_SPEC), then this project with its dev and sweep
 
 test: ## Fast tests (no `slow` marker): minutes on two CPU cores
 	$(PYTHON) -m pytest -q
+
+test-slow: ## Only the `slow` tests: subprocess sweeps, the CLI, real-data runs (CI runs them after `make test`)
+	$(PYTHON) -m pytest -q -m slow
 
 test-all: ## Every test, the slow ones included
 	$(PYTHON) -m pytest -q -m ""

@@ -32,7 +32,7 @@ from src.config import ROOT
 from src.data.schedule import DEV, step_loader
 from src.run import build
 
-METHODS = ("single_task", "uniform", "diw", "alphavil")
+METHODS = tuple(sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")))  # every method config
 HEADER = "| method | examples | s / 1k examples | × uniform | peak RSS (MB) |"
 
 
@@ -95,6 +95,18 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
 
 
+def table(runs: dict[str, list[dict[str, float]]]) -> list[str]:
+    """The Markdown table of timed epochs per method: median (range) per 1k examples, ratio to uniform's median."""
+    seconds = {m: [r["s_per_1k"] for r in rs] for m, rs in runs.items()}
+    base = statistics.median(seconds["uniform"])
+    lines = ["| method | examples | s / 1k examples | × uniform | peak RSS (MB) |", "|---|---|---|---|---|"]
+    for m, rs in runs.items():
+        ratio = statistics.median(seconds[m]) / base
+        peak = max(r["peak_mb"] for r in rs)
+        lines.append(f"| {m} | {rs[0]['examples']} | {spread(seconds[m])} | {ratio:.2f} | {peak:.0f} |")
+    return lines
+
+
 def run_group(name: str, overrides: list[str], out: Path, repeats: int = 3) -> list[str]:
     common = [
         *overrides,
@@ -111,20 +123,8 @@ def run_group(name: str, overrides: list[str], out: Path, repeats: int = 3) -> l
     for _ in range(repeats):  # methods take turns, so drift in the machine's speed hits all of them alike
         for m in METHODS:
             runs[m].append(bench_method([*common, f"method={m}"], out / m))
-    seconds = {m: [r["s_per_1k"] for r in rs] for m, rs in runs.items()}
-    medians = {m: statistics.median(s) for m, s in seconds.items()}
-    base = medians["uniform"]
-    lines = [
-        f"### {name}",
-        "",
-        f"Median of {repeats} epochs per method (min–max in brackets).",
-        "",
-        "| method | examples | s / 1k examples | × uniform | peak RSS (MB) |",
-        "|---|---|---|---|---|",
-    ]
-    for m, rs in runs.items():
-        peak = max(r["peak_mb"] for r in rs)
-        lines.append(f"| {m} | {rs[0]['examples']} | {spread(seconds[m])} | {medians[m] / base:.2f} | {peak:.0f} |")
+    lines = [f"### {name}", "", f"Median of {repeats} epochs per method (min–max in brackets).", "", *table(runs)]
+    base = statistics.median(r["s_per_1k"] for r in runs["uniform"])
     plain = [plain_loop(common, out / "plain") for _ in range(repeats)]
     plain_s = statistics.median(plain)
     lines += [

@@ -7,8 +7,10 @@ epoch's schedule. Lightning keeps the loop, progress bars, checkpoints, loggers 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -23,6 +25,22 @@ from src.models.multitask import MultiTaskModel
 log = logging.getLogger(__name__)
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 MONITOR = "dev/score"  # the target's headline dev metric; ModelCheckpoint watches it
+
+
+@dataclass
+class TaskGradients:
+    """Per-task gradients: ``shared[i]`` is task ``tasks[i]``'s on the trunk (flat), ``heads[t]`` on t's head."""
+
+    tasks: list[str]
+    shared: Tensor
+    heads: dict[str, Tensor]
+
+
+def flat_grad(grads: Sequence[Tensor | None], params: Sequence[nn.Parameter]) -> Tensor:
+    """One flat vector of ``grads`` (zeros where a parameter was not reached), in ``params``' order."""
+    if not params:
+        return torch.zeros(0)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
 
 
 class MultiTaskModule(pl.LightningModule):
@@ -58,13 +76,71 @@ class MultiTaskModule(pl.LightningModule):
         self.test_heads: dict[str, str] = {}
         self._epoch_start = 0.0
 
-    # --- what methods call ---------------------------------------------------------------------
+    # --- the seam methods stand on --------------------------------------------------------------
     def loss(self, task: str, batch: dict[str, Tensor]) -> Tensor:
         """Per-example loss of ``task`` on ``batch``."""
         return self.specs[task].loss(self.model(task, batch), batch["labels"])
 
+    def task_losses(self, data: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Mean loss of each training task present in ``data`` (the dev batch left out), logged per step."""
+        losses = {t: self.loss(t, data[t]).mean() for t in self.specs if t in data}
+        for t, loss in losses.items():
+            self.log(f"train/loss/{t}", loss.detach(), on_step=True, on_epoch=True, batch_size=len(data[t]["labels"]))
+        return losses
+
     def trainable(self) -> list[nn.Parameter]:
+        """Every trainable parameter, in the order the optimizer holds them."""
         return [p for p in self.model.parameters() if p.requires_grad]
+
+    def shared_parameters(self) -> dict[str, nn.Parameter]:
+        """The trunk's trainable parameters by name: what every task's gradient lands on."""
+        return self.model.shared_parameters()
+
+    def task_parameters(self, task: str) -> dict[str, nn.Parameter]:
+        """The trainable parameters of ``task``'s head by name: only its own loss reaches them."""
+        return self.model.task_parameters(task)
+
+    def task_gradients(self, losses: Mapping[str, Tensor]) -> TaskGradients:
+        """Each task's gradient on the shared parameters (one row per task) and on its own head.
+
+        The graph is kept, so a method may still back-propagate a combination of the losses.
+        Under a precision plugin with loss scaling (``16-mixed``) these gradients are unscaled.
+        """
+        shared = list(self.shared_parameters().values())
+        rows, heads = [], {}
+        for task, loss in losses.items():
+            own = list(self.task_parameters(task).values())
+            grads = torch.autograd.grad(loss, shared + own, retain_graph=True, allow_unused=True)
+            rows.append(flat_grad(grads[: len(shared)], shared))
+            heads[task] = flat_grad(grads[len(shared) :], own)
+        return TaskGradients(list(losses), torch.stack(rows), heads)
+
+    def step_with_gradients(self, shared: Tensor, heads: Mapping[str, Tensor]) -> None:
+        """One optimizer step with ``shared`` as the trunk's gradient and ``heads[t]`` as task t's head's.
+
+        The gradients go through Lightning's ``manual_backward`` as the gradient of the surrogate
+        Σ_p ⟨p, g_p⟩, so loss scaling, precision and strategy plugins (DDP's reduction) apply as they do to
+        any loss. Heads not listed get no gradient.
+        """
+        if not bool(torch.isfinite(shared).all()):
+            raise FloatingPointError("the combined gradient is not finite; lower the learning rate")
+        pairs = [(list(self.shared_parameters().values()), shared)]
+        pairs += [(list(self.task_parameters(t).values()), g) for t, g in heads.items()]
+        surrogate = sum(
+            (p * piece.view_as(p).to(p.dtype)).sum()
+            for params, flat in pairs
+            for p, piece in zip(params, flat.split([p.numel() for p in params]))
+        )
+        self.backward_and_step(surrogate, check=False)
+
+    def backward_and_step(self, loss: Tensor, check: bool = True) -> None:
+        """``manual_backward(loss)`` and one optimizer step; a non-finite loss stops the run with a clear error."""
+        if check and not math.isfinite(loss.item()):
+            raise FloatingPointError(f"training loss is {loss.item()}; lower the learning rate")
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
 
     # --- Lightning hooks ------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -86,9 +162,20 @@ class MultiTaskModule(pl.LightningModule):
             torch.manual_seed(self.seed * 1_000_003 + self.current_epoch)
 
     def training_step(self, step: Step, batch_idx: int) -> None:
-        self.method.training_step(self, step)
-        if step.last_in_epoch:  # timed here, before validation, so checkpoints already hold it
+        # The epoch's last executed step (trainer.limit_train_batches may cut the plan short) closes it:
+        # here, before validation and the checkpoint written after it, so the checkpoint holds the record.
+        last = batch_idx == self.trainer.num_training_batches - 1
+        self.method.training_step(self, step, last)
+        if last:
             self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
+
+    def on_train_epoch_end(self) -> None:
+        epochs = self.current_epoch + 1
+        if len(self.method.history) != epochs or len(self.epoch_seconds) != epochs:
+            raise RuntimeError(
+                f"epoch {self.current_epoch} closed without its record ({len(self.method.history)} records for "
+                f"{epochs} epochs): the method's schedule and the trainer's epoch disagree"
+            )
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         outputs = self.model(self.target, batch)
@@ -132,11 +219,11 @@ class MultiTaskModule(pl.LightningModule):
             lg.log_metrics(flat, step=self.global_step)
         log.info("test: %s", ", ".join(f"{n}={v['score']:.4f}" for n, v in self.test_results.items()))
 
+    # The method's state is part of this module's state_dict (it is a submodule); only the run's
+    # history lives beside it.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["weighting_method"] = self.method.state_dict()
         checkpoint["run_history"] = {"dev_scores": list(self.dev_scores), "epoch_seconds": list(self.epoch_seconds)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.method.load_state_dict(checkpoint["weighting_method"])
         self.dev_scores = list(checkpoint["run_history"]["dev_scores"])
         self.epoch_seconds = list(checkpoint["run_history"]["epoch_seconds"])

@@ -64,6 +64,18 @@ def real_data() -> Path:
     return REAL_DATA
 
 
+def config_options(group: str) -> list[str]:
+    """Every option of a config group: its YAML files and the names registered in the ConfigStore."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        found = GlobalHydra.instance().config_loader().get_group_options(group)
+    GlobalHydra.instance().clear()
+    return sorted(o for o in found if not o.startswith("base_"))  # base_*: the schemas YAMLs extend
+
+
+METHODS = config_options("method")
+
+
 def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
     """Compose ``conf/config.yaml`` as ``python -m src.run`` would, with Hydra's runtime config set."""
     GlobalHydra.instance().clear()

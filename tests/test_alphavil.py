@@ -133,9 +133,23 @@ def test_trainer_limits_that_cut_epochs_are_refused(tiny_cfg):
         trainer.fit(module, datamodule=dm)
 
 
-def test_bfloat16_deltas_train(tiny_cfg):
-    results = train(tiny_cfg("method=alphavil", "method.delta_dtype=bfloat16", "trainer.max_epochs=1"))
-    assert all(torch.isfinite(torch.tensor(v)) for v in results["weights"].values())
+def test_bfloat16_deltas_are_stored_in_bf16_and_give_nearly_the_float32_alpha(tiny_cfg, monkeypatch):
+    dtypes = set()
+    original = AlphaVIL._alpha_step
+
+    def spy(self, module, step):
+        dtypes.add(self.deltas.dtype)
+        return original(self, module, step)
+
+    monkeypatch.setattr(AlphaVIL, "_alpha_step", spy)
+    exact = train(tiny_cfg("method=alphavil", "trainer.max_epochs=1"))
+    assert dtypes == {torch.float32}  # auto: the parameters' dtype
+    dtypes.clear()
+    rounded = train(tiny_cfg("method=alphavil", "method.delta_dtype=bfloat16", "trainer.max_epochs=1"))
+    assert dtypes == {torch.bfloat16}
+    for t in ("left", "right"):  # bf16 keeps 8 bits of mantissa: α moves the same way, to within rounding
+        a, b = exact["alpha_history"][0][t], rounded["alpha_history"][0][t]
+        assert a != 1.0 and b == pytest.approx(a, abs=0.02), (a, b)
 
 
 def test_negative_transfer_random_label_task_gets_less_weight(tiny_cfg):

@@ -10,13 +10,10 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from src.config import ConfigError, validate
-from tests.conftest import CONF, ROOT, compose_config
+from tests.conftest import CONF, ROOT, compose_config, config_options
 
 GROUPS = ["task", "method", "model", "trainer", "logger", "callbacks", "paths"]
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+options = config_options
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
@@ -57,11 +54,14 @@ def test_wrong_type_fails_at_composition():
         ("task.target=top", "task.target='top' is not in task group 'multimnist'"),
         ("task.auxiliaries=[right,up]", "contains 'up'"),
         ("task.auxiliaries=[left]", "contains the target 'left'"),
-        ("task.batch_size=-4", "task.batch_size=-4: must be a positive number"),
+        ("task.batch_size=-4", "task.batch_size=-4: must be a positive, finite number"),
         ("task.max_train_examples=0", "task.max_train_examples=0"),
         ("task.dev_fraction=1.5", "task.dev_fraction=1.5: must be a fraction in (0, 1]"),
         ("task.dev_fraction=0", "task.dev_fraction=0"),
         ("model.optimizer.lr=-1", "model.optimizer.lr=-1.0"),
+        ("model.optimizer.lr=nan", "model.optimizer.lr=nan"),
+        ("model.optimizer.lr=inf", "model.optimizer.lr=inf"),
+        ("model.optimizer.weight_decay=inf", "model.optimizer.weight_decay=inf"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0"),
         ("seed=-1", "seed=-1"),
     ],
@@ -73,6 +73,7 @@ def test_bad_values_name_the_key_and_value(override, message, tmp_path):
     assert message in str(e.value)
 
 
+@pytest.mark.slow
 def test_bad_config_exits_non_zero_before_loading_data(tmp_path):
     proc = subprocess.run(
         [

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize
 
+import src.methods.diw as diw
 from src.config import ConfigError, validate
-from src.methods.diw import kmm_problem, kmm_solve, kmm_weights, median_bandwidth, project
-from src.run import train
+from src.methods.diw import DIW, kmm_problem, kmm_solve, kmm_weights, median_bandwidth, project
+from src.run import build, train
 from tests.conftest import compose_config
 
 
@@ -93,9 +96,29 @@ def test_runs_end_to_end_with_each_feature_choice(features, tiny_cfg):
     assert set(w) == {"left", "right"} and all(v >= 0 for v in w.values())
 
 
-def test_update_every_reuses_task_means(tiny_cfg):
-    results = train(tiny_cfg("method=diw", "method.update_every=3", "trainer.max_epochs=1"))
-    assert all(np.isfinite(v) for v in results["weights"].values())
+def test_update_every_reuses_task_means(tiny_cfg, monkeypatch):
+    """With update_every=3 KMM is solved at steps 0, 3, 6, ...; in between each example gets its task's last mean β."""
+    solves, betas = [], []
+    solve, observe = diw.kmm_weights, DIW.observe_weights
+
+    def counted_solve(*args, **kwargs):
+        solves.append(1)
+        return solve(*args, **kwargs)
+
+    def recorded(self, index, values):
+        betas.append(values.detach().clone())
+        observe(self, index, values)
+
+    monkeypatch.setattr(diw, "kmm_weights", counted_solve)
+    monkeypatch.setattr(DIW, "observe_weights", recorded)
+    dm, module, trainer = build(tiny_cfg("method=diw", "method.update_every=3", "trainer.max_epochs=1"))
+    trainer.fit(module, datamodule=dm)
+    steps = len(betas)
+    assert steps >= 4 and len(solves) == math.ceil(steps / 3)
+    n = len(betas[1]) // 2  # left's examples, then right's
+    for i in (1, 2):  # reused steps: one value per task, the mean of that task's β at the last solve
+        assert torch.allclose(betas[i][:n], betas[0][:n].mean()) and torch.allclose(betas[i][n:], betas[0][n:].mean())
+    assert not torch.allclose(betas[0], betas[0].mean())  # the solve itself weights examples unequally
 
 
 @pytest.mark.parametrize(

@@ -103,14 +103,16 @@ def _sweep(args: list[str], tiny_data: Path, tmp_path: Path) -> subprocess.Compl
     )
 
 
+@pytest.mark.slow
 def test_a_failing_job_does_not_stop_the_others(tiny_data, tmp_path):
     proc = _sweep(["hydra/launcher=local_parallel", "task.batch_size=-1,16"], tiny_data, tmp_path)
     assert proc.returncode != 0  # the sweep reports the failure...
-    assert "task.batch_size=-1: must be a positive number" in proc.stderr
+    assert "task.batch_size=-1: must be a positive, finite number" in proc.stderr
     done = list((tmp_path / "sweep").rglob("results.json"))
     assert len(done) == 1 and json.loads(done[0].read_text())["seed"] == 0  # ...and the good job ran
 
 
+@pytest.mark.slow
 def test_optuna_sweeper_optimises_the_dev_score(tiny_data, tmp_path):
     proc = _sweep(["experiment=alphavil_optuna", "hydra.sweeper.n_trials=2"], tiny_data, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -154,6 +156,18 @@ def test_report_gives_method_variants_rows_of_their_own():
     ]
 
 
+def test_bench_table_gives_medians_ranges_and_ratios_to_uniform():
+    from experiments.bench import table
+
+    def runs(*seconds):
+        return [{"examples": 100, "s_per_1k": s, "peak_mb": 500.0 + s} for s in seconds]
+
+    lines = table({"uniform": runs(2.0, 1.0, 3.0), "alphavil": runs(5.0, 4.0, 9.0)})
+    assert lines[2] == "| uniform | 100 | 2.000 (1.000–3.000) | 1.00 | 503 |"
+    assert lines[3] == "| alphavil | 100 | 5.000 (4.000–9.000) | 2.50 | 509 |"  # median 5 / median 2
+
+
+@pytest.mark.slow
 def test_bench_times_every_method_against_uniform(tiny_data, tmp_path):
     from experiments.bench import METHODS, run_group
 
@@ -168,11 +182,7 @@ def test_bench_times_every_method_against_uniform(tiny_data, tmp_path):
     ]
     lines = run_group("tiny", overrides, tmp_path / "bench", repeats=2)
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
-    assert set(METHODS) <= set(rows)
-    assert rows["uniform"][3] == "1.00"  # the ratio column is relative to uniform's median
+    assert set(METHODS) == set(rows) - {"method"} and "pcgrad" in METHODS
     for m in METHODS:
-        median, rng = rows[m][2].split(" ")
-        low, high = (float(v) for v in rng.strip("()").split("–"))
-        assert 0 < low <= float(median) <= high
-        assert float(rows[m][4].rstrip(" |")) > 0  # peak RSS in MB
+        assert int(rows[m][1]) > 0 and float(rows[m][4].rstrip(" |")) > 100  # examples; peak RSS in MB
     assert any(line.startswith("Lightning loop / plain PyTorch loop") for line in lines)

@@ -15,9 +15,7 @@ from src.data.base import DataError
 from src.data.glue import TASKS, GLUEDataModule
 from src.data.tasks import headline_value
 from src.run import build, train
-from tests.conftest import CONF, compose_config
-
-METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
+from tests.conftest import METHODS, compose_config
 
 
 def reference(task: str, preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -148,6 +146,7 @@ def test_regression_head_has_one_output(glue_cfg):
     assert module.model.heads["stsb"][-1].out_features == 1 and module.model.heads["cola"][-1].out_features == 2
 
 
+@pytest.mark.slow
 def test_real_rte_with_minilm(real_data, tmp_path):
     """One short real run: RTE with an MRPC auxiliary, the local MiniLM encoder, a few steps."""
     if not (real_data / "models" / "all-MiniLM-L6-v2").exists() or not (real_data / "glue" / "rte").exists():

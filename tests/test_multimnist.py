@@ -118,6 +118,7 @@ def test_caps_limit_every_split(tiny_data, tmp_path):
     assert len(dm.test_sets["right"]) == 20
 
 
+@pytest.mark.slow
 def test_real_mnist_files(real_data, tmp_path):
     folder = ensure_mnist(real_data, download=False, verify=True)
     assert sorted(p.name for p in folder.glob("*.gz")) == sorted(FILES)

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from src.run import build, train
-from tests.conftest import CONF, ROOT
+from tests.conftest import METHODS, ROOT
 
-METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
 KEYS = {
     "target",
     "method",
@@ -84,6 +83,7 @@ def test_resume_at_an_epoch_boundary_is_exact(method, tiny_cfg, tmp_path):
     assert torch.equal(full.method.w, resumed.method.w)
 
 
+@pytest.mark.slow
 def test_multirun_sweeps_methods_and_seeds(tiny_data, tmp_path):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "ALPHAVIL_CACHE_DIR": str(tmp_path / "cache")}

@@ -41,7 +41,6 @@ class Step:
     block: str | None = None
     first_in_block: bool = False
     last_in_block: bool = False
-    last_in_epoch: bool = False
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -71,10 +70,13 @@ def block(name: str, batches: Sequence[Mapping[str, Tensor]]) -> list[Step]:
 
 
 def finish(steps: list[Step]) -> list[Step]:
-    """Mark the last step of the epoch (where methods close the epoch: weights, α, history)."""
+    """The epoch's plan, checked: an empty one means a training split is empty.
+
+    The epoch's last *executed* step closes it (the LightningModule knows which: the trainer may cut
+    the plan short), so no step is marked here.
+    """
     if not steps:
         raise ValueError("the schedule of an epoch is empty: is a training split empty?")
-    steps[-1] = replace(steps[-1], last_in_epoch=True)
     return steps
 
 

@@ -5,7 +5,8 @@ mini-epoch of its own data, with its loss scaled by the task's weight. One α pe
 on the target's dev loss to mix the deltas, θ ← θ + Σ_t α_t δ_t, and the task weights move with α.
 
 Implementation choices (every one a config option; see ``conf/method/alphavil.yaml``):
-    * Deltas live in one flat buffer per task (``delta_dtype``), memory O(K·|θ|); no autograd graph
+    * Deltas live in one flat buffer per task (``delta_dtype``; ``auto``: the parameters' own dtype), on
+      the parameters' device, memory O(K·|θ|); no autograd graph
       is kept through the mixture: ∂L/∂α_t = ⟨∇_θ L(θ + Σ α δ), δ_t⟩ is exact, so each α-step costs one
       forward/backward on a dev batch plus K dot products.
     * α-steps and the dev-loss probes run in eval mode (no dropout), so α sees the model it will get.
@@ -24,16 +25,18 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parameters_to_vector
 
-from src.config import ConfigError, MethodConfig
 from src.data.schedule import DEV, Step, block, chunks, finish, sample
 from src.methods.base import WeightingMethod
+from src.module import flat_grad
+from src.schema import ConfigError, MethodConfig
 
 log = logging.getLogger(__name__)
 
 ALPHA_INIT = ("ones", "weights")
 WEIGHT_UPDATES = ("additive", "multiplicative", "replace")
-DELTA_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DELTA_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}  # auto: the parameters' dtype
 
 
 @dataclass
@@ -41,17 +44,17 @@ class Config(MethodConfig):
     """Options of ``method=alphavil`` (defaults as in the reference design)."""
 
     _target_: str = "src.methods.alphavil.AlphaVIL"
-    rho: float = 0.5  # share of a task's training set in its mini-epoch
+    rho: float = 0.5  # share of a task's training set in its mini-epoch (2 tasks: the cost of uniform)
     max_examples: int | None = None  # cap on a mini-epoch, for large auxiliaries
-    alpha_steps: int = 10  # α-steps per epoch, one dev batch each
-    alpha_lr: float = 0.1
-    alpha_init: str = "ones"
-    alpha_min: float = 0.0
+    alpha_steps: int = 10  # α-steps per epoch, one target-dev batch each
+    alpha_lr: float = 0.1  # step size on ∂L_dev/∂α_t = <∇L_dev(θ + Σαδ), δ_t>
+    alpha_init: str = "ones"  # ones | weights: where α starts each epoch
+    alpha_min: float = 0.0  # α is clamped to [alpha_min, alpha_max]
     alpha_max: float = 2.0
-    weight_update: str = "additive"
-    w_min: float = 0.0
-    reset_optimizer: bool = True
-    delta_dtype: str = "float32"
+    weight_update: str = "additive"  # additive: w + (α − 1) | multiplicative: w·α | replace: α
+    w_min: float = 0.0  # task weights never go below this
+    reset_optimizer: bool = True  # each task's block starts from the epoch-start optimizer state
+    delta_dtype: str = "auto"  # auto (the parameters' dtype) | float32 | bfloat16: storage of the K deltas
 
     def __post_init__(self) -> None:
         if not 0 < self.rho <= 1:
@@ -103,11 +106,16 @@ def update_weights(w: Tensor, alpha: Tensor, rule: str, w_min: float) -> Tensor:
 
 
 def flatten(params: list[nn.Parameter]) -> Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in params])
+    """The parameters as one flat vector (a copy, detached)."""
+    return parameters_to_vector(params).detach()
 
 
 def assign(params: list[nn.Parameter], flat: Tensor) -> None:
-    """Copy ``flat`` into the parameters (copying, so the parameters never alias the buffer)."""
+    """Copy ``flat`` into the parameters.
+
+    Not ``torch.nn.utils.vector_to_parameters``: that re-points each parameter's ``.data`` at a view of
+    ``flat``, so the next training step would write into θ or a delta.
+    """
     offset = 0
     with torch.no_grad():
         for p in params:
@@ -118,10 +126,13 @@ def assign(params: list[nn.Parameter], flat: Tensor) -> None:
 class AlphaVIL(WeightingMethod):
     """αVIL as laid out in the reference design; the options are documented on :class:`Config`."""
 
+    Config = Config
+    whole_epochs = True
+    shorten_with = "task.max_train_examples, method.rho or method.max_examples"
+
     def __init__(self, **options):
-        super().__init__(Config, **options)
-        self.delta_dtype = DELTA_DTYPES[self.delta_dtype]
-        self.alpha = torch.ones(0)
+        super().__init__(**options)
+        self.register_buffer("alpha", torch.ones(0))
         self.skipped_alpha_steps = 0  # α-steps whose loss or gradient was NaN/Inf, over the whole run
         self._clear_epoch()
 
@@ -137,27 +148,19 @@ class AlphaVIL(WeightingMethod):
         super().setup(tasks, target)
         self.alpha = torch.ones(len(tasks))
 
-    def check_trainer(self, trainer) -> None:
-        if trainer.fast_dev_run or trainer.limit_train_batches not in (None, 1.0):
-            raise ValueError(
-                "method=alphavil needs whole epochs (its α-steps close each epoch), so "
-                "trainer.fast_dev_run and trainer.limit_train_batches are not supported. Shorten epochs with "
-                "task.max_train_examples, method.rho or method.max_examples instead."
-            )
-
     # --- schedule: one block per task (target first), then one of α-steps ------------------------
     def mini_epoch(self, size: int) -> int:
-        n = max(1, round(self.rho * size))
-        return min(n, self.max_examples) if self.max_examples else n
+        n = max(1, round(self.cfg.rho * size))
+        return min(n, self.cfg.max_examples) if self.cfg.max_examples else n
 
     def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
         steps: list[Step] = []
         for task in self.names:
             picked = sample(sizes[task], self.mini_epoch(sizes[task]), generator)
             steps += block(task, [{task: c} for c in chunks(picked, batch_size)])
-        if self.alpha_steps:
-            dev = sample(sizes[DEV], self.alpha_steps * batch_size, generator)
-            steps += block("alpha", [{DEV: c} for c in chunks(dev, batch_size)][: self.alpha_steps])
+        if self.cfg.alpha_steps:
+            dev = sample(sizes[DEV], self.cfg.alpha_steps * batch_size, generator)
+            steps += block("alpha", [{DEV: c} for c in chunks(dev, batch_size)][: self.cfg.alpha_steps])
         return finish(steps)
 
     # --- steps ------------------------------------------------------------------------------------
@@ -169,28 +172,29 @@ class AlphaVIL(WeightingMethod):
 
     def _task_step(self, module, step: Step) -> None:
         params, opt = module.trainable(), module.optimizers().optimizer
-        k = self.names.index(step.block)
+        k = self.index(step.block)
         if step.first_in_block:
             if k == 0:  # the epoch starts with the target's block: remember θ and the optimizer
                 self.theta = flatten(params)
-                self.deltas = torch.zeros(len(self.names), self.theta.numel(), dtype=self.delta_dtype)
-                self._opt_start = copy.deepcopy(opt.state_dict()) if self.reset_optimizer else None
+                dtype = DELTA_DTYPES[self.cfg.delta_dtype] or self.theta.dtype
+                self.deltas = self.theta.new_zeros(len(self.names), self.theta.numel(), dtype=dtype)
+                self._opt_start = copy.deepcopy(opt.state_dict()) if self.cfg.reset_optimizer else None
             else:
                 assign(params, self.theta)
-                if self.reset_optimizer:
+                if self.cfg.reset_optimizer:
                     opt.load_state_dict(copy.deepcopy(self._opt_start))
-        losses = self.task_losses(module, step.data)
-        self.optimizer_step(module, self.w[k] * losses[step.block])
+        losses = module.task_losses(step.data)
+        module.backward_and_step(self.w[k].to(losses[step.block]) * losses[step.block])
         if step.last_in_block:
-            self.deltas[k] = (flatten(params) - self.theta).to(self.delta_dtype)
-            if k == 0 and self.reset_optimizer:
+            self.deltas[k] = (flatten(params) - self.theta).to(self.deltas.dtype)
+            if k == 0 and self.cfg.reset_optimizer:
                 self._opt_target = copy.deepcopy(opt.state_dict())
-            if k == len(self.names) - 1 and not self.alpha_steps:
+            if k == len(self.names) - 1 and not self.cfg.alpha_steps:
                 self.alpha = self._initial_alpha()
                 self._close_epoch(module)
 
     def _initial_alpha(self) -> Tensor:
-        return torch.ones(len(self.names)) if self.alpha_init == "ones" else self.w.clone()
+        return torch.ones_like(self.w) if self.cfg.alpha_init == "ones" else self.w.clone()
 
     def _dev_loss(self, module, batch, grad: bool) -> Tensor:
         with torch.set_grad_enabled(grad):
@@ -211,14 +215,14 @@ class AlphaVIL(WeightingMethod):
             grads = torch.autograd.grad(loss, params, allow_unused=True)
         finally:
             module.model.train(was_training)
-        g = torch.cat(
-            [(gr if gr is not None else torch.zeros_like(p)).reshape(-1) for gr, p in zip(grads, params)]
-        ).float()
+        # α's arithmetic in at least float32, whatever the parameters' dtype (bf16-true training)
+        g = flat_grad(grads, params).to(torch.promote_types(self.theta.dtype, torch.float32))
         if step.first_in_block:
             self._record["dev_loss_before"] = loss.item()
         grad_alpha = alpha_gradient(g, self.deltas)
         if math.isfinite(loss.item()) and bool(torch.isfinite(grad_alpha).all()):
-            self.alpha = (self.alpha - self.alpha_lr * grad_alpha).clamp(self.alpha_min, self.alpha_max)
+            step_alpha = self.alpha - self.cfg.alpha_lr * grad_alpha.to(self.alpha)
+            self.alpha = step_alpha.clamp(self.cfg.alpha_min, self.cfg.alpha_max)
             self._record["alpha_steps_taken"] += 1
         else:
             self.skipped_alpha_steps += 1
@@ -237,8 +241,8 @@ class AlphaVIL(WeightingMethod):
             module.model.eval()
             self._record["dev_loss_after"] = float(self._dev_loss(module, self._probe, grad=False))
             module.model.train(was_training)
-        self.w = update_weights(self.w, self.alpha, self.weight_update, self.w_min)
-        if self.reset_optimizer:
+        self.w = update_weights(self.w, self.alpha, self.cfg.weight_update, self.cfg.w_min)
+        if self.cfg.reset_optimizer:
             module.optimizers().optimizer.load_state_dict(self._opt_target)
         record = {f"alpha/{t}": float(a) for t, a in zip(self.names, self.alpha)}
         record.update({"method/" + k: v for k, v in self._record.items()})
@@ -249,12 +253,10 @@ class AlphaVIL(WeightingMethod):
         record, self._record = self._record, {}
         return record
 
-    # --- state ------------------------------------------------------------------------------------
-    def state_dict(self):
-        state = super().state_dict()
-        return {**state, "alpha": self.alpha.clone(), "skipped_alpha_steps": self.skipped_alpha_steps}
+    # --- state: α is a buffer; the count of skipped steps is plain Python ---------------------------
+    def get_extra_state(self):
+        return {**super().get_extra_state(), "skipped_alpha_steps": self.skipped_alpha_steps}
 
-    def load_state_dict(self, state) -> None:
-        super().load_state_dict(state)
-        self.alpha = state["alpha"].clone()
+    def set_extra_state(self, state) -> None:
+        super().set_extra_state(state)
         self.skipped_alpha_steps = state["skipped_alpha_steps"]

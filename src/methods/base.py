@@ -1,23 +1,28 @@
 """The small base class every weighting method builds on.
 
-A method owns its state (task weights and whatever else it learns), plans each epoch's schedule
-(mixed batches, per-task blocks, the target alone) and interprets each training step. The
-LightningModule delegates to it and knows nothing of any particular method, so adding a method is
-one file here, one YAML in ``conf/method/`` and its tests.
+A method is an ``nn.Module`` owned by the LightningModule (LibMTL's ``AbsWeighting``, TorchJD's
+``Aggregator``): its state (task weights, α, DIW's warm start, learnable weights) is buffers and
+parameters, so it follows the model to any device and dtype and Lightning checkpoints it with the
+model; plain-Python state (the per-epoch history) travels as the module's extra state.
+
+A method plans each epoch's schedule (mixed batches, per-task blocks, the target alone) and interprets
+each training step through the LightningModule's narrow seam (:class:`src.module.MultiTaskModule`:
+per-task losses, per-task gradients on the shared parameters, a combined gradient applied through
+Lightning's ``manual_backward``). It knows nothing of devices, precision or strategies. Adding a method
+is one file here, one YAML in ``conf/method/`` and its tests.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from src.data.schedule import DEV, Step, chunks, finish, sample
 from src.data.tasks import TaskSpec
+from src.schema import MethodConfig
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -25,25 +30,37 @@ if TYPE_CHECKING:
     from src.module import MultiTaskModule
 
 
-class WeightingMethod:
+class WeightingMethod(nn.Module):
     """Base class: task weights, the epoch schedule, and the per-step update.
 
-    Subclasses implement :meth:`plan_epoch` and :meth:`step`, and may extend :meth:`end_epoch`
-    (per-epoch bookkeeping, returning what to log), :meth:`state_dict` and :meth:`load_state_dict`.
+    Subclasses set ``Config`` (their options' schema, read as ``self.cfg.<option>``), implement
+    :meth:`plan_epoch` and :meth:`step`, and may extend :meth:`end_epoch` (per-epoch bookkeeping,
+    returning what to log) and :meth:`get_extra_state`/:meth:`set_extra_state` for plain-Python state.
+    Tensor state is registered with ``register_buffer``; buffers whose size changes during training
+    (a warm start over a batch) are resized when a checkpoint is loaded.
+
+    Attributes:
+        whole_epochs: the method must see every step of an epoch (αVIL's α-steps close it), so it refuses
+            trainer settings that cut an epoch short. Methods without it support cut epochs: the epoch is
+            closed at its last *executed* step, so the record is never empty.
     """
 
-    def __init__(self, schema: type | None = None, **options: Any) -> None:
-        """``schema`` is the method's ``Config``: it validates ``options`` and holds their defaults, which
-        become attributes of the method (one place for each default)."""
-        if schema is not None:
-            checked = schema(**options)
-            for f in fields(schema):
-                if f.name != "_target_":
-                    setattr(self, f.name, getattr(checked, f.name))
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    whole_epochs: ClassVar[bool] = False
+    shorten_with: ClassVar[str] = "task.max_train_examples"  # how to shorten epochs instead of cutting them
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__()
+        self.cfg = self.Config(**options)  # validates the options; the one place for each default
         self.tasks: list[TaskSpec] = []
         self.target = ""
-        self.w = torch.ones(0)
         self.history: list[dict[str, float]] = []
+        self.register_buffer("w", torch.ones(0))
+        # Running sums for weights that are per-step or per-example means over an epoch (DIW's β, PCGrad's
+        # coefficients): filled by observe_weights, turned into w at the epoch's end. Not checkpointed: an
+        # epoch is always closed before a checkpoint is written.
+        self.register_buffer("_weight_sum", torch.zeros(0), persistent=False)
+        self.register_buffer("_weight_count", torch.zeros(0), persistent=False)
 
     # --- set-up ---------------------------------------------------------------------------------
     def setup(self, tasks: Sequence[TaskSpec], target: str) -> None:
@@ -52,14 +69,25 @@ class WeightingMethod:
             raise ValueError("tasks must list the target first")
         self.tasks, self.target = list(tasks), target
         self.w = torch.ones(len(tasks))
+        self._weight_sum, self._weight_count = torch.zeros(len(tasks)), torch.zeros(len(tasks))
         self.history = []
 
     @property
     def names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
+    def index(self, task: str) -> int:
+        return self.names.index(task)
+
     def check_trainer(self, trainer: pl.Trainer) -> None:
         """Reject trainer settings the method cannot work with (with what to do instead)."""
+        cut = trainer.fast_dev_run or trainer.limit_train_batches not in (None, 1.0)
+        if self.whole_epochs and cut:
+            raise ValueError(
+                f"method={type(self).__name__} needs whole epochs (its schedule closes each epoch with a step of its "
+                "own), so trainer.fast_dev_run and trainer.limit_train_batches are not supported. Shorten epochs "
+                f"with {self.shorten_with} instead."
+            )
 
     # --- schedule ------------------------------------------------------------------------------
     def plan_epoch(self, sizes: Mapping[str, int], batch_size: int, generator: torch.Generator) -> list[Step]:
@@ -84,11 +112,16 @@ class WeightingMethod:
         return finish(steps)
 
     # --- training ------------------------------------------------------------------------------
-    def training_step(self, module: MultiTaskModule, step: Step) -> None:
-        """Run one planned step; at the epoch's last step, close the epoch and log its record."""
+    def training_step(self, module: MultiTaskModule, step: Step, last: bool) -> None:
+        """Run one planned step; after the epoch's last executed step (``last``), close the epoch and log it."""
         self.step(module, step)
-        if step.last_in_epoch:
+        if last:
             extra = self.end_epoch(module)  # first: a method may set its weights here
+            if bool(self._weight_count.gt(0).any()):
+                seen = self._weight_count > 0
+                self.w = torch.where(seen, self._weight_sum / self._weight_count.clamp_min(1), self.w)
+                self._weight_sum.zero_()
+                self._weight_count.zero_()
             record = {f"weight/{t}": float(w) for t, w in zip(self.names, self.w)}
             record.update(extra)
             self.history.append(record)
@@ -105,25 +138,14 @@ class WeightingMethod:
         return {}
 
     # --- helpers for subclasses ----------------------------------------------------------------
-    def task_losses(self, module: MultiTaskModule, data: Mapping[str, Any]) -> dict[str, Tensor]:
-        """Mean loss of each task present in ``data`` (the dev batch excluded), logged per step."""
-        losses = {t: module.loss(t, data[t]).mean() for t in self.names if t in data}
-        for t, loss in losses.items():
-            module.log(f"train/loss/{t}", loss, on_step=True, on_epoch=True, batch_size=len(data[t]["labels"]))
-        return losses
+    def observe_weights(self, index: Tensor, values: Tensor) -> None:
+        """Add ``values[i]`` to task ``index[i]``'s running mean; the epoch's mean becomes its weight."""
+        index = index.to(self._weight_sum.device)
+        self._weight_sum.index_add_(0, index, values.detach().to(self._weight_sum))
+        self._weight_count.index_add_(0, index, torch.ones_like(index, dtype=self._weight_count.dtype))
 
     def weighted_sum(self, losses: Mapping[str, Tensor]) -> Tensor:
-        index = {t: i for i, t in enumerate(self.names)}
-        return sum(self.w[index[t]].to(loss) * loss for t, loss in losses.items())
-
-    @staticmethod
-    def optimizer_step(module: MultiTaskModule, loss: Tensor) -> None:
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"training loss is {loss.item()}; lower the learning rate")
-        opt = module.optimizers()
-        opt.zero_grad()
-        module.manual_backward(loss)
-        opt.step()
+        return sum(self.w[self.index(t)].to(loss) * loss for t, loss in losses.items())
 
     # --- state ---------------------------------------------------------------------------------
     def weights(self) -> dict[str, float]:
@@ -144,9 +166,18 @@ class WeightingMethod:
                 out.setdefault(k, []).append(v)
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"w": self.w.clone(), "history": list(self.history)}
+    def get_extra_state(self) -> dict[str, Any]:
+        """Plain-Python state, saved in the module's ``state_dict`` beside the buffers."""
+        return {"history": [dict(r) for r in self.history]}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.w = state["w"].clone()
-        self.history = list(state["history"])
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.history = [dict(r) for r in state["history"]]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # A buffer's size may differ from the checkpoint's (a warm start over the last batch, or a method
+        # built before setup): take the checkpoint's size, keeping this module's device and dtype.
+        for name, buffer in self._buffers.items():
+            saved = state_dict.get(prefix + name)
+            if buffer is not None and saved is not None and saved.shape != buffer.shape:
+                self._buffers[name] = buffer.new_empty(saved.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from src.config import ConfigError, MethodConfig
 from src.data.schedule import DEV, Step
 from src.methods.base import WeightingMethod
+from src.schema import ConfigError, MethodConfig
 
 FEATURES = ("hidden", "loss", "hidden+loss")
 
@@ -65,7 +65,7 @@ def median_bandwidth(x: Tensor, z: Tensor) -> float:
     """σ = the median distance between distinct points of x ∪ z (the median heuristic; ≤ 512 points)."""
     points = torch.cat([x, z])
     if len(points) > 512:  # the heuristic needs a typical distance, not all of them: an even subsample
-        points = points[torch.linspace(0, len(points) - 1, 512).long()]
+        points = points[torch.linspace(0, len(points) - 1, 512, device=points.device).long()]
     n = len(points)
     if n < 2:
         return 1.0
@@ -84,20 +84,19 @@ def kmm_problem(x: Tensor, z: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
 
 
 def project(v: Tensor, B: float, lo: float, hi: float, iters: int = 60) -> Tensor:
-    """Euclidean projection onto {0 ≤ β ≤ B, lo ≤ Σβ ≤ hi}: clip(v − τ) with τ found by bisection."""
+    """Euclidean projection onto {0 ≤ β ≤ B, lo ≤ Σβ ≤ hi}: clip(v − τ) with τ found by bisection.
+
+    Written without host synchronisation (no ``.item()``), so the solver runs on a GPU at its speed.
+    """
     b = v.clamp(0, B)
-    s = b.sum().item()
-    if lo <= s <= hi:
-        return b
-    target = lo if s < lo else hi
-    low, high = v.min().item() - B, v.max().item()  # Σ clip(v − τ) falls from nB to 0 over [low, high]
+    s = b.sum()
+    target = s.clamp(lo, hi)
+    low, high = v.min() - B, v.max()  # Σ clip(v − τ) falls from nB to 0 over [low, high]
     for _ in range(iters):
         mid = (low + high) / 2
-        if (v - mid).clamp(0, B).sum().item() > target:
-            low = mid
-        else:
-            high = mid
-    return (v - (low + high) / 2).clamp(0, B)
+        above = (v - mid).clamp(0, B).sum() > target
+        low, high = torch.where(above, mid, low), torch.where(above, high, mid)
+    return torch.where((lo <= s) & (s <= hi), b, (v - (low + high) / 2).clamp(0, B))
 
 
 def kmm_solve(K: Tensor, kappa: Tensor, B: float, eps: float, steps: int, beta0: Tensor | None = None) -> Tensor:
@@ -126,31 +125,34 @@ def kmm_weights(
 
 
 class DIW(WeightingMethod):
-    """DIW over tasks; the options are documented on :class:`Config`."""
+    """DIW over tasks; the options are documented on :class:`Config`.
+
+    State: ``beta`` (the last solution over a step's examples, the next solve's warm start; empty before
+    the first) and ``last_task_beta`` (each task's mean β at the last solve) are buffers; a task's weight
+    is the mean β of its examples over the epoch.
+    """
+
+    Config = Config
 
     def __init__(self, **options):
-        super().__init__(Config, **options)
+        super().__init__(**options)
         self.steps_done = 0
-        self.beta: Tensor | None = None  # last solution, the warm start of the next solve
-        self.last_task_beta = torch.ones(0)
-        self._sum, self._count, self._solve_seconds = torch.zeros(0), torch.zeros(0), 0.0
+        self.register_buffer("beta", torch.zeros(0))
+        self.register_buffer("last_task_beta", torch.ones(0))
+        self._solve_seconds = 0.0
 
     def setup(self, tasks, target) -> None:
         super().setup(tasks, target)
         self.last_task_beta = torch.ones(len(tasks))
-        self._reset_epoch()
-
-    def _reset_epoch(self) -> None:
-        self._sum, self._count, self._solve_seconds = torch.zeros(len(self.names)), torch.zeros(len(self.names)), 0.0
 
     def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
         return self.mixed_plan(sizes, batch_size, generator, with_dev=True)
 
     def _features(self, module, batch: dict[str, Tensor], task: str) -> Tensor:
         parts = []
-        if "hidden" in self.features:
+        if "hidden" in self.cfg.features:
             parts.append(module.model.features(batch).flatten(1))
-        if "loss" in self.features:
+        if "loss" in self.cfg.features:
             parts.append(module.loss(task, batch)[:, None])
         return torch.cat(parts, 1).float()
 
@@ -159,59 +161,45 @@ class DIW(WeightingMethod):
         present = [t for t in self.names if t in data]
         sizes = [len(data[t]["labels"]) for t in present]
         losses = torch.cat([module.loss(t, data[t]) for t in present])
-        index = torch.cat([torch.full((n,), self.names.index(t)) for t, n in zip(present, sizes)])
-        if self.steps_done % self.update_every == 0:
+        index = torch.cat([torch.full((n,), self.index(t), device=losses.device) for t, n in zip(present, sizes)])
+        if self.steps_done % self.cfg.update_every == 0:
             beta = self._solve(module, data, present)
         else:  # reuse: each task's examples get the task's mean β from the last solve
             beta = self.last_task_beta[index]
         beta = beta.to(losses)
-        self.optimizer_step(module, (beta * losses).sum() / beta.sum())
-        for t in present:
-            module.log(
-                f"train/loss/{t}",
-                losses[index == self.names.index(t)].mean().detach(),
-                on_step=True,
-                on_epoch=True,
-                batch_size=int((index == self.names.index(t)).sum()),
-            )
-        self._sum.index_add_(0, index, beta.detach().cpu().float())
-        self._count.index_add_(0, index, torch.ones(len(index)))
+        module.backward_and_step((beta * losses).sum() / beta.sum())
+        for t, n in zip(present, sizes):
+            mask = index == self.index(t)
+            module.log(f"train/loss/{t}", losses[mask].mean().detach(), on_step=True, on_epoch=True, batch_size=n)
+        self.observe_weights(index, beta)
         self.steps_done += 1
 
     def _solve(self, module, data, present: list[str]) -> Tensor:
         start = time.perf_counter()
         was_training = module.model.training
         module.model.eval()  # features of the current model, without dropout noise, detached
-        with torch.no_grad():
-            x = torch.cat([self._features(module, data[t], t) for t in present]).cpu()
-            z = self._features(module, data[DEV], self.target).cpu()
+        with torch.no_grad():  # on the model's device: the solver runs there too
+            x = torch.cat([self._features(module, data[t], t) for t in present])
+            z = self._features(module, data[DEV], self.target)
         module.model.train(was_training)
-        warm = self.beta if self.beta is not None and len(self.beta) == len(x) else None
-        beta = kmm_weights(x, z, self.B, self.eps, self.solver_steps, self.kernel_bandwidth, warm)
-        self.beta = beta
-        offsets = torch.tensor([0, *torch.tensor([len(data[t]["labels"]) for t in present]).cumsum(0).tolist()])
-        for i, t in enumerate(present):
-            self.last_task_beta[self.names.index(t)] = beta[offsets[i] : offsets[i + 1]].mean()
+        warm = self.beta if len(self.beta) == len(x) else None
+        cfg = self.cfg
+        beta = kmm_weights(x, z, cfg.B, cfg.eps, cfg.solver_steps, cfg.kernel_bandwidth, warm)
+        self.beta = beta.to(self.last_task_beta)
+        for t, part in zip(present, beta.split([len(data[t]["labels"]) for t in present])):
+            self.last_task_beta[self.index(t)] = part.mean()
         self._solve_seconds += time.perf_counter() - start
         return beta
 
     def end_epoch(self, module) -> dict[str, float]:
-        seen = self._count > 0
-        self.w = torch.where(seen, self._sum / self._count.clamp_min(1), self.w)
         # logged, not kept in the history: timings differ between otherwise identical runs
         module.log("time/kmm_seconds", self._solve_seconds, on_step=False, on_epoch=True, batch_size=1)
-        self._reset_epoch()
+        self._solve_seconds = 0.0
         return {}
 
-    def state_dict(self):
-        return {
-            **super().state_dict(),
-            "steps_done": self.steps_done,
-            "beta": self.beta,
-            "last_task_beta": self.last_task_beta.clone(),
-        }
+    def get_extra_state(self):
+        return {**super().get_extra_state(), "steps_done": self.steps_done}
 
-    def load_state_dict(self, state) -> None:
-        super().load_state_dict(state)
-        self.steps_done, self.beta = state["steps_done"], state["beta"]
-        self.last_task_beta = state["last_task_beta"].clone()
+    def set_extra_state(self, state) -> None:
+        super().set_extra_state(state)
+        self.steps_done = state["steps_done"]

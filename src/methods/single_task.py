@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from src.config import MethodConfig
 from src.data.schedule import Step, chunks, finish
 from src.methods.base import WeightingMethod
+from src.schema import MethodConfig
 
 
 @dataclass
@@ -19,6 +19,8 @@ class Config(MethodConfig):
 class SingleTask(WeightingMethod):
     """The baseline every weighting method must beat: train on the target only."""
 
+    Config = Config
+
     def setup(self, tasks, target) -> None:
         super().setup(tasks, target)
         self.w = torch.tensor([1.0] + [0.0] * (len(tasks) - 1))
@@ -28,4 +30,4 @@ class SingleTask(WeightingMethod):
         return finish([Step(indices={self.target: b}) for b in chunks(order, batch_size)])
 
     def step(self, module, step: Step) -> None:
-        self.optimizer_step(module, self.task_losses(module, step.data)[self.target])
+        module.backward_and_step(module.task_losses(step.data)[self.target])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from src.config import MethodConfig
 from src.data.schedule import Step
 from src.methods.base import WeightingMethod
+from src.schema import MethodConfig
 
 
 @dataclass
@@ -17,8 +17,10 @@ class Config(MethodConfig):
 class Uniform(WeightingMethod):
     """The standard multitask baseline: minimise the plain sum of the task losses."""
 
+    Config = Config
+
     def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
         return self.mixed_plan(sizes, batch_size, generator)
 
     def step(self, module, step: Step) -> None:
-        self.optimizer_step(module, self.weighted_sum(self.task_losses(module, step.data)))
+        module.backward_and_step(self.weighted_sum(module.task_losses(step.data)))

@@ -32,6 +32,14 @@ class MultiTaskModel(nn.Module):
         self.trunk = trunk
         self.heads = nn.ModuleDict({t.name: _head(hidden, t.num_outputs, head_hidden, dropout) for t in tasks})
 
+    def shared_parameters(self) -> dict[str, nn.Parameter]:
+        """Trainable trunk parameters by their full name (``trunk.…``)."""
+        return {f"trunk.{n}": p for n, p in self.trunk.named_parameters() if p.requires_grad}
+
+    def task_parameters(self, task: str) -> dict[str, nn.Parameter]:
+        """Trainable parameters of ``task``'s head by their full name (``heads.<task>.…``)."""
+        return {f"heads.{task}.{n}": p for n, p in self.heads[task].named_parameters() if p.requires_grad}
+
     def features(self, batch: dict[str, Tensor]) -> Tensor:
         return self.trunk(batch)
 

@@ -1,0 +1,45 @@
+"""PCGrad: gradient surgery (Yu, Kumar, Gupta, Levine, Hausman, Finn; NeurIPS 2020, arXiv 2001.06782).
+
+Every step holds a batch of every task. Each task's gradient on the shared parameters is projected onto
+the normal plane of each other task's gradient it conflicts with (negative inner product), the others
+taken in a random order, and the projected gradients are summed; each head gets its own task's
+gradient. The projections come from TorchJD's ``PCGradWeighting``, which expresses the sum as
+coefficients on the task gradients (from their Gram matrix): a task's logged weight is its mean
+coefficient over the epoch, 1 when nothing conflicts and above 1 when projections add its gradient to
+others'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchjd.aggregation import PCGradWeighting
+
+from src.data.schedule import Step
+from src.methods.base import WeightingMethod
+from src.schema import MethodConfig
+
+
+@dataclass
+class Config(MethodConfig):
+    _target_: str = "src.methods.pcgrad.PCGrad"
+
+
+class PCGrad(WeightingMethod):
+    """PCGrad on the shared parameters; no options (the paper has none beyond the optimizer's)."""
+
+    Config = Config
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.weighting = PCGradWeighting()
+
+    def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
+        return self.mixed_plan(sizes, batch_size, generator)
+
+    def step(self, module, step: Step) -> None:
+        grads = module.task_gradients(module.task_losses(step.data))
+        coefficients = self.weighting(grads.shared @ grads.shared.T)  # random order: the global RNG, seeded
+        module.step_with_gradients(coefficients @ grads.shared, grads.heads)
+        self.observe_weights(torch.tensor([self.index(t) for t in grads.tasks]), coefficients)

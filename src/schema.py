@@ -1,0 +1,242 @@
+"""Config schemas: the dataclasses that validate every composed config, and the checks they use.
+
+A leaf module: it imports nothing from ``src`` at import time, so any module (a method's file, which
+defines its own ``Config`` on :class:`MethodConfig`) can import it first without an import cycle.
+Registration in Hydra's ConfigStore lives in :mod:`src.config`. Value checks (ranges, choices, a target
+outside its task group) live in each schema's ``__post_init__``; the error names the key and the value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the key and the value."""
+
+
+# --- checks used by the schemas ------------------------------------------------------------------
+def _positive(obj: Any, *names: str, allow_none: bool = False) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is None and allow_none:
+            continue
+        if value is None or not 0 < value < math.inf:  # also rejects nan and inf
+            raise ConfigError(f"{name}={value}: must be a positive, finite number")
+
+
+def _non_negative(obj: Any, *names: str) -> None:
+    for name in names:
+        if not 0 <= (value := getattr(obj, name)) < math.inf:
+            raise ConfigError(f"{name}={value}: must be a finite number >= 0")
+
+
+def _fraction(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not 0 < value <= 1:
+            raise ConfigError(f"{name}={value}: must be a fraction in (0, 1]")
+
+
+def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+    if (value := getattr(obj, name)) not in choices:
+        raise ConfigError(f"{name}={value!r}: must be one of {', '.join(choices)}")
+
+
+# --- task ----------------------------------------------------------------------------------------
+@dataclass
+class TaskConfig:
+    """Target, auxiliaries and data settings; the fields are the DataModule's arguments."""
+
+    _target_: str = MISSING
+    target: str = MISSING
+    auxiliaries: list[str] = field(default_factory=list)
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    max_train_examples: int | None = None  # per task; a quick run on a slice is one override
+    max_eval_examples: int | None = None  # dev and each test split
+    dev_fraction: float = 0.1
+    seed: int = "${seed}"  # type: ignore[assignment]
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        from hydra.utils import get_class
+
+        _positive(self, "batch_size", "eval_batch_size")
+        _positive(self, "max_train_examples", "max_eval_examples", allow_none=True)
+        _fraction(self, "dev_fraction")
+        _non_negative(self, "num_workers")
+        if self.dev_fraction == 1:
+            raise ConfigError("dev_fraction=1: nothing would be left to train on; use a value below 1")
+        datamodule = get_class(self._target_)
+        from src.data.base import check_tasks
+
+        auxiliaries = [] if self.auxiliaries == "auto" else list(self.auxiliaries)
+        try:
+            check_tasks(datamodule.GROUP, list(datamodule.TASKS), self.target, auxiliaries)
+        except ValueError as e:
+            raise ConfigError(str(e).removeprefix("task.")) from None
+
+
+@dataclass
+class MultiMNISTTaskConfig(TaskConfig):
+    _target_: str = "src.data.multimnist.MultiMNISTDataModule"
+    batch_size: int = 256
+    eval_batch_size: int = 1000
+    data_dir: str = "${paths.data_dir}"
+    cache_dir: str = "${paths.cache_dir}"
+    download: bool = True  # try the MNIST mirrors when a file is missing
+    verify_checksums: bool = True
+
+
+@dataclass
+class GLUETaskConfig(TaskConfig):
+    _target_: str = "src.data.glue.GLUEDataModule"
+    auxiliaries: Any = "auto"  # a list, or auto: every other GLUE task the source has
+    source: str = "auto"  # auto (<data_dir>/glue if present, else the Hub) | a Hub name | a folder
+    tokenizer: Any = "${oc.select:model.pretrained,null}"
+    max_length: int = "${oc.select:model.max_length,128}"  # type: ignore[assignment]
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    data_dir: str = "${paths.data_dir}"
+    cache_dir: str = "${paths.cache_dir}"
+
+    def __post_init__(self) -> None:
+        if self.auxiliaries != "auto" and not isinstance(self.auxiliaries, list | tuple):
+            raise ConfigError(f"auxiliaries={self.auxiliaries!r}: must be a list of GLUE tasks or auto")
+        super().__post_init__()
+        if self.tokenizer is None:
+            raise ConfigError("tokenizer=None: GLUE tasks need an encoder model; use model=encoder or model=minilm")
+        _positive(self, "max_length")
+
+
+# --- method --------------------------------------------------------------------------------------
+@dataclass
+class MethodConfig:
+    """Base of each method's schema, which lives in the method's own file as ``Config``."""
+
+    _target_: str = MISSING
+
+
+# --- model ---------------------------------------------------------------------------------------
+@dataclass
+class OptimizerConfig:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "lr")
+        _non_negative(self, "weight_decay")
+
+
+@dataclass
+class LeNetConfig:
+    _target_: str = "src.models.lenet.multi_lenet"
+    _partial_: bool = True  # completed with the task specs
+    hidden: int = 50
+    head_hidden: int | None = 50
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        _positive(self, "hidden")
+        _positive(self, "head_hidden", allow_none=True)
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout={self.dropout}: must be in [0, 1)")
+
+
+@dataclass
+class ModelConfig:
+    net: Any = MISSING
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+
+@dataclass
+class LeNetModelConfig(ModelConfig):
+    net: LeNetConfig = field(default_factory=LeNetConfig)
+
+
+@dataclass
+class EncoderNetConfig:
+    _target_: str = "src.models.encoder.multi_encoder"
+    _partial_: bool = True  # completed with the task specs
+    pretrained: str = "${model.pretrained}"
+    pooling: str = "cls"
+    dropout: float = 0.1
+    head_hidden: int | None = None
+
+    def __post_init__(self) -> None:
+        _choice(self, "pooling", ("cls", "mean"))
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout={self.dropout}: must be in [0, 1)")
+        _positive(self, "head_hidden", allow_none=True)
+
+
+@dataclass
+class EncoderModelConfig(ModelConfig):
+    pretrained: str = "roberta-base"  # a Hub name or a local folder in Hugging Face format
+    max_length: int = 128  # tokenizer truncation, read by the GLUE task config
+    net: EncoderNetConfig = field(default_factory=EncoderNetConfig)
+    optimizer: OptimizerConfig = field(
+        default_factory=lambda: OptimizerConfig(_target_="torch.optim.AdamW", lr=2e-5, weight_decay=0.01)
+    )
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_length")
+
+
+# --- trainer, paths, top level -------------------------------------------------------------------
+@dataclass
+class TrainerConfig:
+    """Arguments of ``pytorch_lightning.Trainer`` that this framework supports."""
+
+    _target_: str = "pytorch_lightning.Trainer"
+    max_epochs: int = 10
+    accelerator: str = "cpu"
+    devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: Any = "32-true"
+    num_sanity_val_steps: int = 0
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+    deterministic: bool = False
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    fast_dev_run: Any = False
+    default_root_dir: str = "${paths.output_dir}"
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_epochs", "num_nodes", "log_every_n_steps")
+        _non_negative(self, "num_sanity_val_steps")
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = "${alphavil.root:}"
+    data_dir: str = "${oc.env:ALPHAVIL_DATA_DIR,${paths.root_dir}/data}"
+    cache_dir: str = "${oc.env:ALPHAVIL_CACHE_DIR,${paths.root_dir}/.cache}"
+    log_dir: str = "${paths.root_dir}/logs"
+    output_dir: str = "${hydra:runtime.output_dir}"
+
+
+@dataclass
+class Config:
+    task: Any = MISSING
+    method: Any = MISSING
+    model: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: dict[str, Any] = field(default_factory=dict)
+    callbacks: dict[str, Any] = field(default_factory=dict)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+    test: bool = True  # evaluate the best-dev checkpoint on the test splits after fitting
+    ckpt_path: str | None = None  # resume from this checkpoint (a last.ckpt of an earlier run)
+    run_name: str = "${hydra:runtime.choices.task}/${hydra:runtime.choices.method}/seed${seed}"

@@ -1,0 +1,205 @@
+"""The method interface: state as buffers that follow the model, the gradient seam, cut epochs, PCGrad."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from pytorch_lightning.callbacks import Callback
+from torchjd.aggregation import PCGradWeighting
+
+from src.data.schedule import DEV, step_loader
+from src.methods.base import WeightingMethod
+from src.run import build, train
+from tests.conftest import METHODS, ROOT
+
+WHOLE_EPOCHS = {"alphavil"}  # methods that refuse cut epochs
+
+
+def method_tensors(method: WeightingMethod) -> dict[str, torch.Tensor]:
+    """Every tensor a method holds: buffers, parameters, and plain attributes (per-epoch θ, deltas, ...)."""
+    found = {f"buffer {n}": b for n, b in method.named_buffers()}
+    found.update({f"parameter {n}": p for n, p in method.named_parameters()})
+    for module in method.modules():
+        for name, value in vars(module).items():
+            if isinstance(value, torch.Tensor):
+                found[f"attribute {name}"] = value
+    return found
+
+
+class ScanMethodState(Callback):
+    """After every training step, record the dtype and device of every floating tensor the method holds."""
+
+    def __init__(self):
+        self.seen: dict[str, set[tuple[torch.dtype, torch.device]]] = {}
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        for name, t in method_tensors(module.method).items():
+            if t.is_floating_point():
+                self.seen.setdefault(name, set()).add((t.dtype, t.device))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_state_follows_the_model_to_float64(method, tiny_cfg):
+    """With the model in float64 (precision=64-true) every tensor the method holds or makes is float64."""
+    dm, module, trainer = build(tiny_cfg(f"method={method}", "trainer.precision=64-true", "trainer.max_epochs=1"))
+    scan = ScanMethodState()
+    trainer.callbacks.append(scan)
+    trainer.fit(module, datamodule=dm)
+    assert all(p.dtype == torch.float64 for p in module.model.parameters())
+    assert scan.seen, "no method state was scanned"
+    behind = {name: kinds for name, kinds in scan.seen.items() if kinds != {(torch.float64, torch.device("cpu"))}}
+    assert not behind, f"tensors left in another dtype or device: {behind}"
+    assert len(module.method.history) == 1 and module.method.w.dtype == torch.float64
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bf16_mixed_precision_trains_every_method(method, tiny_cfg):
+    """bf16 autocast (what trainer=gpu uses), here on the CPU: parameters stay float32 and move."""
+    dm, module, trainer = build(tiny_cfg(f"method={method}", "trainer.precision=bf16-mixed", "trainer.max_epochs=1"))
+    before = [p.detach().clone() for p in module.model.trunk.parameters()]
+    trainer.fit(module, datamodule=dm)
+    after = list(module.model.trunk.parameters())
+    assert all(p.dtype == torch.float32 for p in after)
+    assert any(not torch.equal(b, a) for b, a in zip(before, after))
+    assert all(math.isfinite(w) for w in module.method.weights().values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (trainer=gpu, bf16-mixed)")
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_an_epoch_on_a_gpu(method, tiny_cfg):
+    dm, module, trainer = build(tiny_cfg(f"method={method}", "trainer=gpu", "trainer.max_epochs=1"))
+    scan = ScanMethodState()
+    trainer.callbacks.append(scan)
+    trainer.fit(module, datamodule=dm)
+    assert all(p.is_cuda for p in module.model.parameters())
+    behind = {name: kinds for name, kinds in scan.seen.items() if any(d.type != "cuda" for _, d in kinds)}
+    assert not behind, f"tensors left off the GPU: {behind}"
+    assert len(module.method.history) == 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_state_is_in_the_module_state_dict(method, tiny_cfg):
+    """Lightning checkpoints the method with the model: weights and history are in the state_dict."""
+    dm, module, trainer = build(tiny_cfg(f"method={method}", "trainer.max_epochs=1"))
+    trainer.fit(module, datamodule=dm)
+    state = module.state_dict()
+    assert torch.equal(state["method.w"], module.method.w)
+    assert state["method._extra_state"]["history"] == module.method.history
+    fresh_dm, fresh, _ = build(tiny_cfg(f"method={method}", "trainer.max_epochs=1"))
+    fresh.load_state_dict(state)
+    assert fresh.method.history == module.method.history and torch.equal(fresh.method.w, module.method.w)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_cut_epochs_keep_their_record_or_are_refused(method, tiny_cfg):
+    cfg = tiny_cfg(f"method={method}", "trainer.limit_train_batches=0.5")
+    if method in WHOLE_EPOCHS:
+        with pytest.raises(ValueError, match="needs whole epochs"):
+            train(cfg)
+        return
+    results = train(cfg)
+    assert len(results["weight_history"]) == 2 and len(results["epoch_seconds"]) == 2
+    assert math.isfinite(results["mean_epoch_seconds"])
+    if method not in ("single_task", "uniform"):  # weights learned from what the cut epoch saw
+        assert results["weight_history"][0] != {t: 1.0 for t in results["tasks"]}
+
+
+def test_an_epoch_that_closes_without_its_record_is_an_error(tiny_cfg, monkeypatch):
+    monkeypatch.setattr(WeightingMethod, "training_step", lambda self, module, step, last: self.step(module, step))
+    dm, module, trainer = build(tiny_cfg("method=uniform", "trainer.max_epochs=1"))
+    with pytest.raises(RuntimeError, match="closed without its record"):
+        trainer.fit(module, datamodule=dm)
+
+
+# --- the gradient seam ------------------------------------------------------------------------------
+def first_step(dm, module):
+    """The first planned step of epoch 0, loaded."""
+    dm.setup("fit")
+    steps = dm.plan(0)
+    return next(iter(step_loader(steps[:1], {**dm.train_sets, DEV: dm.dev_set})))
+
+
+def test_task_gradients_match_each_loss_alone(tiny_cfg):
+    dm, module, _ = build(tiny_cfg("method=uniform", "model.net.dropout=0"))
+    step = first_step(dm, module)
+    grads = module.task_gradients({t: module.loss(t, step.data[t]).mean() for t in ("left", "right")})
+    shared = list(module.shared_parameters().values())
+    for i, task in enumerate(("left", "right")):
+        module.zero_grad()
+        module.loss(task, step.data[task]).mean().backward()
+        expected = torch.cat([p.grad.reshape(-1) for p in shared])
+        torch.testing.assert_close(grads.shared[i], expected)
+        head = list(module.task_parameters(task).values())
+        torch.testing.assert_close(grads.heads[task], torch.cat([p.grad.reshape(-1) for p in head]))
+    assert set(module.shared_parameters()) | {n for t in ("left", "right") for n in module.task_parameters(t)} == {
+        n for n, _ in module.model.named_parameters()
+    }
+
+
+def pcgrad_by_hand(g: torch.Tensor) -> torch.Tensor:
+    """PCGrad for two tasks (order does not matter): project each gradient off the other where they conflict."""
+    out = []
+    for i, j in ((0, 1), (1, 0)):
+        gi = g[i].clone()
+        if gi @ g[j] < 0:
+            gi -= (gi @ g[j]) / (g[j] @ g[j]) * g[j]
+        out.append(gi)
+    return out[0] + out[1]
+
+
+def test_pcgrad_weighting_on_a_hand_computed_example():
+    g = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])  # conflicting: <g1, g2> = -1
+    coefficients = PCGradWeighting()(g @ g.T)
+    # g1' = g1 + ½g2 = (½, ½), g2' = g2 + g1 = (0, 1): g1 counts 1 + 1, g2 counts 1 + ½
+    torch.testing.assert_close(coefficients, torch.tensor([2.0, 1.5]))
+    torch.testing.assert_close(coefficients @ g, torch.tensor([0.5, 1.5]))
+    agreeing = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    torch.testing.assert_close(PCGradWeighting()(agreeing @ agreeing.T), torch.ones(2))
+
+
+def test_pcgrad_step_applies_the_projected_gradient(tiny_cfg):
+    """One SGD step (lr 1) moves the trunk by −PCGrad(g_left, g_right) and each head by −its own gradient."""
+    overrides = ("method=pcgrad", "model.net.dropout=0", "model.optimizer._target_=torch.optim.SGD")
+    dm, module, _ = build(tiny_cfg(*overrides, "model.optimizer.lr=1.0"))
+    step = first_step(dm, module)
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
+    grads = module.task_gradients({t: module.loss(t, step.data[t]).mean() for t in ("left", "right")})
+    assert grads.shared[0] @ grads.shared[1] != 0
+    expected_trunk = torch.cat([p.reshape(-1) for p in module.shared_parameters().values()]).detach()
+    expected_trunk -= pcgrad_by_hand(grads.shared)
+
+    # the same seed builds the same initial model; one fit step runs that same first planned step
+    dm2, module2, trainer2 = build(
+        tiny_cfg(*overrides, "model.optimizer.lr=1.0", "trainer.limit_train_batches=1", "trainer.max_epochs=1")
+    )
+    assert all(torch.equal(before[n], p) for n, p in module2.model.named_parameters())
+    trainer2.fit(module2, datamodule=dm2)
+    trunk = torch.cat([p.reshape(-1) for p in module2.shared_parameters().values()]).detach()
+    torch.testing.assert_close(trunk, expected_trunk, rtol=1e-5, atol=1e-6)
+    for task in ("left", "right"):
+        head = torch.cat([p.reshape(-1) for p in module2.task_parameters(task).values()]).detach()
+        start = torch.cat([before[n].reshape(-1) for n in module2.task_parameters(task)])
+        torch.testing.assert_close(head, start - grads.heads[task], rtol=1e-5, atol=1e-6)
+
+
+# --- configs from one place -------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_a_method_imported_first_still_composes(method, tmp_path):
+    """No import cycle: importing a method's module before anything else leaves its schema registered."""
+    code = (
+        f"import src.methods.{method}\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "import src.config\n"
+        f"with initialize_config_dir(config_dir={str(ROOT / 'conf')!r}, version_base='1.3'):\n"
+        f"    cfg = compose('config', overrides=['method={method}'])\n"
+        "import json; print(json.dumps(cfg.method._target_))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]).startswith(f"src.methods.{method}.")
