@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-METHOD_ORDER = ["single_task", "uniform", "diw", "alphavil"]
+METHOD_ORDER = ["single_task", "static", "uniform", "diw", "pcgrad", "alphavil"]
 
 
 def collect(root: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
@@ -73,6 +73,34 @@ def target_key(r: dict[str, Any]) -> str:
     return r.get("task_config") or r["target"]
 
 
+FIXED = ("single_task", "uniform", "static")  # fixed weightings: the oracle is the best of them on dev
+# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's 1.96)
+T95 = (
+    (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+    + (2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)
+    + (2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+)
+
+
+def paired(runs: list[dict], reference: list[dict]) -> str:
+    """Mean paired difference of the target test score to ``reference`` over shared seeds, ± 95% t-interval."""
+    ref = {r["seed"]: r["target_test"] for r in reference}
+    diffs = [r["target_test"] - ref[r["seed"]] for r in runs if r["seed"] in ref]
+    if not diffs:
+        return "–"
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return f"{mean:+.4f} (n=1)"
+    half = (T95[len(diffs) - 2] if len(diffs) - 1 <= len(T95) else 1.96) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return f"{mean:+.4f} ± {half:.4f}"
+
+
+def oracle(methods: dict[str, list[dict]]) -> str | None:
+    """The fixed weighting (static, uniform, single-task) with the best mean target *dev* score."""
+    fixed = [m for m in methods if m.split(" ", 1)[0] in FIXED]
+    return max(fixed, key=lambda m: mean_std([r["target_dev"] for r in methods[m]])[0], default=None)
+
+
 def tables(results: list[dict[str, Any]]) -> str:
     by_target: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
@@ -81,28 +109,60 @@ def tables(results: list[dict[str, Any]]) -> str:
     for target, methods in sorted(by_target.items()):
         any_run = next(iter(methods.values()))[0]
         out.append(f"### {target} (target `{any_run['target']}`, metric: {any_run['target_metric']})\n")
+        best_fixed = oracle(methods)
+        single = methods.get("single_task", [])
+        if best_fixed:
+            out.append(
+                f"Oracle: `{best_fixed}`, the fixed weighting with the best mean target dev score "
+                f"({len(methods[best_fixed])} seeds); chosen on dev, scored on test.\n"
+            )
         rows = []
         for method in sorted(methods, key=method_order):
-            runs = methods[method]
+            runs = sorted(methods[method], key=lambda r: r["seed"])
             test, test_sd = mean_std([r["target_test"] for r in runs])
             dev, dev_sd = mean_std([r["target_dev"] for r in runs])
             sec, _ = mean_std([r.get("mean_epoch_seconds") for r in runs])
-            weights = final_weights(runs)
-            rows.append((method, test, test_sd, len(runs), dev, dev_sd, sec, weights))
-        best = max((r[1] for r in rows if not math.isnan(r[1])), default=math.nan)
+            rows.append(
+                {
+                    "method": method + (" **(oracle)**" if method == best_fixed else ""),
+                    "test": test,
+                    "cell": f"{test:.4f} ± {test_sd:.4f}",
+                    "seeds": ", ".join(f"{r['target_test']:.4f}" for r in runs),
+                    "single": paired(runs, single) if single and method != "single_task" else "–",
+                    "oracle": paired(runs, methods[best_fixed]) if best_fixed and method != best_fixed else "–",
+                    "dev": f"{dev:.4f} ± {dev_sd:.4f}",
+                    "sec": f"{sec:.1f}",
+                    "seen": examples_seen(runs),
+                    "weights": final_weights(runs),
+                }
+            )
+        best = max((r["test"] for r in rows if not math.isnan(r["test"])), default=math.nan)
         out.append(
-            "| method | target test (mean ± std) | n seeds | target dev (mean ± std) | s / epoch | "
-            "final weights (mean) |"
+            "| method | target test (mean ± std) | per seed | Δ vs single_task (95% CI) | Δ vs oracle (95% CI) | "
+            "target dev | s / epoch | examples seen (mean) | final weights (mean) |"
         )
-        out.append("|---|---|---|---|---|---|")
-        for method, test, sd, n, dev, dsd, sec, weights in rows:
-            cell = f"{test:.4f} ± {sd:.4f}"
-            if test == best:
-                cell = f"**{cell}**"
-            out.append(f"| {method} | {cell} | {n} | {dev:.4f} ± {dsd:.4f} | {sec:.1f} | {weights} |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            cell = f"**{r['cell']}**" if r["test"] == best else r["cell"]
+            out.append(
+                f"| {r['method']} | {cell} | {r['seeds']} | {r['single']} | {r['oracle']} | {r['dev']} | "
+                f"{r['sec']} | {r['seen']} | {r['weights']} |"
+            )
         out.append("")
+        out.append(
+            "Δ: the paired difference of the target test score over the seeds both rows ran (mean ± half-width "
+            "of the 95% t-interval). Examples seen: training examples each task's loss was taken on, over the "
+            "whole run (dev batches excluded).\n"
+        )
         out.append(settings(methods))
     return "\n".join(out)
+
+
+def examples_seen(runs: list[dict[str, Any]]) -> str:
+    if not all(r.get("examples_seen") for r in runs):
+        return "–"
+    names = runs[0]["tasks"]
+    return ", ".join(f"{t}={statistics.fmean(r['examples_seen'][t] for r in runs):,.0f}" for t in names)
 
 
 def final_weights(runs: list[dict[str, Any]]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import is_dataclass
 from pathlib import Path
+from typing import Any, get_origin
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -64,6 +65,25 @@ def method_schemas() -> dict[str, type]:
     return schemas
 
 
+def _schema(schema: type) -> DictConfig:
+    """``schema`` as a config whose mapping fields accept new keys from the command line.
+
+    Hydra composes in struct mode, where ``'method.weights={right: 0.3}'`` would be refused as adding a
+    key to an empty mapping; the fields typed ``dict[...]`` (task → value maps) are opened locally, so
+    only they take new keys and a typo anywhere else still fails.
+    """
+    node = OmegaConf.structured(schema)
+    for name in node:
+        child = node._get_node(name)
+        if (
+            isinstance(child, DictConfig)
+            and child._metadata.ref_type is not Any
+            and get_origin(child._metadata.ref_type) is dict
+        ):
+            OmegaConf.set_struct(child, False)
+    return node
+
+
 def register() -> None:
     """Register the resolvers and schemas (idempotent; called on import)."""
     OmegaConf.register_new_resolver("alphavil.root", lambda: str(ROOT), replace=True)
@@ -71,14 +91,14 @@ def register() -> None:
     OmegaConf.register_new_resolver("alphavil.task_group", task_group, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="task", name="base_multimnist", node=MultiMNISTTaskConfig)
-    cs.store(group="task", name="base_glue", node=GLUETaskConfig)
+    cs.store(group="task", name="base_multimnist", node=_schema(MultiMNISTTaskConfig))
+    cs.store(group="task", name="base_glue", node=_schema(GLUETaskConfig))
     for target in GLUE_TASKS:  # task=glue_rte is task=glue with task.target=rte: one config, nine names
         alias = {"defaults": ["glue"], "task": {"target": target}}
         cs.store(group="task", name=f"glue_{target}", node=alias, package="_global_")
     cs.store(group="model", name="base_encoder", node=EncoderModelConfig)
     for name, schema in method_schemas().items():
-        cs.store(group="method", name=f"base_{name}", node=schema)
+        cs.store(group="method", name=f"base_{name}", node=_schema(schema))
     cs.store(group="model", name="base_lenet", node=LeNetModelConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="paths", name="base_paths", node=PathsConfig)

@@ -72,6 +72,7 @@ class MultiTaskModule(pl.LightningModule):
         self.test_metrics = nn.ModuleDict()  # per test set, built when testing starts
         self.dev_scores: list[float] = []
         self.epoch_seconds: list[float] = []
+        self.examples_seen = {t.name: 0 for t in tasks}  # training examples each task's loss was taken on
         self.test_results: dict[str, dict[str, float]] = {}
         self.test_heads: dict[str, str] = {}
         self._epoch_start = 0.0
@@ -166,6 +167,9 @@ class MultiTaskModule(pl.LightningModule):
         # here, before validation and the checkpoint written after it, so the checkpoint holds the record.
         last = batch_idx == self.trainer.num_training_batches - 1
         self.method.training_step(self, step, last)
+        for task, batch in step.data.items():
+            if task in self.examples_seen:  # the dev batch (DIW's matching, αVIL's α-steps) is not trained on
+                self.examples_seen[task] += len(batch["labels"])
         if last:
             self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
 
@@ -222,8 +226,13 @@ class MultiTaskModule(pl.LightningModule):
     # The method's state is part of this module's state_dict (it is a submodule); only the run's
     # history lives beside it.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["run_history"] = {"dev_scores": list(self.dev_scores), "epoch_seconds": list(self.epoch_seconds)}
+        checkpoint["run_history"] = {
+            "dev_scores": list(self.dev_scores),
+            "epoch_seconds": list(self.epoch_seconds),
+            "examples_seen": dict(self.examples_seen),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.dev_scores = list(checkpoint["run_history"]["dev_scores"])
         self.epoch_seconds = list(checkpoint["run_history"]["epoch_seconds"])
+        self.examples_seen = dict(checkpoint["run_history"]["examples_seen"])

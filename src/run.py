@@ -128,6 +128,7 @@ def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule) -
         if module.epoch_seconds
         else math.nan,
         "train_examples": {t: len(d) for t, d in datamodule.train_sets.items()},
+        "examples_seen": dict(module.examples_seen),  # examples each task was trained on, over all epochs
         "weights": method.weights(),
         **method.histories(),
         "seed": cfg.seed,

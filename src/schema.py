@@ -14,6 +14,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+MIXING = ("equal", "proportional", "temperature")  # see src.data.schedule.mixing_budget
+
 
 class ConfigError(ValueError):
     """A config value is invalid; the message names the key and the value."""
@@ -58,6 +60,9 @@ class TaskConfig:
     batch_size: int = 64
     eval_batch_size: int = 256
     max_train_examples: int | None = None  # per task; a quick run on a slice is one override
+    train_examples: dict[str, int] = field(default_factory=dict)  # per-task caps over max_train_examples
+    mixing: str = "equal"  # equal | proportional | temperature: auxiliary examples per epoch in mixed batches
+    temperature: float = 2.0  # for mixing=temperature: each task drawn in proportion to size^(1/T)
     max_eval_examples: int | None = None  # dev and each test split
     dev_fraction: float = 0.1
     seed: int = "${seed}"  # type: ignore[assignment]
@@ -69,6 +74,8 @@ class TaskConfig:
         _positive(self, "batch_size", "eval_batch_size")
         _positive(self, "max_train_examples", "max_eval_examples", allow_none=True)
         _fraction(self, "dev_fraction")
+        _choice(self, "mixing", MIXING)
+        _positive(self, "temperature")
         _non_negative(self, "num_workers")
         if self.dev_fraction == 1:
             raise ConfigError("dev_fraction=1: nothing would be left to train on; use a value below 1")
@@ -80,6 +87,12 @@ class TaskConfig:
             check_tasks(datamodule.GROUP, list(datamodule.TASKS), self.target, auxiliaries)
         except ValueError as e:
             raise ConfigError(str(e).removeprefix("task.")) from None
+        training = list(datamodule.TASKS) if self.auxiliaries == "auto" else [self.target, *auxiliaries]
+        for task, n in self.train_examples.items():
+            if task not in training:
+                raise ConfigError(f"train_examples has {task!r}, which is not a training task ({', '.join(training)})")
+            if not 0 < n < math.inf:
+                raise ConfigError(f"train_examples.{task}={n}: must be a positive number")
 
 
 @dataclass

@@ -56,15 +56,36 @@ def test_assign_copies_instead_of_aliasing():
 @pytest.mark.parametrize(
     "rule,expected",
     [
-        ("additive", [1.5, 0.0, 1.3]),  # w + (α − 1), clamped at w_min=0: 0.5 + (0.2 − 1) < 0
-        ("multiplicative", [1.5, 0.1, 0.6]),  # w · α
-        ("replace", [1.5, 0.2, 0.3]),  # α
+        ("additive", [1.0, 0.0, 1.3]),  # w + (α − 1), clamped at w_min=0: 0.5 + (0.2 − 1) < 0; target pinned at 1
+        ("multiplicative", [1.0, 0.1, 0.6]),  # w · α
+        ("replace", [1.0, 0.2, 0.3]),  # α
     ],
 )
 def test_weight_update_rules(rule, expected):
     w, alpha = torch.tensor([1.0, 0.5, 2.0]), torch.tensor([1.5, 0.2, 0.3])
     torch.testing.assert_close(update_weights(w, alpha, rule, w_min=0.0), torch.tensor(expected))
     assert update_weights(w, alpha, rule, w_min=0.25).min() >= 0.25
+
+
+@pytest.mark.parametrize("rule", ["additive", "multiplicative", "replace"])
+@pytest.mark.parametrize("init", ["ones", "weights"])
+@pytest.mark.parametrize("bound", ["alpha_min", "alpha_max"])
+def test_no_option_lets_the_target_weight_move_off_1(rule, init, bound, tiny_cfg, monkeypatch):
+    """α driven to a bound every step (a huge α-gradient): the target keeps weight 1 and keeps training."""
+    import src.methods.alphavil as alphavil
+
+    sign = 1.0 if bound == "alpha_min" else -1.0
+    monkeypatch.setattr(alphavil, "alpha_gradient", lambda g, deltas: torch.full((len(deltas),), sign * 1e9))
+    options = [f"method.weight_update={rule}", f"method.alpha_init={init}", "method.alpha_steps=2"]
+    extra = ["method.alpha_min=0.5", "method.alpha_max=3"] if bound == "alpha_max" else []
+    dm, module, trainer = build(tiny_cfg("method=alphavil", *options, *extra, "trainer.max_epochs=3"))
+    trainer.fit(module, datamodule=dm)
+    target_bound = 0.0 if bound == "alpha_min" else 3.0
+    assert [r["alpha/left"] for r in module.method.history] == [target_bound] * 3
+    assert [r["weight/left"] for r in module.method.history] == [1.0] * 3
+    aux = module.method.history[-1]["weight/right"]  # the auxiliary's weight does move, as its rule says
+    assert aux == 0.0 if bound == "alpha_min" else aux > 1.0
+    assert module.examples_seen["left"] == 3 * round(0.5 * len(dm.train_sets["left"]))  # trained every epoch
 
 
 def test_alpha_steps_zero_single_task_equals_plain_training(tiny_cfg):
@@ -85,8 +106,9 @@ def test_epoch_logs_weights_alpha_and_dev_losses(tiny_cfg, tmp_path):
     record = results["method_history"][0]
     assert record["alpha_steps_taken"] == 3 and record["skipped_alpha_steps"] == 0
     assert record["dev_loss_before"] > 0 and record["dev_loss_after"] > 0
-    for t in ("left", "right"):  # additive rule from w=1: w = 1 + (α − 1) = α after the first epoch
-        assert results["weight_history"][0][t] == pytest.approx(max(results["alpha_history"][0][t], 0.0))
+    # additive rule from w=1: w = 1 + (α − 1) = α after the first epoch; the target's stays 1
+    assert results["weight_history"][0]["left"] == 1.0
+    assert results["weight_history"][0]["right"] == pytest.approx(max(results["alpha_history"][0]["right"], 0.0))
 
 
 def test_non_finite_alpha_step_is_skipped_and_counted(tiny_cfg, monkeypatch):

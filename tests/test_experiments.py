@@ -131,12 +131,52 @@ def test_report_tables_plots_and_missing_runs(tiny_cfg, tmp_path):
     (sweep / "multimnist_left/uniform/seed1").mkdir(parents=True)
     (sweep / "multimnist_left/uniform/seed1/results.json").write_text("{not json")
     text = report(sweep).read_text()
-    assert "| single_task |" in text and "| alphavil |" in text and text.count("**") == 2
+    assert "| single_task **(oracle)** |" in text and "| alphavil |" in text
+    assert "Oracle: `single_task`" in text
     assert "multimnist_left/uniform/seed0`: no results.json" in text
     assert "multimnist_left/uniform/seed1`: corrupt results.json" in text
-    assert "| 2 |" in text and "seeds: 0, 1" in text and "Epochs: 2" in text
+    single = next(line for line in text.splitlines() if line.startswith("| single_task"))
+    assert len(single.split(" | ")[2].split(", ")) == 2  # one test score per seed
+    assert "seeds: 0, 1" in text and "Epochs: 2" in text
     png = sweep / "report" / "weights_multimnist_left.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_oracle_and_paired_differences_on_hand_computed_values():
+    from experiments.report import tables
+
+    def runs(choice, tests, dev, overrides=()):
+        return [
+            {
+                "target": "left",
+                "task_config": "setting",
+                "target_metric": "accuracy",
+                "method": choice,
+                "method_choice": choice,
+                "overrides": list(overrides),
+                "seed": seed,
+                "target_test": t,
+                "target_dev": dev,
+                "tasks": ["left", "right"],
+                "weights": {"left": 1.0, "right": 0.5},
+                "examples_seen": {"left": 1000, "right": 3000},
+            }
+            for seed, t in enumerate(tests)
+        ]
+
+    text = tables(
+        runs("single_task", [0.80, 0.82, 0.81], 0.80)
+        + runs("static", [0.83, 0.84, 0.83], 0.85, ["method.weights.right=0.5"])  # best dev: the oracle
+        + runs("uniform", [0.79, 0.80, 0.78], 0.90 - 0.2)
+        + runs("alphavil", [0.82, 0.83, 0.85], 0.99)  # best dev of all, but not a fixed weighting
+    )
+    assert "Oracle: `static (weights.right=0.5)`" in text
+    row = next(line for line in text.splitlines() if line.startswith("| alphavil |"))
+    # vs single: differences .02, .01, .04: mean .0233, sd .01528, t(2) = 4.303 → ± 4.303 · .01528 / √3 = .0379
+    # vs oracle: differences −.01, −.01, .02: mean 0, sd .01732 → ± .0430
+    assert "| 0.8200, 0.8300, 0.8500 | +0.0233 ± 0.0379 | +0.0000 ± 0.0430 |" in row
+    assert "left=1,000, right=3,000" in row
+    assert next(line for line in text.splitlines() if "(oracle)" in line).startswith("| static (weights.right=0.5)")
 
 
 def test_report_gives_method_variants_rows_of_their_own():

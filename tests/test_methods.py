@@ -105,7 +105,7 @@ def test_cut_epochs_keep_their_record_or_are_refused(method, tiny_cfg):
     results = train(cfg)
     assert len(results["weight_history"]) == 2 and len(results["epoch_seconds"]) == 2
     assert math.isfinite(results["mean_epoch_seconds"])
-    if method not in ("single_task", "uniform"):  # weights learned from what the cut epoch saw
+    if method not in ("single_task", "uniform", "static"):  # weights learned from what the cut epoch saw
         assert results["weight_history"][0] != {t: 1.0 for t in results["tasks"]}
 
 
@@ -203,3 +203,79 @@ def test_a_method_imported_first_still_composes(method, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]).startswith(f"src.methods.{method}.")
+
+
+# --- fixed weights, per-task sizes, mixing ----------------------------------------------------------
+def test_static_weights_scale_each_task_loss(tiny_cfg):
+    dm, module, trainer = build(tiny_cfg("method=static", "method.weights={right: 0.3}", "trainer.max_epochs=1"))
+    assert module.method.weights() == {"left": 1.0, "right": pytest.approx(0.3)}
+    losses = {"left": torch.tensor(2.0), "right": torch.tensor(10.0)}
+    assert module.method.weighted_sum(losses).item() == pytest.approx(2.0 + 0.3 * 10.0)
+    trainer.fit(module, datamodule=dm)
+    assert module.method.history[0]["weight/right"] == pytest.approx(0.3)
+
+
+def test_static_aux_weight_sets_every_unlisted_auxiliary(tiny_cfg):
+    _, module, _ = build(
+        tiny_cfg("task=multimnist_noise", "method=static", "method.aux_weight=0.1", "method.weights={noise: 2}")
+    )
+    assert module.method.weights() == {"left": 1.0, "right": pytest.approx(0.1), "noise": 2.0}
+
+
+def test_static_with_every_weight_1_is_uniform(tiny_cfg):
+    dm, static, trainer = build(tiny_cfg("method=static", "method.weights={right: 1.0}", "trainer.max_epochs=1"))
+    trainer.fit(static, datamodule=dm)
+    dm, uniform, trainer = build(tiny_cfg("method=uniform", "trainer.max_epochs=1"))
+    trainer.fit(uniform, datamodule=dm)
+    for k, v in uniform.model.state_dict().items():
+        assert torch.equal(v, static.model.state_dict()[k]), k
+
+
+@pytest.mark.parametrize(
+    "weights,message",
+    [("{up: 0.5}", "method.weights names 'up'"), ("{left: 0}", "method.weights.left=0: the target's own weight")],
+)
+def test_static_rejects_weights_it_cannot_use(weights, message, tiny_cfg):
+    with pytest.raises(ValueError, match=message):
+        build(tiny_cfg("method=static", f"method.weights={weights}"))
+
+
+def test_static_rejects_a_negative_weight_at_validation(tmp_path):
+    from src.config import ConfigError, validate
+    from tests.conftest import compose_config
+
+    with pytest.raises(ConfigError, match=r"method.weights.right=-1.0: must be a finite number >= 0"):
+        validate(compose_config(["method=static", "method.weights={right: -1}"], output_dir=tmp_path))
+
+
+def test_per_task_sizes_and_examples_seen(tiny_cfg):
+    results = train(tiny_cfg("method=uniform", "task.max_train_examples=null", "task.train_examples={left: 50}"))
+    assert results["train_examples"] == {"left": 50, "right": 270}  # 300 images less the 30 of dev
+    # equal mixing: two epochs of one pass over the target, the auxiliary drawn as often
+    assert results["examples_seen"] == {"left": 100, "right": 100}
+
+
+@pytest.mark.parametrize("mixing,expected", [("equal", 50), ("proportional", 270), ("temperature", 116)])
+def test_mixing_rules_set_the_auxiliary_examples_per_epoch(mixing, expected, tiny_cfg):
+    """50 target and 270 auxiliary examples: equal 50; proportional 270; temperature 2: 50·√(270/50) = 116."""
+    overrides = ("task.max_train_examples=null", "task.train_examples={left: 50}", f"task.mixing={mixing}")
+    results = train(tiny_cfg("method=uniform", *overrides, "trainer.max_epochs=1"))
+    assert results["examples_seen"] == {"left": 50, "right": expected}
+    steps = results["examples_seen"]["left"] / 32  # target batches per epoch (batch_size 32)
+    assert math.ceil(steps) == 2
+
+
+def test_mixed_steps_spread_an_auxiliary_like_the_target_batches():
+    from src.data.schedule import EpochData, mixing_budget
+    from src.data.tasks import TaskSpec
+    from src.methods.uniform import Uniform
+
+    method = Uniform()
+    method.setup([TaskSpec("t", 2), TaskSpec("a", 2), TaskSpec("b", 2)], "t")
+    sizes = {"t": 100, "a": 1000, "b": 10, DEV: 20}
+    data = EpochData(sizes, 32, "t", mixing_budget(sizes, "t", "proportional"))
+    steps = method.plan_epoch(data, torch.Generator().manual_seed(0))
+    assert [len(s.indices["t"]) for s in steps] == [32, 32, 32, 4]
+    assert [len(s.indices["a"]) for s in steps] == [320, 320, 320, 40]  # ten times the target's batches
+    assert sum(len(s.indices.get("b", ())) for s in steps) == 10 and all(len(s.indices.get("b", [0])) for s in steps)
+    assert len(torch.cat([s.indices["a"] for s in steps]).unique()) == 1000  # one pass, without replacement

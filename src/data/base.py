@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from src.data.schedule import DEV, Step, TaskData, epoch_generator, eval_loader, step_loader
+from src.data.schedule import DEV, EpochData, Step, TaskData, epoch_generator, eval_loader, mixing_budget, step_loader
 from src.data.tasks import TaskSpec
 
 
@@ -17,7 +17,7 @@ class DataError(RuntimeError):
     """A data file or split is missing, corrupt or of the wrong shape; the message says which and what to do."""
 
 
-Planner = Callable[[Mapping[str, int], int, torch.Generator], list[Step]]
+Planner = Callable[[EpochData, torch.Generator], list[Step]]
 
 
 class Subset:
@@ -59,6 +59,11 @@ class MultiTaskDataModule(pl.LightningDataModule):
         batch_size: examples per task per training step.
         eval_batch_size: examples per validation/test batch.
         max_train_examples: cap on each task's training examples (``None``: all).
+        train_examples: per-task caps that replace ``max_train_examples`` for the tasks named
+            (``{left: 1000}``: a low-resource target beside full-size auxiliaries).
+        mixing: how many examples of each auxiliary an epoch of mixed batches draws
+            (:func:`~src.data.schedule.mixing_budget`: ``equal``, ``proportional``, ``temperature``).
+        temperature: the temperature of ``mixing=temperature``.
         max_eval_examples: cap on the dev and each test split (``None``: all).
         dev_fraction: share of the target's training data held out as its dev split.
         seed: seeds every random choice of the data (dev carve-out, caps, epoch sampling).
@@ -76,6 +81,9 @@ class MultiTaskDataModule(pl.LightningDataModule):
         eval_batch_size: int = 256,
         max_train_examples: int | None = None,
         max_eval_examples: int | None = None,
+        train_examples: Mapping[str, int] | None = None,
+        mixing: str = "equal",
+        temperature: float = 2.0,
         dev_fraction: float = 0.1,
         seed: int = 0,
         num_workers: int = 0,
@@ -85,6 +93,8 @@ class MultiTaskDataModule(pl.LightningDataModule):
         self.target, self.auxiliaries = target, list(auxiliaries)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.max_train_examples, self.max_eval_examples = max_train_examples, max_eval_examples
+        self.train_examples = dict(train_examples or {})
+        self.mixing, self.temperature = mixing, temperature
         self.dev_fraction, self.seed, self.num_workers = dev_fraction, seed, num_workers
         self.planner: Planner | None = None
         self.train_sets: dict[str, TaskData] = {}
@@ -108,7 +118,9 @@ class MultiTaskDataModule(pl.LightningDataModule):
         if self.dev_set is not None:
             return
         train, dev, test = self.load()
-        self.train_sets = {t: cap(d, self.max_train_examples, self.seed + 1) for t, d in train.items()}
+        self.train_sets = {
+            t: cap(d, self.train_examples.get(t, self.max_train_examples), self.seed + 1) for t, d in train.items()
+        }
         self.dev_set = cap(dev, self.max_eval_examples, self.seed + 2)
         self.test_sets = {t: cap(d, self.max_eval_examples, self.seed + 3) for t, d in test.items()}
 
@@ -119,7 +131,9 @@ class MultiTaskDataModule(pl.LightningDataModule):
     def plan(self, epoch: int) -> list[Step]:
         if self.planner is None:
             raise RuntimeError("no schedule: call schedule_with(method.plan_epoch) before training")
-        return self.planner(self.sizes(), self.batch_size, epoch_generator(self.seed, epoch))
+        sizes = self.sizes()
+        mixed = mixing_budget(sizes, self.target, self.mixing, self.temperature)
+        return self.planner(EpochData(sizes, self.batch_size, self.target, mixed), epoch_generator(self.seed, epoch))
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0

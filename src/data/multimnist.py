@@ -2,8 +2,11 @@
 
 Each image is an MNIST digit in the top-left corner and a random partner digit in the bottom-right
 corner of a 36×36 canvas (left at [0:28, 0:28], right at [6:34, 6:34], pixel-wise max), resized to
-28×28. Tasks: ``left`` and ``right`` (10 classes each), and ``noise``: labels drawn uniformly at
-random, a task that cannot help any other, for negative-transfer experiments.
+28×28. Tasks: ``left`` and ``right`` (10 classes each); coarser labels of the left digit, auxiliaries
+that carry part of the left target's answer and so can help a left target with little data of its own:
+``left_coarse`` (the digit's pair, ``left // 2``: 5 classes) and ``left_parity`` (odd or even: 2 classes);
+and ``noise``: labels drawn uniformly at random, a task that cannot help any other, for
+negative-transfer experiments.
 """
 
 from __future__ import annotations
@@ -140,6 +143,14 @@ def build_split(folder: Path, split: str, seed: int) -> dict[str, Tensor]:
     }
 
 
+DERIVED = {"left_coarse": lambda s: s["left"] // 2, "left_parity": lambda s: s["left"] % 2}
+
+
+def labels(split: dict[str, Tensor], task: str) -> Tensor:
+    """A task's labels in a built split: stored (left, right, noise) or derived from them (:data:`DERIVED`)."""
+    return DERIVED[task](split) if task in DERIVED else split[task]
+
+
 class ImageData:
     """Images with one task's labels, as a :class:`~src.data.schedule.TaskData`."""
 
@@ -169,7 +180,13 @@ class MultiMNISTDataModule(MultiTaskDataModule):
     """
 
     GROUP = "multimnist"
-    TASKS = {name: TaskSpec(name, 10) for name in ("left", "right", "noise")}
+    TASKS = {
+        "left": TaskSpec("left", 10),
+        "right": TaskSpec("right", 10),
+        "left_coarse": TaskSpec("left_coarse", 5),
+        "left_parity": TaskSpec("left_parity", 2),
+        "noise": TaskSpec("noise", 10),
+    }
 
     def __init__(self, data_dir: str, cache_dir: str, download: bool = True, verify_checksums: bool = True, **kwargs):
         super().__init__(**kwargs)
@@ -198,7 +215,7 @@ class MultiMNISTDataModule(MultiTaskDataModule):
         dev_idx, train_idx = seeded_split(n, round(n * self.dev_fraction), self.seed)
         tasks = [t.name for t in self.tasks]
         return (
-            {t: Subset(ImageData(train["x"], train[t]), train_idx) for t in tasks},
-            Subset(ImageData(train["x"], train[self.target]), dev_idx),
-            {t: ImageData(test["x"], test[t]) for t in tasks},
+            {t: Subset(ImageData(train["x"], labels(train, t)), train_idx) for t in tasks},
+            Subset(ImageData(train["x"], labels(train, self.target)), dev_idx),
+            {t: ImageData(test["x"], labels(test, t)) for t in tasks},
         )

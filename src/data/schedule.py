@@ -8,6 +8,7 @@ the method only interprets each step.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,54 @@ class Step:
     first_in_block: bool = False
     last_in_block: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpochData:
+    """What a method plans an epoch from.
+
+    Attributes:
+        sizes: training examples per task, and the dev split's size under :data:`DEV`.
+        batch_size: the target's examples per step.
+        target: the target task.
+        mixed: examples of each task per epoch in mixed batches (``task.mixing``; the target's is its size).
+    """
+
+    sizes: Mapping[str, int]
+    batch_size: int
+    target: str
+    mixed: Mapping[str, int]
+
+
+def mixing_budget(sizes: Mapping[str, int], target: str, rule: str, temperature: float = 2.0) -> dict[str, int]:
+    """Examples of each task per epoch when every step holds a batch of every task.
+
+    An epoch is one pass over the target. The rules of multitask NLP set each task's share r_t:
+    ``equal`` gives every auxiliary as many examples as the target; ``proportional`` r_t ∝ size_t (one
+    pass over every task: a large auxiliary is seen as often as in its own training); ``temperature``
+    r_t ∝ size_t^(1/T), between the two (T=1: proportional; T→∞: equal).
+    """
+    n = sizes[target]
+    if rule == "equal":
+        share = {t: 1.0 for t in sizes}
+    elif rule == "proportional":
+        share = {t: sizes[t] / n for t in sizes}
+    elif rule == "temperature":
+        share = {t: (sizes[t] / n) ** (1 / temperature) for t in sizes}
+    else:
+        raise ValueError(f"mixing={rule!r}: must be equal, proportional or temperature")
+    return {t: max(1, round(n * share[t])) for t in sizes if t != DEV}
+
+
+def split_like(indices: Tensor, sizes: Sequence[int]) -> list[Tensor]:
+    """``indices`` cut into ``len(sizes)`` consecutive pieces in proportion to ``sizes``.
+
+    Equal totals give pieces of exactly ``sizes``: an auxiliary drawn as often as the target is batched
+    like it.
+    """
+    total, n = sum(sizes), len(indices)
+    bounds = [round(n * c / total) for c in (0, *itertools.accumulate(sizes))]
+    return [indices[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

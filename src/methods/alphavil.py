@@ -93,7 +93,14 @@ def mix(theta: Tensor, deltas: Tensor, alpha: Tensor) -> Tensor:
 
 
 def update_weights(w: Tensor, alpha: Tensor, rule: str, w_min: float) -> Tensor:
-    """The task weights after an epoch's α: additive w+(α−1), multiplicative w·α, or replace by α."""
+    """The task weights after an epoch's α: additive w+(α−1), multiplicative w·α, or replace by α.
+
+    The first task is the target, and its weight stays 1 whatever α does: it scales the target's own
+    mini-epoch, which must go on training the model the run is for, and it is the unit the auxiliaries'
+    weights are read in. Left free, the additive rule drifts it towards 0, where the target stops training
+    and (δ = 0 ⇒ ∂L/∂α = 0) never recovers. α_target still decides how much of each epoch's target delta
+    enters θ.
+    """
     if rule == "additive":
         new = w + (alpha - 1)
     elif rule == "multiplicative":
@@ -102,7 +109,9 @@ def update_weights(w: Tensor, alpha: Tensor, rule: str, w_min: float) -> Tensor:
         new = alpha.clone()
     else:
         raise ValueError(f"weight_update={rule!r}: must be one of {', '.join(WEIGHT_UPDATES)}")
-    return new.clamp_min(w_min)
+    new = new.clamp_min(w_min)
+    new[0] = 1.0  # the target's, pinned
+    return new
 
 
 def flatten(params: list[nn.Parameter]) -> Tensor:
@@ -153,8 +162,9 @@ class AlphaVIL(WeightingMethod):
         n = max(1, round(self.cfg.rho * size))
         return min(n, self.cfg.max_examples) if self.cfg.max_examples else n
 
-    def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
+    def plan_epoch(self, data, generator) -> list[Step]:
         steps: list[Step] = []
+        sizes, batch_size = data.sizes, data.batch_size
         for task in self.names:
             picked = sample(sizes[task], self.mini_epoch(sizes[task]), generator)
             steps += block(task, [{task: c} for c in chunks(picked, batch_size)])

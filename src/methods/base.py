@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from src.data.schedule import DEV, Step, chunks, finish, sample
+from src.data.schedule import DEV, EpochData, Step, chunks, finish, sample, split_like
 from src.data.tasks import TaskSpec
 from src.schema import MethodConfig
 
@@ -90,25 +90,27 @@ class WeightingMethod(nn.Module):
             )
 
     # --- schedule ------------------------------------------------------------------------------
-    def plan_epoch(self, sizes: Mapping[str, int], batch_size: int, generator: torch.Generator) -> list[Step]:
-        """The steps of one epoch, from the split sizes (``sizes[DEV]`` is the dev split's)."""
+    def plan_epoch(self, data: EpochData, generator: torch.Generator) -> list[Step]:
+        """The steps of one epoch, from the split sizes and mixing budget in ``data``."""
         raise NotImplementedError
 
-    def mixed_plan(
-        self, sizes: Mapping[str, int], batch_size: int, generator: torch.Generator, with_dev: bool = False
-    ) -> list[Step]:
+    def mixed_plan(self, data: EpochData, generator: torch.Generator, with_dev: bool = False) -> list[Step]:
         """Each step holds a batch of every task (and of dev when ``with_dev``).
 
-        An epoch is one pass over the target's training data; every auxiliary contributes as many
-        examples, drawn afresh each epoch without replacement (repeating only when it is smaller),
-        which also caps what a large auxiliary costs per epoch.
+        An epoch is one pass over the target's training data in batches of ``data.batch_size``; each
+        auxiliary contributes ``data.mixed[t]`` examples (``task.mixing``), drawn afresh each epoch without
+        replacement (repeating only when the split is smaller) and spread over the steps in proportion
+        to the target's batches. A step whose share of a task is empty leaves that task out.
         """
-        target = chunks(torch.randperm(sizes[self.target], generator=generator), batch_size)
-        n = sizes[self.target]
-        per_task = {t: chunks(sample(sizes[t], n, generator), batch_size) for t in self.names[1:]}
+        target = chunks(torch.randperm(data.sizes[self.target], generator=generator), data.batch_size)
+        lengths = [len(b) for b in target]
+        per_task = {t: split_like(sample(data.sizes[t], data.mixed[t], generator), lengths) for t in self.names[1:]}
         if with_dev:
-            per_task[DEV] = chunks(sample(sizes[DEV], n, generator), batch_size)
-        steps = [Step(indices={self.target: b, **{t: c[i] for t, c in per_task.items()}}) for i, b in enumerate(target)]
+            per_task[DEV] = split_like(sample(data.sizes[DEV], data.sizes[self.target], generator), lengths)
+        steps = [
+            Step(indices={self.target: b, **{t: c[i] for t, c in per_task.items() if len(c[i])}})
+            for i, b in enumerate(target)
+        ]
         return finish(steps)
 
     # --- training ------------------------------------------------------------------------------

@@ -145,8 +145,8 @@ class DIW(WeightingMethod):
         super().setup(tasks, target)
         self.last_task_beta = torch.ones(len(tasks))
 
-    def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
-        return self.mixed_plan(sizes, batch_size, generator, with_dev=True)
+    def plan_epoch(self, data, generator) -> list[Step]:
+        return self.mixed_plan(data, generator, with_dev=True)
 
     def _features(self, module, batch: dict[str, Tensor], task: str) -> Tensor:
         parts = []

@@ -35,8 +35,8 @@ class PCGrad(WeightingMethod):
         super().__init__(**options)
         self.weighting = PCGradWeighting()
 
-    def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
-        return self.mixed_plan(sizes, batch_size, generator)
+    def plan_epoch(self, data, generator) -> list[Step]:
+        return self.mixed_plan(data, generator)
 
     def step(self, module, step: Step) -> None:
         grads = module.task_gradients(module.task_losses(step.data))

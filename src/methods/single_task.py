@@ -25,9 +25,9 @@ class SingleTask(WeightingMethod):
         super().setup(tasks, target)
         self.w = torch.tensor([1.0] + [0.0] * (len(tasks) - 1))
 
-    def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
-        order = torch.randperm(sizes[self.target], generator=generator)
-        return finish([Step(indices={self.target: b}) for b in chunks(order, batch_size)])
+    def plan_epoch(self, data, generator) -> list[Step]:
+        order = torch.randperm(data.sizes[self.target], generator=generator)
+        return finish([Step(indices={self.target: b}) for b in chunks(order, data.batch_size)])
 
     def step(self, module, step: Step) -> None:
         module.backward_and_step(module.task_losses(step.data)[self.target])

@@ -19,8 +19,8 @@ class Uniform(WeightingMethod):
 
     Config = Config
 
-    def plan_epoch(self, sizes, batch_size, generator) -> list[Step]:
-        return self.mixed_plan(sizes, batch_size, generator)
+    def plan_epoch(self, data, generator) -> list[Step]:
+        return self.mixed_plan(data, generator)
 
     def step(self, module, step: Step) -> None:
         module.backward_and_step(self.weighted_sum(module.task_losses(step.data)))
