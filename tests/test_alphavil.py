@@ -67,6 +67,12 @@ def test_weight_update_rules(rule, expected):
     assert update_weights(w, alpha, rule, w_min=0.25).min() >= 0.25
 
 
+def test_target_rho_sets_the_target_share_of_each_epoch(tiny_cfg):
+    results = train(tiny_cfg("method=alphavil", "method.target_rho=1.0", "method.rho=0.25", "trainer.max_epochs=1"))
+    sizes = results["train_examples"]
+    assert results["examples_seen"] == {"left": sizes["left"], "right": round(0.25 * sizes["right"])}
+
+
 @pytest.mark.parametrize("rule", ["additive", "multiplicative", "replace"])
 @pytest.mark.parametrize("init", ["ones", "weights"])
 @pytest.mark.parametrize("bound", ["alpha_min", "alpha_max"])
@@ -141,6 +147,7 @@ def test_non_finite_alpha_step_is_skipped_and_counted(tiny_cfg, monkeypatch):
         ("method.delta_dtype=float16", "method.delta_dtype='float16'"),
         ("method.alpha_min=3", "method.alpha_min=3"),
         ("method.max_examples=0", "method.max_examples=0"),
+        ("method.target_rho=0", "method.target_rho=0"),
     ],
 )
 def test_invalid_options_are_rejected(override, message, tmp_path):

@@ -26,12 +26,21 @@ def test_experiment_composes_and_validates(experiment, tmp_path):
     assert cfg.hydra.sweeper.params  # every experiment is a sweep
 
 
-@pytest.mark.parametrize("experiment", ["multimnist_compare", "multimnist_noise"])
-def test_multimnist_experiments_run_one_job(experiment, tiny_data, tmp_path):
+@pytest.mark.parametrize(
+    "experiment,job",
+    [
+        ("multimnist_compare", ["method=alphavil"]),
+        ("multimnist_noise", ["method=alphavil"]),
+        ("known_effect", ["task=multimnist_low_mixed", "method=alphavil"]),
+        ("oracle", ["method=static", "method.aux_weight=0.3"]),
+        ("oracle_mixed", ["task=multimnist_low_mixed", "method=static", "method.weights={left_coarse:3,right:0}"]),
+    ],
+)
+def test_multimnist_experiments_run_one_job(experiment, job, tiny_data, tmp_path):
     cfg = compose_config(
         [
             f"experiment={experiment}",
-            "method=alphavil",
+            *job,
             f"paths.data_dir={tiny_data}",
             f"paths.cache_dir={tmp_path}/cache",
             "task.verify_checksums=false",

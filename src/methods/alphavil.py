@@ -45,6 +45,7 @@ class Config(MethodConfig):
 
     _target_: str = "src.methods.alphavil.AlphaVIL"
     rho: float = 0.5  # share of a task's training set in its mini-epoch (2 tasks: the cost of uniform)
+    target_rho: float | None = None  # the target's share (null: rho); 1: a full pass a epoch, as other methods
     max_examples: int | None = None  # cap on a mini-epoch, for large auxiliaries
     alpha_steps: int = 10  # α-steps per epoch, one target-dev batch each
     alpha_lr: float = 0.1  # step size on ∂L_dev/∂α_t = <∇L_dev(θ + Σαδ), δ_t>
@@ -59,6 +60,8 @@ class Config(MethodConfig):
     def __post_init__(self) -> None:
         if not 0 < self.rho <= 1:
             raise ConfigError(f"rho={self.rho}: must be a fraction in (0, 1]")
+        if self.target_rho is not None and not 0 < self.target_rho <= 1:
+            raise ConfigError(f"target_rho={self.target_rho}: must be a fraction in (0, 1] or null")
         if self.max_examples is not None and self.max_examples <= 0:
             raise ConfigError(f"max_examples={self.max_examples}: must be a positive number or null")
         if self.alpha_steps < 0:
@@ -158,15 +161,17 @@ class AlphaVIL(WeightingMethod):
         self.alpha = torch.ones(len(tasks))
 
     # --- schedule: one block per task (target first), then one of α-steps ------------------------
-    def mini_epoch(self, size: int) -> int:
-        n = max(1, round(self.cfg.rho * size))
+    def mini_epoch(self, task: str, size: int) -> int:
+        """Examples of ``task`` in its mini-epoch: its share (``rho``, ``target_rho``), capped by ``max_examples``."""
+        rho = self.cfg.target_rho if task == self.target and self.cfg.target_rho is not None else self.cfg.rho
+        n = max(1, round(rho * size))
         return min(n, self.cfg.max_examples) if self.cfg.max_examples else n
 
     def plan_epoch(self, data, generator) -> list[Step]:
         steps: list[Step] = []
         sizes, batch_size = data.sizes, data.batch_size
         for task in self.names:
-            picked = sample(sizes[task], self.mini_epoch(sizes[task]), generator)
+            picked = sample(sizes[task], self.mini_epoch(task, sizes[task]), generator)
             steps += block(task, [{task: c} for c in chunks(picked, batch_size)])
         if self.cfg.alpha_steps:
             dev = sample(sizes[DEV], self.cfg.alpha_steps * batch_size, generator)
