@@ -43,18 +43,25 @@ class ScanMethodState(Callback):
                 self.seen.setdefault(name, set()).add((t.dtype, t.device))
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_state_follows_the_model_to_float64(method, tiny_cfg):
-    """With the model in float64 (precision=64-true) every tensor the method holds or makes is float64."""
-    dm, module, trainer = build(tiny_cfg(f"method={method}", "trainer.precision=64-true", "trainer.max_epochs=1"))
+def fit_and_scan(tiny_cfg, method: str, *overrides: str):
+    """One epoch of ``method``, recording every floating tensor the method holds after each step."""
+    dm, module, trainer = build(tiny_cfg(f"method={method}", *overrides, "trainer.max_epochs=1"))
     scan = ScanMethodState()
     trainer.callbacks.append(scan)
     trainer.fit(module, datamodule=dm)
-    assert all(p.dtype == torch.float64 for p in module.model.parameters())
     assert scan.seen, "no method state was scanned"
-    behind = {name: kinds for name, kinds in scan.seen.items() if kinds != {(torch.float64, torch.device("cpu"))}}
+    assert len(module.method.history) == 1
+    return module, scan.seen
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_state_follows_the_model_to_float64(method, tiny_cfg):
+    """With the model in float64 (precision=64-true) every tensor the method holds or makes is float64."""
+    module, seen = fit_and_scan(tiny_cfg, method, "trainer.precision=64-true")
+    assert all(p.dtype == torch.float64 for p in module.model.parameters())
+    behind = {name: kinds for name, kinds in seen.items() if kinds != {(torch.float64, torch.device("cpu"))}}
     assert not behind, f"tensors left in another dtype or device: {behind}"
-    assert len(module.method.history) == 1 and module.method.w.dtype == torch.float64
+    assert module.method.w.dtype == torch.float64
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -72,14 +79,10 @@ def test_bf16_mixed_precision_trains_every_method(method, tiny_cfg):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (trainer=gpu, bf16-mixed)")
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_an_epoch_on_a_gpu(method, tiny_cfg):
-    dm, module, trainer = build(tiny_cfg(f"method={method}", "trainer=gpu", "trainer.max_epochs=1"))
-    scan = ScanMethodState()
-    trainer.callbacks.append(scan)
-    trainer.fit(module, datamodule=dm)
+    module, seen = fit_and_scan(tiny_cfg, method, "trainer=gpu")
     assert all(p.is_cuda for p in module.model.parameters())
-    behind = {name: kinds for name, kinds in scan.seen.items() if any(d.type != "cuda" for _, d in kinds)}
+    behind = {name: kinds for name, kinds in seen.items() if any(d.type != "cuda" for _, d in kinds)}
     assert not behind, f"tensors left off the GPU: {behind}"
-    assert len(module.method.history) == 1
 
 
 @pytest.mark.parametrize("method", METHODS)

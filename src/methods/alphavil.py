@@ -4,7 +4,7 @@ Per epoch, every task (the target first) trains a model delta from the same para
 mini-epoch of its own data, with its loss scaled by the task's weight. One α per task is then tuned
 on the target's dev loss to mix the deltas, θ ← θ + Σ_t α_t δ_t, and the task weights move with α.
 
-Implementation choices (every one a config option; see ``conf/method/alphavil.yaml``):
+Implementation choices (every one a config option; see :class:`Config`):
     * Deltas live in one flat buffer per task (``delta_dtype``; ``auto``: the parameters' own dtype), on
       the parameters' device, memory O(K·|θ|); no autograd graph
       is kept through the mixture: ∂L/∂α_t = ⟨∇_θ L(θ + Σ α δ), δ_t⟩ is exact, so each α-step costs one
@@ -45,7 +45,7 @@ class Config(MethodConfig):
 
     _target_: str = "src.methods.alphavil.AlphaVIL"
     rho: float = 0.5  # share of a task's training set in its mini-epoch (2 tasks: the cost of uniform)
-    target_rho: float | None = None  # the target's share (null: rho); 1: a full pass a epoch, as other methods
+    target_rho: float | None = None  # the target's share (null: rho); 1: a full pass per epoch, as other methods
     max_examples: int | None = None  # cap on a mini-epoch, for large auxiliaries
     alpha_steps: int = 10  # α-steps per epoch, one target-dev batch each
     alpha_lr: float = 0.1  # step size on ∂L_dev/∂α_t = <∇L_dev(θ + Σαδ), δ_t>
