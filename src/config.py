@@ -43,6 +43,14 @@ def sweep_group() -> str:
     return Path(hc.sweep.dir).name if multirun else "single"
 
 
+def run_id() -> str:
+    """A short id for a run folder: the Slurm job id when there is one, else 6 random hex digits."""
+    import os
+    import secrets
+
+    return os.environ.get("SLURM_JOB_ID") or secrets.token_hex(3)
+
+
 def task_group(datamodule_target: str) -> str:
     """The task group (``multimnist``, ``glue``) of a DataModule class path."""
     from hydra.utils import get_class
@@ -89,6 +97,7 @@ def register() -> None:
     OmegaConf.register_new_resolver("alphavil.root", lambda: str(ROOT), replace=True)
     OmegaConf.register_new_resolver("alphavil.sweep_group", sweep_group, replace=True)
     OmegaConf.register_new_resolver("alphavil.task_group", task_group, replace=True)
+    OmegaConf.register_new_resolver("alphavil.run_id", run_id, replace=True, use_cache=True)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="task", name="base_multimnist", node=_schema(MultiMNISTTaskConfig))

@@ -27,6 +27,10 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 MONITOR = "dev/score"  # the target's headline dev metric; ModelCheckpoint watches it
 
 
+class StopRequested(Exception):
+    """The process was asked to stop (SIGTERM); raised out of ``trainer.fit``."""
+
+
 @dataclass
 class TaskGradients:
     """Per-task gradients: ``shared[i]`` is task ``tasks[i]``'s on the trunk (flat), ``heads[t]`` on t's head."""
@@ -172,6 +176,12 @@ class MultiTaskModule(pl.LightningModule):
                 self.examples_seen[task] += len(batch["labels"])
         if last:
             self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
+
+    def on_train_batch_end(self, outputs: Any, batch: Step, batch_idx: int) -> None:
+        # Lightning notes SIGTERM and trains on; a preempted run stops now, before a checkpoint of a partial
+        # epoch could be written (resuming is exact only at epoch boundaries).
+        if self.trainer.received_sigterm:
+            raise StopRequested(f"SIGTERM received during epoch {self.current_epoch}")
 
     def on_train_epoch_end(self) -> None:
         epochs = self.current_epoch + 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from src.config import validate
 from src.data.base import MultiTaskDataModule
-from src.module import MultiTaskModule
+from src.module import MultiTaskModule, StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +77,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         for lg in loggers:  # inside the try: this starts the W&B run, which must always be closed
             lg.log_hyperparams(resolved(cfg))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        # weights_only: a checkpoint is data, never code (torch.load would otherwise unpickle anything)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        except StopRequested:
+            raise Preempted(_resume_hint(cfg, trainer)) from None
         results = _fit_results(cfg, datamodule, method, module)
         if cfg.test:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             target = module.test_results[datamodule.target]
             results["target_test"] = target["score"]
             results["test"] = module.test_results
         results["wall_seconds"] = time.perf_counter() - start
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+        write_atomically(out_dir / "results.json", json.dumps(results, indent=2))
         headline = {
             f"final/{k}": results[k] for k in ("target_dev", "target_test", "best_epoch") if results.get(k) is not None
         }
@@ -107,6 +112,35 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 # waits for it, so the run folder is complete when train() returns (its atexit hook does
                 # the same, but not reliably in joblib's worker processes)
                 wandb.teardown()
+
+
+class Preempted(SystemExit):
+    """The run received SIGTERM (Slurm preemption, ``scancel``, a stopped container) and stopped.
+
+    A ``SystemExit`` with status 143 (128 + SIGTERM), so it is not caught as a failed job: a sequential
+    sweep stops here too, as the process it runs in is being stopped, and a scheduler sees a non-zero exit.
+    """
+
+    def __init__(self, message: str):
+        log.error(message)
+        super().__init__(143)
+
+
+def _resume_hint(cfg: DictConfig, trainer: pl.Trainer) -> str:
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    where = f"The last checkpoint is {last}" if last.exists() else "No checkpoint was written yet"
+    overrides = " ".join(o for o in _overrides() if not o.startswith("ckpt_path="))
+    return (
+        f"stopped by SIGTERM in epoch {trainer.current_epoch}; no results.json was written. {where}; resume with "
+        f"`python -m src.run {overrides} ckpt_path={last}`"
+    )
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule) -> dict[str, Any]:

@@ -199,7 +199,7 @@ class MultiMNISTDataModule(MultiTaskDataModule):
         path = self.cache_dir / "multimnist" / f"{split}_seed{self.seed}_{key}.pt"
         if path.exists():
             try:
-                return torch.load(path)
+                return torch.load(path, weights_only=True)  # a cache is data: never unpickle code
             except Exception as e:  # a cache cut short by a killed run is rebuilt, not trusted
                 log.warning("rebuilding unreadable cache %s (%s)", path, e)
         data = build_split(folder, split, self.seed)
