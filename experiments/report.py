@@ -48,9 +48,15 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def method_key(r: dict[str, Any]) -> str:
-    """The method, with its option overrides: tuned variants and Optuna trials get rows of their own."""
+    """The method, with its option overrides: tuned variants and Optuna trials get rows of their own.
+
+    The mixing rule (``task.mixing``, ``task.temperature``) is part of a row's name too: it sets how many
+    auxiliary examples a mixed-batch method sees, so the same method at two budgets is two rows.
+    """
     name = r.get("method_choice") or r["method"]
-    options = sorted(_short(o.removeprefix("method.")) for o in r.get("overrides", []) if o.startswith("method."))
+    overrides = r.get("overrides", [])
+    options = sorted(_short(o.removeprefix("method.")) for o in overrides if o.startswith("method."))
+    options += sorted(_short(o) for o in overrides if o.startswith(("task.mixing=", "task.temperature=")))
     return f"{name} ({', '.join(options)})" if options else name
 
 
@@ -96,8 +102,12 @@ def paired(runs: list[dict], reference: list[dict]) -> str:
 
 
 def oracle(methods: dict[str, list[dict]]) -> str | None:
-    """The fixed weighting (static, uniform, single-task) with the best mean target *dev* score."""
-    fixed = [m for m in methods if m.split(" ", 1)[0] in FIXED]
+    """The fixed weighting (static, uniform, single-task) with the best mean target *dev* score.
+
+    Candidates are the weight grid at the default mixing rule; a row at another rule (another budget)
+    is compared with the oracle, not a candidate for it.
+    """
+    fixed = [m for m in methods if m.split(" ", 1)[0] in FIXED and "task.mixing=" not in m]
     return max(fixed, key=lambda m: mean_std([r["target_dev"] for r in methods[m]])[0], default=None)
 
 

@@ -195,6 +195,8 @@ def test_report_gives_method_variants_rows_of_their_own():
     tuned = {**plain, "overrides": ["method=alphavil", "method.rho=0.9", "method.alpha_lr=0.2"]}
     assert method_key(plain) == "alphavil"
     assert method_key(tuned) == "alphavil (alpha_lr=0.2, rho=0.9)"
+    mixed = {**plain, "method_choice": "uniform", "overrides": ["method=uniform", "task.mixing=proportional"]}
+    assert method_key(mixed) == "uniform (task.mixing=proportional)"
     keys = ["alphavil (alpha_lr=0.2, rho=0.9)", "alphavil", "custom", "uniform", "single_task"]
     assert sorted(keys, key=method_order) == [
         "single_task",
