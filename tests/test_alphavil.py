@@ -91,7 +91,7 @@ def test_no_option_lets_the_target_weight_move_off_1(rule, init, bound, tiny_cfg
     assert [r["weight/left"] for r in module.method.history] == [1.0] * 3
     aux = module.method.history[-1]["weight/right"]  # the auxiliary's weight does move, as its rule says
     assert aux == 0.0 if bound == "alpha_min" else aux > 1.0
-    assert module.examples_seen["left"] == 3 * round(0.5 * len(dm.train_sets["left"]))  # trained every epoch
+    assert module.examples_seen["left"] == 3 * len(dm.train_sets["left"])  # a full pass every epoch (target_rho=1)
 
 
 def test_alpha_steps_zero_single_task_equals_plain_training(tiny_cfg):
@@ -112,7 +112,7 @@ def test_epoch_logs_weights_alpha_and_dev_losses(tiny_cfg, tmp_path):
     record = results["method_history"][0]
     assert record["alpha_steps_taken"] == 3 and record["skipped_alpha_steps"] == 0
     assert record["dev_loss_before"] > 0 and record["dev_loss_after"] > 0
-    # additive rule from w=1: w = 1 + (α − 1) = α after the first epoch; the target's stays 1
+    # the replace rule: w = α after an epoch (as the additive rule from w=1 would give); the target's stays 1
     assert results["weight_history"][0]["left"] == 1.0
     assert results["weight_history"][0]["right"] == pytest.approx(max(results["alpha_history"][0]["right"], 0.0))
 
