@@ -276,7 +276,7 @@ def test_mixed_steps_spread_an_auxiliary_like_the_target_batches():
     method = Uniform()
     method.setup([TaskSpec("t", 2), TaskSpec("a", 2), TaskSpec("b", 2)], "t")
     sizes = {"t": 100, "a": 1000, "b": 10, DEV: 20}
-    data = EpochData(sizes, 32, "t", mixing_budget(sizes, "t", "proportional"))
+    data = EpochData(sizes, 32, mixing_budget(sizes, "t", "proportional"))
     steps = method.plan_epoch(data, torch.Generator().manual_seed(0))
     assert [len(s.indices["t"]) for s in steps] == [32, 32, 32, 4]
     assert [len(s.indices["a"]) for s in steps] == [320, 320, 320, 40]  # ten times the target's batches

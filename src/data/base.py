@@ -133,7 +133,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
             raise RuntimeError("no schedule: call schedule_with(method.plan_epoch) before training")
         sizes = self.sizes()
         mixed = mixing_budget(sizes, self.target, self.mixing, self.temperature)
-        return self.planner(EpochData(sizes, self.batch_size, self.target, mixed), epoch_generator(self.seed, epoch))
+        return self.planner(EpochData(sizes, self.batch_size, mixed), epoch_generator(self.seed, epoch))
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0

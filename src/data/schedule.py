@@ -52,13 +52,11 @@ class EpochData:
     Attributes:
         sizes: training examples per task, and the dev split's size under :data:`DEV`.
         batch_size: the target's examples per step.
-        target: the target task.
         mixed: examples of each task per epoch in mixed batches (``task.mixing``; the target's is its size).
     """
 
     sizes: Mapping[str, int]
     batch_size: int
-    target: str
     mixed: Mapping[str, int]
 
 
