@@ -95,3 +95,74 @@ def test_a_crafted_data_cache_does_not_run_its_payload(tiny_cfg, tmp_path):
         torch.save({"x": Payload(marker)}, path)
     train(cfg)  # the caches are refused and rebuilt
     assert not marker.exists()
+
+
+# --- caches are keyed by what they were built from -------------------------------------------------
+def _copy_glue(tiny_glue, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_glue / "glue", root / "glue")
+    return root
+
+
+def _rte_labels(root, cache, tiny_glue):
+    from src.data.glue import GLUEDataModule
+
+    dm = GLUEDataModule(
+        target="rte",
+        auxiliaries=[],
+        tokenizer=str(tiny_glue / "models" / "tiny-bert"),
+        data_dir=str(root),
+        cache_dir=str(cache),
+        max_length=32,
+    )
+    dm.setup()
+    full = dm.train_sets["rte"].data  # the uncapped split, before the dev carve-out
+    return full.batch(torch.arange(len(full)))["labels"].tolist()
+
+
+def test_glue_cache_follows_edits_of_the_parquet_and_their_undoing(tiny_glue, tmp_path):
+    import pandas as pd
+
+    root = _copy_glue(tiny_glue, tmp_path)
+    parquet = root / "glue" / "rte" / "train-00000-of-00001.parquet"
+    original = parquet.read_bytes()
+    before = _rte_labels(root, tmp_path / "cache", tiny_glue)
+    frame = pd.read_parquet(parquet)
+    frame["label"] = 1 - frame["label"]
+    frame.to_parquet(parquet)
+    assert _rte_labels(root, tmp_path / "cache", tiny_glue) == [1 - y for y in before]  # not the cached labels
+    parquet.write_bytes(original)
+    assert _rte_labels(root, tmp_path / "cache", tiny_glue) == before  # undone: the original data again
+
+
+def test_a_truncated_parquet_stops_the_run_even_with_a_warm_cache(tiny_glue, tmp_path):
+    from src.data.base import DataError
+
+    root = _copy_glue(tiny_glue, tmp_path)
+    _rte_labels(root, tmp_path / "cache", tiny_glue)  # warm cache
+    parquet = root / "glue" / "rte" / "train-00000-of-00001.parquet"
+    parquet.write_bytes(parquet.read_bytes()[:300])
+    with pytest.raises(DataError, match=r"rte \(train\) from .*train-00000-of-00001.parquet: \w+"):
+        _rte_labels(root, tmp_path / "cache", tiny_glue)
+
+
+def test_multimnist_cache_follows_the_files_without_checksums(tmp_path):
+    from src.data.multimnist import MultiMNISTDataModule
+    from tests.conftest import make_mnist
+
+    def left_labels():
+        dm = MultiMNISTDataModule(
+            data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), target="left",
+            verify_checksums=False, download=False,
+        )  # fmt: skip
+        dm.setup()
+        return dm.test_sets["left"].labels.tolist()
+
+    make_mnist(tmp_path / "data", seed=0)
+    first = left_labels()
+    make_mnist(tmp_path / "data", seed=1)  # same path, new content
+    assert left_labels() != first
+    make_mnist(tmp_path / "data", seed=0)
+    assert left_labels() == first

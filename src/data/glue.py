@@ -9,13 +9,12 @@ tested on validation_matched, and validation_mismatched is reported beside it as
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from torch import Tensor
 
-from src.data.base import DataError, MultiTaskDataModule, Subset, seeded_split
+from src.data.base import DataError, MultiTaskDataModule, Subset, content_key, seeded_split
 from src.data.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -73,6 +72,44 @@ def missing_splits(source: str, tasks: list[str]) -> list[tuple[str, str]]:
     return [(t, s) for t, s in needed if not available(source, t, s)]
 
 
+TOKENIZER_FILES = ("tokenizer*", "vocab*", "merges*", "special_tokens*", "added_tokens*", "spiece*", "sentencepiece*")
+
+
+def source_files(source: str, task: str, split: str) -> list[Path]:
+    """The local files a split is read from (its parquet shards and the README that declares them)."""
+    if not is_local(source):
+        return []
+    root = Path(source)
+    return sorted((root / task).glob(f"{split}-*")) + [p for p in [root / "README.md"] if p.exists()]
+
+
+def tokenizer_files(tokenizer: str) -> list[Path]:
+    """A local tokenizer folder's files (not the model weights); none for a Hub name."""
+    folder = Path(tokenizer)
+    return sorted({p for pattern in TOKENIZER_FILES for p in folder.glob(pattern)}) if folder.is_dir() else []
+
+
+def root_cause(error: BaseException) -> str:
+    """``Type: message`` of the innermost exception ``error`` was raised from (datasets wraps the real one)."""
+    seen = {id(error)}
+    while (inner := error.__cause__ or error.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        error = inner
+    return f"{type(error).__name__}: {str(error).rstrip('. ')}"
+
+
+def check_local_copy(source: str) -> None:
+    """A local copy is read through its README's ``configs:`` block (one config per task); refuse one without it."""
+    readme = Path(source) / "README.md"
+    text = readme.read_text(errors="replace") if readme.exists() else ""
+    if "configs:" not in text:
+        raise DataError(
+            f"the local GLUE copy {source} has no README.md with a `configs:` block: datasets needs it to find "
+            "each task's files (config_name: <task>, data_files: <task>/<split>-*). Copy the Hub's README.md "
+            "(nyu-mll/glue) beside the task folders."
+        )
+
+
 class TextData:
     """Tokenized examples of one split with a padding collator, as a :class:`~src.data.schedule.TaskData`."""
 
@@ -123,6 +160,8 @@ class GLUEDataModule(MultiTaskDataModule):
             raise ValueError("GLUE tasks need an encoder model with a tokenizer: use model=encoder or model=minilm")
         self.tokenizer_name, self.max_length = tokenizer, max_length
         self.cache_dir = Path(cache_dir)
+        if is_local(self.source):
+            check_local_copy(self.source)
         if missing := missing_splits(self.source, [t.name for t in self.tasks]):
             raise DataError(
                 "GLUE data missing from "
@@ -142,17 +181,28 @@ class GLUEDataModule(MultiTaskDataModule):
     def _load_split(self, task: str, split: str, tokenizer):
         import datasets
 
-        key = hashlib.md5(f"{self.source}|{task}|{split}|{self.tokenizer_name}|{self.max_length}".encode())
-        path = self.cache_dir / "glue" / f"{task}_{split}_{key.hexdigest()[:12]}.arrow"
+        # Both caches are keyed by the content they were built from (the local parquet files and README, the
+        # tokenizer's files), so an edited, truncated or restored file is read afresh, never served stale.
+        data_key = content_key(source_files(self.source, task, split), self.source, task, split)
+        key = content_key(tokenizer_files(self.tokenizer_name), data_key, self.tokenizer_name, self.max_length)
+        path = self.cache_dir / "glue" / f"{task}_{split}_{key}.arrow"
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            ds = datasets.load_dataset(self.source, task, split=split, cache_dir=str(self.cache_dir / "hf"))
+            hf_cache = self.cache_dir / "hf" / data_key
+            ds = datasets.load_dataset(self.source, task, split=split, cache_dir=str(hf_cache))
         except Exception as e:
+            files = ", ".join(str(f) for f in source_files(self.source, task, split) if f.suffix != ".md")
             raise DataError(
-                f"could not load GLUE {task} ({split}) from {self.source}: {e}. With no network, "
-                "point task.source (or ALPHAVIL_DATA_DIR) at a local copy in the Hub's layout."
+                f"could not load GLUE {task} ({split}) from {files or self.source}: {root_cause(e)}. A corrupt or truncated "
+                "parquet file needs a fresh copy; with no network, point task.source (or ALPHAVIL_DATA_DIR) at a "
+                "local copy in the Hub's layout."
             ) from e
         first, second = TEXT[task]
+        if missing := [c for c in (first, second, "label") if c is not None and c not in ds.column_names]:
+            raise DataError(
+                f"GLUE {task} ({split}) from {self.source} lacks the column(s) {missing}; it has {ds.column_names}. "
+                "A local copy must keep the Hub's column names."
+            )
 
         def encode(rows):
             args = (rows[first],) if second is None else (rows[first], rows[second])

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from src.data.base import DataError, MultiTaskDataModule, Subset, seeded_split
+from src.data.base import DataError, MultiTaskDataModule, Subset, content_key, seeded_split
 from src.data.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class ImageData:
 class MultiMNISTDataModule(MultiTaskDataModule):
     """MultiMNIST from the four MNIST IDX files under ``<data_dir>/mnist``.
 
-    Built once per seed and cached under ``cache_dir``. The dev split is carved from MNIST train
+    Built once per seed and cached under ``cache_dir``, keyed by the IDX files' content. The dev split is carved from MNIST train
     and removed from every task's training data, since the tasks share their images.
 
     Args:
@@ -195,7 +195,9 @@ class MultiMNISTDataModule(MultiTaskDataModule):
 
     def split(self, split: str) -> dict[str, Tensor]:
         folder = ensure_mnist(self.data_dir, self.download, self.verify_checksums)
-        key = hashlib.md5(f"{folder.resolve()}|{CACHE_VERSION}".encode()).hexdigest()[:10]
+        # keyed by the files' content, not their path: an edited or replaced file is never served from an old
+        # cache, checksums verified or not
+        key = content_key((folder / name for name in FILES), CACHE_VERSION)
         path = self.cache_dir / "multimnist" / f"{split}_seed{self.seed}_{key}.pt"
         if path.exists():
             try:
