@@ -47,7 +47,7 @@ def content_key(files: Iterable[Path], *extra: object, length: int = 16) -> str:
     for path in sorted(Path(f) for f in files):
         h.update(path.name.encode() + b"\0")
         with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
+            while chunk := f.read(1 << 20):
                 h.update(chunk)
         h.update(b"\0")
     return h.hexdigest()[:length]

@@ -168,8 +168,8 @@ class ImageData:
 class MultiMNISTDataModule(MultiTaskDataModule):
     """MultiMNIST from the four MNIST IDX files under ``<data_dir>/mnist``.
 
-    Built once per seed and cached under ``cache_dir``, keyed by the IDX files' content. The dev split is carved from MNIST train
-    and removed from every task's training data, since the tasks share their images.
+    Built once per seed and cached under ``cache_dir``, keyed by the IDX files' content. The dev split is
+    carved from MNIST train and removed from every task's training data, since the tasks share their images.
 
     Args:
         data_dir: folder whose ``mnist/`` holds the IDX files (downloaded there if missing).
