@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from src.checkpoints import RECORD_KEY
 from src.data.schedule import Step
 from src.data.tasks import TaskSpec, headline_value
 from src.methods.base import WeightingMethod
@@ -57,6 +58,8 @@ class MultiTaskModule(pl.LightningModule):
         optimizer: builds the optimizer from the parameters (a ``_partial_`` Hydra object).
         seed: with the epoch number, seeds the global RNG at each epoch start, so a run resumed at an
             epoch boundary replays exactly what an uninterrupted run does (dropout included).
+        run_record: what defines the run (:func:`src.checkpoints.run_record`), written into every
+            checkpoint so a resume can be checked against it.
     """
 
     def __init__(
@@ -66,10 +69,12 @@ class MultiTaskModule(pl.LightningModule):
         tasks: Sequence[TaskSpec],
         optimizer: OptimizerFactory,
         seed: int = 0,
+        run_record: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
         self.model, self.method, self.optimizer_factory, self.seed = model, method, optimizer, seed
+        self.run_record = dict(run_record or {})
         self.specs = {t.name: t for t in tasks}
         self.target = tasks[0].name
         self.dev_metrics = tasks[0].make_metrics()
@@ -236,6 +241,7 @@ class MultiTaskModule(pl.LightningModule):
     # The method's state is part of this module's state_dict (it is a submodule); only the run's
     # history lives beside it.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RECORD_KEY] = self.run_record
         checkpoint["run_history"] = {
             "dev_scores": list(self.dev_scores),
             "epoch_seconds": list(self.epoch_seconds),

@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from src.checkpoints import check_resume, last_checkpoint, resume_path, run_record
 from src.config import validate
 from src.data.base import MultiTaskDataModule
 from src.module import MultiTaskModule, StopRequested
@@ -53,7 +54,8 @@ def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Tra
     method.setup(datamodule.tasks, datamodule.target)
     datamodule.schedule_with(method.plan_epoch)
     model = instantiate(cfg.model.net)(tasks=datamodule.tasks)
-    module = MultiTaskModule(model, method, datamodule.tasks, instantiate(cfg.model.optimizer), seed=cfg.seed)
+    optimizer = instantiate(cfg.model.optimizer)
+    module = MultiTaskModule(model, method, datamodule.tasks, optimizer, seed=cfg.seed, run_record=run_record(cfg))
     callbacks = instantiate_all(cfg.get("callbacks"))
     # The method plans every epoch afresh (mini-epochs, per-epoch samples), so loaders are rebuilt.
     # Checkpoints are written only by the checkpoint callbacks configured (`callbacks=none`: none at all),
@@ -70,6 +72,9 @@ def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Tra
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test at the best target-dev checkpoint, write ``results.json``; returns the results."""
+    validate(cfg)
+    if (ckpt := resume_path(cfg)) is not None:
+        check_resume(cfg, ckpt)  # before any data loads: a checkpoint of another run is refused at once
     datamodule, module, trainer = build(cfg)
     method, loggers, out_dir = module.method, trainer.loggers, Path(cfg.paths.output_dir)
     start = time.perf_counter()
@@ -79,7 +84,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             lg.log_hyperparams(resolved(cfg))
         # weights_only: a checkpoint is data, never code (torch.load would otherwise unpickle anything)
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         except StopRequested:
             raise Preempted(_resume_hint(cfg, trainer)) from None
         results = _fit_results(cfg, datamodule, method, module)
@@ -127,11 +132,13 @@ class Preempted(SystemExit):
 
 
 def _resume_hint(cfg: DictConfig, trainer: pl.Trainer) -> str:
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(cfg)
     where = f"The last checkpoint is {last}" if last.exists() else "No checkpoint was written yet"
-    overrides = " ".join(o for o in _overrides() if not o.startswith("ckpt_path="))
+    overrides = " ".join(o for o in _overrides() if not o.startswith(("ckpt_path=", "hydra.run.dir=")))
     return (
-        f"stopped by SIGTERM in epoch {trainer.current_epoch}; no results.json was written. {where}; resume with "
+        f"stopped by SIGTERM in epoch {trainer.current_epoch}; no results.json was written. {where}. Continue "
+        f"in this folder with `python -m src.run {overrides} hydra.run.dir={cfg.paths.output_dir}` (ckpt_path=auto "
+        f"finds last.ckpt there; a sweep: run it again with hydra.sweep.dir=<its folder>), or in a new one with "
         f"`python -m src.run {overrides} ckpt_path={last}`"
     )
 

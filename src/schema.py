@@ -251,5 +251,5 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     test: bool = True  # evaluate the best-dev checkpoint on the test splits after fitting
-    ckpt_path: str | None = None  # resume from this checkpoint (a last.ckpt of an earlier run)
+    ckpt_path: str | None = "auto"  # a checkpoint to resume from; auto: the run folder's last.ckpt, if any
     run_name: str = "${hydra:runtime.choices.task}/${hydra:runtime.choices.method}/seed${seed}"

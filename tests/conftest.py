@@ -87,7 +87,10 @@ def compose_config(overrides: list[str], output_dir: Path | None = None) -> Dict
     return cfg
 
 
+# Tests call train() several times in one folder; each call starts afresh unless a test resumes on purpose
+# (ckpt_path=auto, the default, would continue from the folder's last.ckpt).
 TINY = [
+    "ckpt_path=null",
     "task.max_train_examples=160",
     "task.max_eval_examples=60",
     "task.batch_size=32",
@@ -182,6 +185,7 @@ def tiny_glue(tmp_path_factory) -> Path:
 
 
 GLUE_TINY = [
+    "ckpt_path=null",
     "model=minilm",  # the local-folder model config, pointed at the tiny BERT below
     "task.max_train_examples=24",
     "task.max_eval_examples=16",

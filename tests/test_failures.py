@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback
 
+from src.config import ConfigError
 from src.run import build, train, write_atomically
 from tests.conftest import compose_config
 
@@ -166,3 +167,121 @@ def test_multimnist_cache_follows_the_files_without_checksums(tmp_path):
     assert left_labels() != first
     make_mnist(tmp_path / "data", seed=0)
     assert left_labels() == first
+
+
+# --- a resume must fit the run ----------------------------------------------------------------------
+def _first_run(tiny_cfg, *overrides):
+    train(tiny_cfg(*overrides))
+    return tiny_cfg  # the folder now holds last.ckpt and the best checkpoint
+
+
+@pytest.mark.parametrize(
+    ("first", "resume", "named"),
+    [
+        (["method=alphavil"], ["method=uniform"], "method._target_: 'src.methods.alphavil.AlphaVIL' in the checkpoint"),
+        ([], ["task.target=right", "task.auxiliaries=[left]"], "task.target: 'left' in the checkpoint, 'right' now"),
+        ([], ["model.optimizer.lr=0.5"], "model.optimizer.lr"),
+        ([], ["seed=1"], "seed: 0 in the checkpoint, 1 now"),
+        (["method=static"], ["method=static", "method.weights={right: 0.3}"], "method.weights.right"),
+    ],
+    ids=["method", "target", "lr", "seed", "method-option"],
+)
+def test_a_resume_that_changes_the_run_is_refused_naming_the_keys(
+    first, resume, named, tiny_cfg, tmp_path, monkeypatch
+):
+    _first_run(tiny_cfg, *first, "trainer.max_epochs=1")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    monkeypatch.setattr("src.run.build", lambda cfg: pytest.fail("data loaded before the resume was checked"))
+    with pytest.raises(ConfigError, match="written by a different run") as refused:
+        train(tiny_cfg(*resume, "trainer.max_epochs=2", f"ckpt_path={last}"))
+    assert named in str(refused.value)
+
+
+def test_a_resume_may_change_epochs_hardware_loggers_and_paths(tiny_cfg, tiny_data, tmp_path):
+    import shutil
+
+    _first_run(tiny_cfg, "trainer.max_epochs=1")
+    moved = tmp_path / "moved_data"
+    shutil.copytree(tiny_data, moved)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    results = train(
+        tiny_cfg(
+            "trainer.max_epochs=2", f"ckpt_path={last}", f"paths.data_dir={moved}", "logger=csv",
+            "trainer.enable_progress_bar=true", "task.num_workers=0", "test=true",
+        )
+    )  # fmt: skip
+    assert len(results["dev_history"]) == 2
+
+
+def test_ckpt_path_auto_continues_in_the_run_folder_exactly(tiny_cfg, tmp_path):
+    full = train(tiny_cfg("method=alphavil", "trainer.max_epochs=3"))
+    os.rename(tmp_path / "run", tmp_path / "full")
+    train(tiny_cfg("method=alphavil", "trainer.max_epochs=2", "ckpt_path=auto"))  # a fresh folder: from scratch
+    resumed = train(tiny_cfg("method=alphavil", "trainer.max_epochs=3", "ckpt_path=auto"))  # picks up last.ckpt
+    assert resumed["dev_history"] == full["dev_history"] and resumed["alpha_history"] == full["alpha_history"]
+    assert resumed["target_test"] == full["target_test"]
+
+
+def test_a_resumed_run_tests_its_own_best_checkpoint(tiny_cfg, tmp_path):
+    """Resumed into a new folder whose best epoch predates the resume; the original folder then disappears."""
+    import shutil
+
+    first = train(tiny_cfg("method=uniform", "trainer.max_epochs=2", "test=false"))
+    original = tmp_path / "original"
+    os.rename(tmp_path / "run", original)
+    best = next((original / "checkpoints").glob("best-*.ckpt"))
+
+    class DeleteOriginal(Callback):
+        def on_train_start(self, trainer, module):
+            shutil.rmtree(original)
+
+    real_build = build
+
+    def with_delete(cfg):
+        dm, module, trainer = real_build(cfg)
+        trainer.callbacks.append(DeleteOriginal())
+        return dm, module, trainer
+
+    import src.run
+
+    src.run.build, saved = with_delete, src.run.build
+    try:
+        # dev scores can only fall with a zero learning rate... not allowed: lr is run-defining. Instead one more
+        # epoch; whichever epoch is best, its checkpoint is in this run's folder
+        results = train(
+            tiny_cfg("method=uniform", "trainer.max_epochs=3", f"ckpt_path={original}/checkpoints/last.ckpt")
+        )
+    finally:
+        src.run.build = saved
+    assert not original.exists()
+    assert results["dev_history"][:2] == first["dev_history"] and results["target_test"] is not None
+    own = list((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
+    assert len(own) == 1 and (results["best_epoch"] >= 2 or own[0].name == best.name)
+
+
+def test_a_resume_whose_best_checkpoint_is_gone_stops_before_training(tiny_cfg, tmp_path):
+    train(tiny_cfg("method=uniform", "trainer.max_epochs=1", "test=false"))
+    for best in (tmp_path / "run" / "checkpoints").glob("best-*.ckpt"):
+        best.unlink()
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(FileNotFoundError, match="best checkpoint .* no longer exists"):
+        train(tiny_cfg("method=uniform", "trainer.max_epochs=2", f"ckpt_path={last}"))
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        (None, "no such file"),
+        ("just text\n", "is not a checkpoint this framework can read"),
+        ({"state_dict": {}, "epoch": 0}, "holds no record of the run"),
+    ],
+    ids=["missing", "text-file", "foreign-checkpoint"],
+)
+def test_a_bad_checkpoint_file_is_named(content, phrase, tiny_cfg, tmp_path):
+    path = tmp_path / "given.ckpt"
+    if isinstance(content, str):
+        path.write_text(content)
+    elif content is not None:
+        torch.save(content, path)
+    with pytest.raises(ConfigError, match=phrase):
+        train(tiny_cfg(f"ckpt_path={path}"))

@@ -1,0 +1,163 @@
+"""Resuming: which checkpoint a run continues from, whether it fits the run, and the best checkpoint it tests.
+
+A checkpoint records what defines its run (:func:`run_record`: the task setup, the method and its
+options, the model and optimizer, the seed, the numerics). A resume that changes any of it is refused
+before any data loads, with the keys named; what cannot change a run's result may change
+(:data:`SAFE_TO_CHANGE`: ``trainer.max_epochs``, the hardware, loggers, callbacks, paths, ``test``).
+
+``ckpt_path=auto`` (the default) continues from ``<output_dir>/checkpoints/last.ckpt`` when it exists: a run
+started again in its own folder (``hydra.run.dir=<run>``, a sweep re-run with ``hydra.sweep.dir=<sweep>``,
+a Slurm job requeued after preemption) picks up where it stopped; a fresh folder starts from scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from src.schema import ConfigError
+
+log = logging.getLogger(__name__)
+
+RECORD_KEY = "run_record"
+RECORDED = ("task", "method", "model", "trainer", "seed")  # the config groups a record is made from
+SAFE_TO_CHANGE = (  # recorded groups' keys a resume may change: they cannot change what the run computes
+    "task.data_dir",
+    "task.cache_dir",
+    "task.download",
+    "task.verify_checksums",
+    "task.num_workers",
+    "task.eval_batch_size",
+    "trainer.max_epochs",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.strategy",
+    "trainer.num_nodes",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "trainer.default_root_dir",
+)
+
+
+def run_record(cfg: DictConfig) -> dict[str, Any]:
+    """What defines the run ``cfg`` describes: its recorded keys (dotted) and their values.
+
+    A value written as an interpolation is recorded as written (``${paths.data_dir}/models/x``), so moving
+    the data to another folder is no change; the key it points to is recorded itself when it defines the run.
+    """
+    record = dict(_leaves(OmegaConf.masked_copy(cfg, [k for k in RECORDED if k in cfg]), ""))
+    return {k: v for k, v in record.items() if k not in SAFE_TO_CHANGE}
+
+
+def _leaves(node: DictConfig, prefix: str) -> Iterator[tuple[str, Any]]:
+    for key in node:
+        child, path = node._get_node(key), f"{prefix}{key}"
+        if child._is_interpolation():
+            yield path, child._value()
+        elif isinstance(child, DictConfig):
+            yield from _leaves(child, f"{path}.")
+        elif isinstance(child, ListConfig):
+            yield path, OmegaConf.to_container(child, resolve=True)
+        else:
+            yield path, child._value()
+
+
+def resume_path(cfg: DictConfig) -> Path | None:
+    """The checkpoint this run continues from: ``ckpt_path``, or under ``auto`` its own last.ckpt if any."""
+    if cfg.ckpt_path is None:
+        return None
+    if cfg.ckpt_path == "auto":
+        last = last_checkpoint(cfg)
+        if last.exists():
+            log.info("ckpt_path=auto: continuing from %s", last)
+        return last if last.exists() else None
+    return Path(cfg.ckpt_path)
+
+
+def last_checkpoint(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+
+
+def check_resume(cfg: DictConfig, path: Path) -> None:
+    """Refuse a checkpoint that is missing, not one of ours, or from a run that ``cfg`` does not describe."""
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={path}: no such file")
+    try:  # mmap: only the small record is read here; Lightning loads the tensors when fitting
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise ConfigError(
+            f"ckpt_path={path} is not a checkpoint this framework can read ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}). Checkpoints are loaded with weights_only=True and "
+            "must be a last.ckpt or best-*.ckpt a run wrote."
+        ) from None
+    if not isinstance(checkpoint, dict) or RECORD_KEY not in checkpoint:
+        raise ConfigError(
+            f"ckpt_path={path} holds no record of the run that wrote it (a Lightning checkpoint from another "
+            "program, or from this framework before runs were recorded); it cannot be resumed safely"
+        )
+    if changed := differences(checkpoint[RECORD_KEY], run_record(cfg)):
+        raise ConfigError(
+            f"ckpt_path={path} was written by a different run; resuming would mix the two. Changed: "
+            + "; ".join(changed)
+            + ". Resume with the checkpoint's settings (only trainer.max_epochs, the hardware, loggers, callbacks,"
+            " paths and test may change) or start a new run without ckpt_path."
+        )
+
+
+def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``key: saved → now`` for every recorded key whose value differs (or exists on one side only)."""
+    missing = object()
+    out = []
+    for key in sorted(saved.keys() | now.keys()):
+        before, after = saved.get(key, missing), now.get(key, missing)
+        if before != after:
+            show = lambda v: "(absent)" if v is missing else repr(v)  # noqa: E731
+            out.append(f"{key}: {show(before)} in the checkpoint, {show(after)} now")
+    return out
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` that, resumed in another folder, keeps its best checkpoint in its own.
+
+    Lightning restores ``best_model_path`` from the resumed checkpoint even when it lies in the earlier
+    run's folder; testing would then read a file this run does not own (and fail if it was deleted). The
+    best checkpoint is copied into this run's folder when the state is restored, so the run is complete
+    in itself; a best checkpoint that no longer exists stops the resume before any training.
+    """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._trainer = trainer  # its ckpt_path, while restoring, is the checkpoint being resumed
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if not self.best_model_path or self.dirpath is None:
+            return
+        recorded = Path(self.best_model_path)
+        resumed = getattr(getattr(self, "_trainer", None), "ckpt_path", None)
+        # the recorded path, or the same file beside the resumed checkpoint (a run folder moved or renamed)
+        candidates = [recorded] + ([Path(resumed).parent / recorded.name] if resumed else [])
+        best = next((p for p in candidates if p.is_file()), None)
+        if best is None:
+            raise FileNotFoundError(
+                f"the resumed run's best checkpoint {recorded} no longer exists: this run could not test its best "
+                "epoch. Restore the file (it is looked for beside the resumed checkpoint too), or start a new run."
+            )
+        own = Path(self.dirpath) / best.name
+        if best.resolve() != own.resolve():
+            own.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(best, own)
+            log.info("copied the resumed run's best checkpoint %s into %s", best, own.parent)
+        score = state_dict.get("best_model_score")
+        self.best_model_path = self.kth_best_model_path = str(own)
+        if score is not None:
+            self.best_model_score = self.kth_value = score
+            self.best_k_models = {str(own): score}
