@@ -66,8 +66,22 @@ def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Tra
         callbacks=callbacks,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         reload_dataloaders_every_n_epochs=1,
+        plugins=cluster_plugins(),
     )
     return datamodule, module, trainer
+
+
+def cluster_plugins() -> list[Any] | None:
+    """On Slurm, Lightning's environment without its SIGUSR1 auto-requeue.
+
+    That requeue saves a checkpoint in the middle of an epoch and resumes from it, where a resume here is
+    exact only at epoch boundaries (a method's per-epoch record, αVIL's mini-epochs). Requeueing is left to
+    the Slurm launcher (submitit, ``hydra.launcher.max_num_timeout``) and to Slurm's own preemption requeue;
+    the requeued job runs in the same folder and ``ckpt_path=auto`` continues from its last.ckpt.
+    """
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

@@ -285,3 +285,70 @@ def test_a_bad_checkpoint_file_is_named(content, phrase, tiny_cfg, tmp_path):
         torch.save(content, path)
     with pytest.raises(ConfigError, match=phrase):
         train(tiny_cfg(f"ckpt_path={path}"))
+
+
+# --- Slurm: requeue through submitit, no mid-epoch checkpoints ---------------------------------------
+def test_slurm_launcher_requeues_and_the_run_continues_in_its_folder(tmp_path):
+    cfg = compose_config(["hydra/launcher=slurm"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.max_num_timeout > 0 and launcher.signal_delay_s > 0
+    assert cfg.ckpt_path == "auto"  # the requeued job finds its own last.ckpt
+
+
+def test_on_slurm_lightnings_mid_epoch_auto_requeue_is_off(tiny_cfg, monkeypatch):
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "train", "SLURM_JOB_ID": "4242", "SLURM_NODELIST": "node1",
+             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}  # fmt: skip
+    for key, value in slurm.items():
+        monkeypatch.setenv(key, value)
+    dm, module, trainer = build(tiny_cfg("trainer.max_epochs=1"))
+    env = trainer._accelerator_connector.cluster_environment
+    assert isinstance(env, SLURMEnvironment) and not env.auto_requeue
+    handlers = []
+
+    class Spy(Callback):
+        def on_train_start(self, trainer, module):  # while fitting, Lightning's handlers are in place
+            handlers.append((signal.getsignal(signal.SIGUSR1), signal.getsignal(signal.SIGTERM)))
+
+    before = signal.getsignal(signal.SIGUSR1)
+    trainer.callbacks.append(Spy())
+    trainer.fit(module, datamodule=dm)
+    usr1, term = handlers[0]
+    assert usr1 == before  # no handler that would write a mid-epoch checkpoint and requeue
+    assert term != signal.SIG_DFL  # SIGTERM is still noted: the run stops at the next step
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_by_sigterm_finishes_when_run_again_in_its_folder(tiny_data, tmp_path):
+    """What a preempted and requeued sweep does: stop with 143, then run again and continue each job's epochs."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "-m", "src.run", "-m", "method=uniform,single_task", f"paths.data_dir={tiny_data}",
+            "task.verify_checksums=false", "task.download=false", "task.max_train_examples=160",
+            "task.max_eval_examples=60", "trainer.max_epochs=12", "trainer.enable_progress_bar=false",
+            "logger=none", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    env = {**os.environ, "ALPHAVIL_CACHE_DIR": str(tmp_path / "cache")}
+    first = sweep / "multimnist_left" / "uniform" / "seed0_0"
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not (first / "checkpoints" / "last.ckpt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 143, out[-3000:]
+    assert "stopped by SIGTERM" in out and not (first / "results.json").exists()
+    stopped_at = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
+
+    again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "continuing from" in again.stderr + again.stdout
+    for job in (first, sweep / "multimnist_left" / "single_task" / "seed0_1"):
+        results = json.loads((job / "results.json").read_text())
+        assert len(results["dev_history"]) == 12 and results["target_test"] is not None
+    assert stopped_at < 11  # the first job was stopped part-way and continued, not rerun from scratch or skipped
