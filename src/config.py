@@ -8,7 +8,7 @@ the dataclasses from the composed config, which runs each schema's checks.
 
 from __future__ import annotations
 
-from dataclasses import is_dataclass
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_origin
 
@@ -119,6 +119,20 @@ def validate(cfg: DictConfig) -> None:
         _validate_node(cfg[group], group)
     if cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed}: must be >= 0")
+    _check_model_reads_task(cfg)
+
+
+def _check_model_reads_task(cfg: DictConfig) -> None:
+    """A model for images on text tasks (or the reverse) would fail only at the first step, deep inside it."""
+    from hydra.utils import get_class
+
+    datamodule = get_class(cfg.task._target_)
+    reads = getattr(OmegaConf.get_type(cfg.model), "INPUTS", "")
+    if reads and datamodule.INPUTS and reads != datamodule.INPUTS:
+        suggestion = {"images": "model=lenet", "text": "model=minilm or model=encoder"}.get(datamodule.INPUTS, "")
+        raise ConfigError(
+            f"the model reads {reads} but task group {datamodule.GROUP!r} holds {datamodule.INPUTS}: use {suggestion}"
+        )
 
 
 def _validate_node(node: DictConfig, path: str) -> None:
@@ -126,7 +140,15 @@ def _validate_node(node: DictConfig, path: str) -> None:
         child = node._get_node(key)
         if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
             _validate_node(child, f"{path}.{key}")
-    if is_dataclass(OmegaConf.get_type(node)):
+    schema = OmegaConf.get_type(node)
+    if is_dataclass(schema):
+        options = {f.name for f in fields(schema)}
+        if unknown := [k for k in node if k not in options]:  # `+method.typo=1` adds a key the schema lacks
+            known = sorted(o for o in options if not o.startswith("_"))
+            raise ConfigError(
+                f"{path}.{unknown[0]}: not an option of {path} ({schema.__module__}.{schema.__qualname__}); "
+                + (f"its options: {', '.join(known)}" if known else "it takes none")
+            )
         try:
             OmegaConf.to_object(node)
         except ConfigError as e:

@@ -26,6 +26,7 @@ from src.models.multitask import MultiTaskModel
 log = logging.getLogger(__name__)
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 MONITOR = "dev/score"  # the target's headline dev metric; ModelCheckpoint watches it
+DIVERGENCE = 10.0  # a dev loss this many times its best so far (or chance level's) flags a diverging run
 
 
 class StopRequested(Exception):
@@ -80,6 +81,9 @@ class MultiTaskModule(pl.LightningModule):
         self.dev_metrics = tasks[0].make_metrics()
         self.test_metrics = nn.ModuleDict()  # per test set, built when testing starts
         self.dev_scores: list[float] = []
+        self.dev_losses: list[float] = []
+        self.warnings: list[str] = []  # what looks wrong with the run (a diverging loss), in results.json
+        self._dev_loss = [0.0, 0]  # running sum and count of the epoch's per-example dev losses
         self.epoch_seconds: list[float] = []
         self.examples_seen = {t.name: 0 for t in tasks}  # training examples each task's loss was taken on
         self.test_results: dict[str, dict[str, float]] = {}
@@ -199,7 +203,10 @@ class MultiTaskModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         outputs = self.model(self.target, batch)
         spec = self.specs[self.target]
-        loss = spec.loss(outputs, batch["labels"]).mean()
+        losses = spec.loss(outputs, batch["labels"])
+        loss = losses.mean()
+        self._dev_loss[0] += float(losses.detach().sum())
+        self._dev_loss[1] += len(losses)
         self.log("dev/loss", loss, batch_size=len(batch["labels"]))
         self.dev_metrics.update(spec.predictions(outputs), batch["labels"])
 
@@ -209,8 +216,32 @@ class MultiTaskModule(pl.LightningModule):
         score = headline_value(self.specs[self.target], values)
         self.log_dict({f"dev/{k}": v for k, v in values.items()}, batch_size=1)
         self.log(MONITOR, score, prog_bar=True, batch_size=1)
+        dev_loss, self._dev_loss = self._dev_loss[0] / max(self._dev_loss[1], 1), [0.0, 0]
         if not self.trainer.sanity_checking:
             self.dev_scores.append(score)
+            self.check_divergence(dev_loss)
+            self.dev_losses.append(dev_loss)
+
+    def check_divergence(self, dev_loss: float) -> None:
+        """Flag a dev loss that is not finite, or far above its best so far or above chance level.
+
+        A run with a learning rate far too large can still finish and pick a best epoch; its results must
+        not read as a normal run's. The flag is logged and kept in results.json under ``warnings``.
+        """
+        epoch, spec = self.current_epoch, self.specs[self.target]
+        best = min(self.dev_losses, default=math.inf)
+        chance = None if spec.regression else math.log(spec.num_outputs)  # cross-entropy of a uniform guess
+        if not math.isfinite(dev_loss):
+            message = f"epoch {epoch}: the target's dev loss is {dev_loss}"
+        elif dev_loss > DIVERGENCE * best:
+            message = f"epoch {epoch}: the target's dev loss rose to {dev_loss:.4g}, {dev_loss / best:.0f}× its best"
+        elif chance is not None and dev_loss > DIVERGENCE * chance:
+            message = f"epoch {epoch}: the target's dev loss {dev_loss:.4g} is {dev_loss / chance:.0f}× chance level's"
+        else:
+            return
+        message += ": training is diverging; lower the learning rate (model.optimizer.lr)"
+        log.warning(message)
+        self.warnings.append(message)
 
     def on_test_start(self) -> None:
         dm = self.trainer.datamodule
@@ -246,9 +277,13 @@ class MultiTaskModule(pl.LightningModule):
             "dev_scores": list(self.dev_scores),
             "epoch_seconds": list(self.epoch_seconds),
             "examples_seen": dict(self.examples_seen),
+            "dev_losses": list(self.dev_losses),
+            "warnings": list(self.warnings),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.dev_scores = list(checkpoint["run_history"]["dev_scores"])
         self.epoch_seconds = list(checkpoint["run_history"]["epoch_seconds"])
         self.examples_seen = dict(checkpoint["run_history"]["examples_seen"])
+        self.dev_losses = list(checkpoint["run_history"]["dev_losses"])
+        self.warnings = list(checkpoint["run_history"]["warnings"])

@@ -178,6 +178,8 @@ def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule) -
         "target_test": None,
         "best_epoch": best,
         "dev_history": scores,
+        "dev_loss_history": module.dev_losses,
+        "warnings": module.warnings,  # e.g. a diverging loss: such a run's numbers are not a method's result
         "epoch_seconds": module.epoch_seconds,
         "mean_epoch_seconds": sum(module.epoch_seconds) / len(module.epoch_seconds)
         if module.epoch_seconds

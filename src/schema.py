@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from omegaconf import MISSING
 
@@ -165,12 +165,14 @@ class LeNetConfig:
 
 @dataclass
 class ModelConfig:
+    INPUTS: ClassVar[str] = ""  # what the model reads: a task group's DataModule must hold the same
     net: Any = MISSING
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
 
 @dataclass
 class LeNetModelConfig(ModelConfig):
+    INPUTS: ClassVar[str] = "images"
     net: LeNetConfig = field(default_factory=LeNetConfig)
 
 
@@ -192,6 +194,7 @@ class EncoderNetConfig:
 
 @dataclass
 class EncoderModelConfig(ModelConfig):
+    INPUTS: ClassVar[str] = "text"
     pretrained: str = "roberta-base"  # a Hub name or a local folder in Hugging Face format
     max_length: int = 128  # tokenizer truncation, read by the GLUE task config
     net: EncoderNetConfig = field(default_factory=EncoderNetConfig)

@@ -92,6 +92,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
 
     TASKS: dict[str, TaskSpec] = {}
     GROUP = ""
+    INPUTS = ""  # what a batch holds (images, text): a model config must read the same (src/schema.py)
 
     def __init__(
         self,
@@ -143,6 +144,17 @@ class MultiTaskDataModule(pl.LightningDataModule):
         }
         self.dev_set = cap(dev, self.max_eval_examples, self.seed + 2)
         self.test_sets = {t: cap(d, self.max_eval_examples, self.seed + 3) for t, d in test.items()}
+        if len(self.dev_set) < 2:  # one example has no accuracy spread, no correlation, no MCC
+            raise DataError(
+                f"the dev split of {self.target!r} has {len(self.dev_set)} example(s): dev_fraction="
+                f"{self.dev_fraction} of its training data; raise task.dev_fraction (or give the target more data)"
+            )
+        for task, data in self.train_sets.items():
+            if len(data) == 0:
+                raise DataError(
+                    f"the training split of {task!r} is empty after the dev carve-out and caps; check "
+                    "task.dev_fraction, task.train_examples and task.max_train_examples"
+                )
 
     def sizes(self) -> dict[str, int]:
         """Training examples per task and the dev split's size under :data:`DEV`."""

@@ -139,6 +139,7 @@ class GLUEDataModule(MultiTaskDataModule):
     """
 
     GROUP = "glue"
+    INPUTS = "text"
     TASKS = TASKS
 
     def __init__(
@@ -222,7 +223,11 @@ class GLUEDataModule(MultiTaskDataModule):
     def load(self):
         from transformers import AutoTokenizer, DataCollatorWithPadding
 
-        tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name, use_fast=True)
+        from src.models.encoder import load_pretrained
+
+        tokenizer = load_pretrained(
+            lambda name: AutoTokenizer.from_pretrained(name, use_fast=True), self.tokenizer_name, "tokenizer"
+        )
         collator = DataCollatorWithPadding(tokenizer, return_tensors="pt")
         train, test = {}, {}
         for spec in self.tasks:

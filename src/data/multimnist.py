@@ -180,6 +180,7 @@ class MultiMNISTDataModule(MultiTaskDataModule):
     """
 
     GROUP = "multimnist"
+    INPUTS = "images"
     TASKS = {
         "left": TaskSpec("left", 10),
         "right": TaskSpec("right", 10),

@@ -2,14 +2,65 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
+from src.data.base import DataError
 from src.data.tasks import TaskSpec
 from src.models.multitask import MultiTaskModel
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def looks_like_a_path(name: str) -> bool:
+    """A folder rather than a Hub name (``roberta-base``, ``sentence-transformers/all-MiniLM-L6-v2``)."""
+    return Path(name).is_absolute() or name.startswith((".", "~"))
+
+
+def load_pretrained(load: Callable[[str], Any], name: str, what: str) -> Any:
+    """``load(name)`` (a ``from_pretrained``) with errors that name the folder and the file at fault.
+
+    A missing local folder would otherwise read as an invalid Hub repo id, and a truncated weights file
+    as a header error that names no file.
+    """
+    folder = Path(name).expanduser()
+    if looks_like_a_path(name) and not folder.is_dir():
+        raise DataError(
+            f"the {what} folder {name} does not exist. Put the Hugging Face files there (see the data table in the "
+            "README), point ALPHAVIL_DATA_DIR at the folder that holds models/, or set model.pretrained to a Hub name."
+        )
+    try:
+        return load(name)
+    except Exception as e:
+        cause = e.__cause__ or e
+        broken = unreadable_files(folder) if folder.is_dir() else []
+        where = f"{', '.join(str(p) for p in broken)} cannot be read" if broken else f"the files in {name}"
+        raise DataError(
+            f"could not load the {what} from {name} ({type(cause).__name__}: {cause}): {where}. A truncated or "
+            "corrupt file needs a fresh copy (the README's data table says where each comes from)."
+        ) from e
+
+
+def unreadable_files(folder: Path) -> list[Path]:
+    """The weights (safetensors) and JSON files in ``folder`` that fail to parse: truncated or corrupt."""
+    import json
+
+    from safetensors import safe_open
+
+    broken = []
+    for path in sorted(folder.iterdir()):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as f:
+                    f.keys()
+            elif path.suffix == ".json":
+                json.loads(path.read_text())
+        except Exception:
+            broken.append(path)
+    return broken
 
 
 class EncoderTrunk(nn.Module):
@@ -27,7 +78,7 @@ class EncoderTrunk(nn.Module):
 
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling={pooling!r}: must be cls or mean")
-        self.encoder = AutoModel.from_pretrained(pretrained)
+        self.encoder = load_pretrained(AutoModel.from_pretrained, pretrained, "encoder")
         self.encoder.train()  # from_pretrained returns eval mode; Lightning keeps modules' modes as found
         self.pooling = pooling
         self.hidden = self.encoder.config.hidden_size
