@@ -219,16 +219,16 @@ class MultiTaskModule(pl.LightningModule):
         dev_loss, self._dev_loss = self._dev_loss[0] / max(self._dev_loss[1], 1), [0.0, 0]
         if not self.trainer.sanity_checking:
             self.dev_scores.append(score)
-            self.check_divergence(dev_loss)
+            self.check_divergence(self.current_epoch, dev_loss)
             self.dev_losses.append(dev_loss)
 
-    def check_divergence(self, dev_loss: float) -> None:
+    def check_divergence(self, epoch: int, dev_loss: float) -> None:
         """Flag a dev loss that is not finite, or far above its best so far or above chance level.
 
         A run with a learning rate far too large can still finish and pick a best epoch; its results must
         not read as a normal run's. The flag is logged and kept in results.json under ``warnings``.
         """
-        epoch, spec = self.current_epoch, self.specs[self.target]
+        spec = self.specs[self.target]
         best = min(self.dev_losses, default=math.inf)
         chance = None if spec.regression else math.log(spec.num_outputs)  # cross-entropy of a uniform guess
         if not math.isfinite(dev_loss):

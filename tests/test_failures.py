@@ -352,3 +352,33 @@ def test_a_sweep_stopped_by_sigterm_finishes_when_run_again_in_its_folder(tiny_d
         results = json.loads((job / "results.json").read_text())
         assert len(results["dev_history"]) == 12 and results["target_test"] is not None
     assert stopped_at < 11  # the first job was stopped part-way and continued, not rerun from scratch or skipped
+
+
+# --- a diverging run is flagged ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("losses", "flagged_at"),
+    [
+        ([2.0, 1.0, 0.9, 0.95], None),  # noise around the best: no flag
+        ([2.0, 1.0, 9.9], None),  # just under 10× the best
+        ([2.0, 1.0, 10.5], 2),  # 10.5× the best: diverging
+        ([3e7, 6e8], 0),  # the first epoch already 1e7× chance level (ln 10), as αVIL at lr=100 on MultiMNIST
+        ([2.0, float("nan")], 1),
+    ],
+)
+def test_a_diverging_dev_loss_is_flagged(losses, flagged_at, tiny_cfg):
+    _, module, _ = build(tiny_cfg())
+    for epoch, loss in enumerate(losses):
+        module.check_divergence(epoch, loss)
+        module.dev_losses.append(loss)
+    if flagged_at is None:
+        assert module.warnings == []
+    else:
+        assert module.warnings[0].startswith(f"epoch {flagged_at}: ")  # the first flag at the first bad epoch
+        assert "training is diverging; lower the learning rate" in module.warnings[0]
+
+
+def test_a_normal_run_records_its_dev_losses_and_no_warning(tiny_cfg, tmp_path):
+    results = train(tiny_cfg("trainer.max_epochs=2"))
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert len(saved["dev_loss_history"]) == 2 and all(0 < x < 10 for x in saved["dev_loss_history"])
+    assert saved["warnings"] == [] == results["warnings"]

@@ -195,8 +195,8 @@ class GLUEDataModule(MultiTaskDataModule):
             files = ", ".join(str(f) for f in source_files(self.source, task, split) if f.suffix != ".md")
             raise DataError(
                 f"could not load GLUE {task} ({split}) from {files or self.source}: {root_cause(e)}. "
-                "A corrupt or truncated parquet file needs a fresh copy; with no network, point task.source "
-                "(or ALPHAVIL_DATA_DIR) at a local copy in the Hub's layout."
+                "A corrupt or truncated file needs a fresh copy; a local copy must keep the Hub's layout and "
+                "columns (with no network, point task.source or ALPHAVIL_DATA_DIR at one)."
             ) from e
         first, second = TEXT[task]
         if missing := [c for c in (first, second, "label") if c is not None and c not in ds.column_names]:

@@ -1,0 +1,318 @@
+"""A catalogue of bad inputs: configs, data files, checkpoints and signals, each with the phrase its error must hold.
+
+Every case is what a user or a cluster produces; each must stop with a message that names the problem
+(the key, the file, the command to run), not a traceback from deep inside a library or a silent exit 0.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from src.config import validate
+from src.run import build, train
+from tests.conftest import GLUE_TINY, TINY, compose_config, make_glue, make_mnist, make_tiny_encoder
+
+
+@dataclass
+class World:
+    """Fresh copies of the fixtures for one case, and helpers that run on them."""
+
+    tmp: Path
+    mnist: Path
+    glue: Path
+    checkpoint: Path  # a last.ckpt of a finished 1-epoch uniform run on ``mnist`` (a copy: cases may break it)
+
+    def mnist_cfg(self, *overrides: str):
+        return compose_config(
+            [*TINY, f"paths.data_dir={self.mnist}", f"paths.cache_dir={self.tmp}/cache", *overrides],
+            output_dir=self.tmp / "run",
+        )
+
+    def glue_cfg(self, *overrides: str):
+        return compose_config(
+            [*GLUE_TINY, f"paths.data_dir={self.glue}", f"paths.cache_dir={self.tmp}/cache",
+             f"model.pretrained={self.glue}/models/tiny-bert", "task=glue_rte", "task.auxiliaries=[mrpc]",
+             *overrides],
+            output_dir=self.tmp / "run",
+        )  # fmt: skip
+
+    @property
+    def encoder(self) -> Path:
+        return self.glue / "models" / "tiny-bert"
+
+    def parquet(self, task: str = "rte", split: str = "train") -> Path:
+        return self.glue / "glue" / task / f"{split}-00000-of-00001.parquet"
+
+
+@pytest.fixture(scope="module")
+def originals(tmp_path_factory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("catalogue")
+    mnist = make_mnist(root / "mnist_root")
+    glue = make_glue(root / "glue_root")
+    make_tiny_encoder(glue / "models" / "tiny-bert")
+    cfg = compose_config(
+        [*TINY, f"paths.data_dir={mnist}", f"paths.cache_dir={root}/cache", "trainer.max_epochs=1", "test=false"],
+        output_dir=root / "trained",
+    )
+    train(cfg)
+    return mnist, glue, root / "trained" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture
+def world(originals, tmp_path) -> World:
+    mnist, glue, checkpoint = originals
+    shutil.copytree(mnist, tmp_path / "mnist_root")
+    shutil.copytree(glue, tmp_path / "glue_root")
+    shutil.copy(checkpoint, tmp_path / "given.ckpt")
+    return World(tmp_path, tmp_path / "mnist_root", tmp_path / "glue_root", tmp_path / "given.ckpt")
+
+
+# --- what a case does -------------------------------------------------------------------------------
+def config(*overrides: str) -> Callable[[World], None]:
+    """Compose and validate a MultiMNIST config with ``overrides`` (the first thing a run does)."""
+    return lambda w: validate(w.mnist_cfg(*overrides))
+
+
+def glue_config(*overrides: str) -> Callable[[World], None]:
+    return lambda w: validate(w.glue_cfg(*overrides))
+
+
+def mnist_run(*overrides: str, breaking: Callable[[World], None] = lambda w: None) -> Callable[[World], None]:
+    """Break something with ``breaking``, then run on the tiny MultiMNIST."""
+
+    def run(w: World) -> None:
+        breaking(w)
+        train(w.mnist_cfg(*overrides))
+
+    return run
+
+
+def glue_run(breaking: Callable[[World], None], *overrides: str) -> Callable[[World], None]:
+    def run(w: World) -> None:
+        breaking(w)
+        train(w.glue_cfg(*overrides))
+
+    return run
+
+
+def resume(*overrides: str, breaking: Callable[[World], None] = lambda w: None) -> Callable[[World], None]:
+    """Resume from the (possibly broken) checkpoint with ``overrides``."""
+
+    def run(w: World) -> None:
+        breaking(w)
+        train(w.mnist_cfg("trainer.max_epochs=2", f"ckpt_path={w.checkpoint}", *overrides))
+
+    return run
+
+
+def mnist_file(name: str) -> Callable[[World], Path]:
+    return lambda w: w.mnist / "mnist" / name
+
+
+def truncate(path_of: Callable[[World], Path], keep: float = 0.5) -> Callable[[World], None]:
+    def cut(w: World) -> None:
+        path = path_of(w)
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * keep)])
+
+    return cut
+
+
+def replace_with(path_of: Callable[[World], Path], content: bytes) -> Callable[[World], None]:
+    return lambda w: path_of(w).write_bytes(content)
+
+
+def remove(path_of: Callable[[World], Path]) -> Callable[[World], None]:
+    return lambda w: path_of(w).unlink()
+
+
+def rename_column(w: World) -> None:
+    for split in ("train", "validation"):
+        frame = pd.read_parquet(w.parquet("rte", split))
+        frame.rename(columns={"sentence1": "premise"}).to_parquet(w.parquet("rte", split))
+
+
+def idx_with_wrong_size(w: World) -> None:
+    path = w.mnist / "mnist" / "train-labels-idx1-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw + b"\x01\x02"))
+
+
+def crafted_checkpoint(w: World) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(w.tmp / "pwned"), "w"))
+
+    torch.save({"state_dict": Payload()}, w.checkpoint)
+
+
+def foreign_checkpoint(w: World) -> None:
+    torch.save({"state_dict": {}, "epoch": 0, "global_step": 1}, w.checkpoint)
+
+
+def best_checkpoint_gone(w: World) -> None:
+    ckpt = torch.load(w.checkpoint, weights_only=True)
+    for state in ckpt["callbacks"].values():
+        if state.get("best_model_path", "").rsplit("/", 1)[-1].startswith("best-"):
+            moved = w.tmp / "elsewhere" / Path(state["best_model_path"]).name
+            state["best_model_path"] = str(moved)  # recorded where no file is, and none beside the checkpoint
+    torch.save(ckpt, w.checkpoint)
+
+
+def sigterm_in_epoch_one(w: World) -> None:
+    class SigtermAt(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.current_epoch == 1 and batch_idx == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    import src.run
+
+    real_build = build
+
+    def with_sigterm(cfg):
+        dm, module, trainer = real_build(cfg)
+        trainer.callbacks.append(SigtermAt())
+        return dm, module, trainer
+
+    src.run.build = with_sigterm
+    try:
+        train(w.mnist_cfg("trainer.max_epochs=3"))
+    finally:
+        src.run.build = real_build
+
+
+LABELS = "train-labels-idx1-ubyte.gz"
+IMAGES = "train-images-idx3-ubyte.gz"
+CASES: list[tuple[str, Callable[[World], None], str]] = [
+    # configs: unknown names and keys
+    ("method-unknown", config("method=alphavill"), "Could not find 'method/alphavill'"),
+    ("task-unknown", config("task=multimnist_lft"), "Could not find 'task/multimnist_lft'"),
+    ("method-key-of-another-method", config("method.alpha_lr=0.1"), "Could not override 'method.alpha_lr'"),
+    ("plus-typo-uniform", config("+method.alpha_lr=0.1"), "method.alpha_lr: not an option of method"),
+    ("plus-typo-single-task", config("method=single_task", "+method.rho=0.5"), "method.rho: not an option"),
+    ("plus-typo-alphavil", config("method=alphavil", "+method.alpha_stepz=3"), "method.alpha_stepz: not an option"),
+    ("plus-typo-trainer", config("+trainer.gpus=1"), "trainer.gpus: not an option of trainer"),
+    ("plus-typo-task", config("+task.target_task=right"), "task.target_task: not an option of task"),
+    # configs: tasks
+    ("target-outside-group", config("task.target=middle"), "task.target='middle' is not in task group 'multimnist'"),
+    ("target-also-auxiliary", config("task.auxiliaries=[left]"), "contains the target 'left'"),
+    ("auxiliary-duplicated", config("task.auxiliaries=[right,right]"), "has duplicates"),
+    ("auxiliary-of-another-group", config("task.auxiliaries=[rte]"), "'rte', which is not in task group"),
+    ("glue-target-from-multimnist", glue_config("task.target=left"), "task.target='left' is not in task group 'glue'"),
+    ("glue-auxiliaries-not-a-list", glue_config("task.auxiliaries=mrpc"), "must be a list of GLUE tasks or auto"),
+    ("train-examples-unknown-task", config("task.train_examples={middle: 10}"), "train_examples has 'middle'"),
+    ("train-examples-zero", config("task.train_examples={left: 0}"), "train_examples.left=0"),
+    # configs: values
+    ("lr-nan", config("model.optimizer.lr=nan"), "lr=nan: must be a positive, finite number"),
+    ("lr-inf", config("model.optimizer.lr=inf"), "lr=inf: must be a positive, finite number"),
+    ("lr-negative", config("model.optimizer.lr=-0.1"), "lr=-0.1: must be a positive"),
+    ("batch-size-zero", config("task.batch_size=0"), "batch_size=0: must be a positive"),
+    ("dev-fraction-one", config("task.dev_fraction=1"), "dev_fraction=1: nothing would be left to train on"),
+    ("dev-fraction-zero", config("task.dev_fraction=0"), "dev_fraction=0.0: must be a fraction"),
+    ("mixing-unknown", config("task.mixing=random"), "mixing='random': must be one of equal"),
+    ("temperature-zero", config("task.temperature=0"), "temperature=0.0: must be a positive"),
+    ("max-train-zero", config("task.max_train_examples=0"), "max_train_examples=0: must be a positive"),
+    ("seed-negative", config("seed=-1"), "seed=-1: must be >= 0"),
+    ("epochs-zero", config("trainer.max_epochs=0"), "max_epochs=0: must be a positive"),
+    ("dropout-one", config("model.net.dropout=1"), "dropout=1.0: must be in [0, 1)"),
+    ("alphavil-rho-zero", config("method=alphavil", "method.rho=0"), "rho=0.0: must be a fraction"),
+    ("alphavil-bounds-crossed", config("method=alphavil", "method.alpha_min=3"), "alpha_min=3.0: must be below"),
+    ("diw-features-unknown", config("method=diw", "method.features=pixels"), "features='pixels': must be one of"),
+    ("static-weight-negative", config("method=static", "method.weights={right: -1}"), "must be a finite number >= 0"),
+    # configs: a model for the other task group
+    ("text-model-on-images", config("model=minilm"), "the model reads text but task group 'multimnist' holds images"),
+    (
+        "image-model-on-text",
+        lambda w: validate(compose_config(["task=glue_rte", "model=lenet"], w.tmp)),
+        "GLUE tasks need an encoder model",
+    ),  # fmt: skip
+    ("pooling-unknown", glue_config("model.net.pooling=max"), "pooling='max': must be one of cls, mean"),
+    # data files
+    ("mnist-file-missing", mnist_run(breaking=remove(mnist_file(LABELS))), f"MNIST file {LABELS} not found in"),
+    ("mnist-truncated", mnist_run(breaking=truncate(mnist_file(IMAGES))), "is corrupt or truncated"),
+    (
+        "mnist-wrong-md5",
+        mnist_run("task.verify_checksums=true", breaking=truncate(mnist_file(LABELS), 0.99)),
+        "has md5",
+    ),  # fmt: skip
+    (
+        "mnist-not-idx",
+        mnist_run(breaking=replace_with(mnist_file(LABELS), gzip.compress(b"hello world"))),
+        "bad magic number",
+    ),  # fmt: skip
+    ("mnist-size-mismatch", mnist_run(breaking=idx_with_wrong_size), "the file is corrupt or truncated"),
+    ("dev-split-empty", mnist_run("task.dev_fraction=0.001"), "the dev split of 'left' has 0 example(s)"),
+    ("glue-split-missing", glue_run(remove(lambda w: w.parquet("mrpc", "validation"))), r"mrpc (validation)"),
+    (
+        "glue-parquet-truncated",
+        glue_run(truncate(lambda w: w.parquet())),
+        "could not load GLUE rte (train) from",
+    ),  # fmt: skip
+    ("glue-column-renamed", glue_run(rename_column), "lacks the column(s) ['sentence1']"),
+    (
+        "glue-readme-missing",
+        glue_run(remove(lambda w: w.glue / "glue" / "README.md")),
+        "has no README.md with a `configs:` block",
+    ),  # fmt: skip
+    ("encoder-folder-missing", glue_run(lambda w: shutil.rmtree(w.encoder)), "encoder folder"),
+    (
+        "encoder-weights-truncated",
+        glue_run(truncate(lambda w: w.encoder / "model.safetensors")),
+        "model.safetensors cannot be read",
+    ),  # fmt: skip
+    (
+        "tokenizer-file-corrupt",
+        glue_run(replace_with(lambda w: w.encoder / "tokenizer.json", b"{not json")),
+        "tokenizer.json cannot be read",
+    ),  # fmt: skip
+    # checkpoints
+    ("ckpt-missing", resume(breaking=remove(lambda w: w.checkpoint)), "no such file"),
+    (
+        "ckpt-text-file",
+        resume(breaking=replace_with(lambda w: w.checkpoint, b"not a checkpoint\n")),
+        "is not a checkpoint this framework can read",
+    ),  # fmt: skip
+    ("ckpt-truncated", resume(breaking=truncate(lambda w: w.checkpoint)), "is not a checkpoint this framework can"),
+    ("ckpt-crafted-payload", resume(breaking=crafted_checkpoint), "weights_only"),
+    ("ckpt-foreign", resume(breaking=foreign_checkpoint), "holds no record of the run"),
+    ("resume-other-method", resume("method=alphavil"), "method._target_: 'src.methods.uniform.Uniform' in the"),
+    ("resume-other-target", resume("task.target=right", "task.auxiliaries=[left]"), "task.target: 'left' in the"),
+    ("resume-other-lr", resume("model.optimizer.lr=0.01"), "model.optimizer.lr: 0.001 in the checkpoint, 0.01 now"),
+    ("resume-other-batch", resume("task.batch_size=16"), "task.batch_size: 32 in the checkpoint, 16 now"),
+    ("resume-best-gone", resume(breaking=best_checkpoint_gone), "best checkpoint .* no longer exists"),
+    # signals
+    ("sigterm", sigterm_in_epoch_one, "stopped by SIGTERM in epoch 1"),
+]
+REGEX = {"resume-best-gone"}  # phrases that are patterns; the rest are matched literally
+
+
+@pytest.mark.parametrize(("case", "phrase"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_fails_with_a_message_that_names_it(case, phrase, world, caplog, request):
+    with caplog.at_level(logging.ERROR), pytest.raises(BaseException) as failed:
+        case(world)
+    assert not isinstance(failed.value, KeyboardInterrupt)
+    text = f"{failed.value}\n{caplog.text}"
+    pattern = phrase if request.node.callspec.id in REGEX else None
+    if pattern:
+        import re
+
+        assert re.search(pattern, text), text[-2000:]
+    else:
+        assert phrase in text, text[-2000:]
+    assert not (world.tmp / "pwned").exists()
+
+
+def test_the_catalogue_is_long_enough():
+    assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
