@@ -254,6 +254,10 @@ def report(roots: Path | list[Path], out: Path | None = None) -> Path:
         parts.append("## Runs without usable results\n")
         parts += [f"- `{p.relative_to(root)}`: {why}" for root, p, why in problems]
         parts.append("")
+    if flagged := [r for r in results if r.get("warnings")]:  # included in the tables, but read with care
+        parts.append("## Runs flagged while training\n")
+        parts += [f"- `{r['_dir']}`: {'; '.join(r['warnings'])}" for r in flagged]
+        parts.append("")
     parts.append("## Target test score by method\n")
     parts.append("Test score at the epoch with the best target dev score; best mean in bold.\n")
     parts.append(tables(results) if results else "No results.\n")

@@ -136,6 +136,8 @@ def test_report_tables_plots_and_missing_runs(tiny_cfg, tmp_path):
             train(tiny_cfg(f"method={method}", f"seed={seed}"))
             shutil.copytree(tmp_path / "run", sweep / f"multimnist_left/{method}/seed{seed}")
             shutil.rmtree(tmp_path / "run")
+    flagged = sweep / "multimnist_left/alphavil/seed1/results.json"
+    flagged.write_text(json.dumps({**json.loads(flagged.read_text()), "warnings": ["epoch 1: dev loss rose"]}))
     (sweep / "multimnist_left/uniform/seed0/.hydra").mkdir(parents=True)  # a run that died
     (sweep / "multimnist_left/uniform/seed1").mkdir(parents=True)
     (sweep / "multimnist_left/uniform/seed1/results.json").write_text("{not json")
@@ -144,6 +146,7 @@ def test_report_tables_plots_and_missing_runs(tiny_cfg, tmp_path):
     assert "Oracle: `single_task`" in text
     assert "multimnist_left/uniform/seed0`: no results.json" in text
     assert "multimnist_left/uniform/seed1`: corrupt results.json" in text
+    assert "## Runs flagged while training" in text and "alphavil/seed1`: epoch 1: dev loss rose" in text
     single = next(line for line in text.splitlines() if line.startswith("| single_task"))
     assert len(single.split(" | ")[2].split(", ")) == 2  # one test score per seed
     assert "seeds: 0, 1" in text and "Epochs: 2" in text
