@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from src.checkpoints import check_resume, last_checkpoint, resume_path, run_record
 from src.config import validate
@@ -99,7 +100,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # weights_only: a checkpoint is data, never code (torch.load would otherwise unpickle anything)
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
-        except StopRequested:
+        except (StopRequested, SIGTERMException):  # ours mid-epoch; Lightning's between epochs or in validation
             raise Preempted(_resume_hint(cfg, trainer)) from None
         results = _fit_results(cfg, datamodule, method, module)
         if cfg.test:

@@ -382,3 +382,24 @@ def test_a_normal_run_records_its_dev_losses_and_no_warning(tiny_cfg, tmp_path):
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert len(saved["dev_loss_history"]) == 2 and all(0 < x < 10 for x in saved["dev_loss_history"])
     assert saved["warnings"] == [] == results["warnings"]
+
+
+def test_sigterm_during_validation_also_exits_143(tiny_cfg, monkeypatch, caplog):
+    """Lightning raises its own SIGTERMException (a SystemExit with status 0) outside training steps."""
+
+    class SigtermInValidation(Callback):
+        def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+            if trainer.current_epoch == 1 and batch_idx == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    real_build = build
+
+    def with_sigterm(cfg):
+        dm, module, trainer = real_build(cfg)
+        trainer.callbacks.append(SigtermInValidation())
+        return dm, module, trainer
+
+    monkeypatch.setattr("src.run.build", with_sigterm)
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
+        train(tiny_cfg("method=uniform", "trainer.max_epochs=3", "task.eval_batch_size=16"))
+    assert stopped.value.code == 143 and "stopped by SIGTERM" in caplog.text
