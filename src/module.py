@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +130,28 @@ class MultiTaskModule(pl.LightningModule):
             heads[task] = flat_grad(grads[len(shared) :], own)
         return TaskGradients(list(losses), torch.stack(rows), heads)
 
+    @contextmanager
+    def displaced(self, moves: Sequence[tuple[Sequence[nn.Parameter], Tensor]]) -> Iterator[None]:
+        """Inside the block, each ``(params, flat)`` pair's parameters are moved by ``flat``; restored after.
+
+        For look-aheads (Auto-Lambda's virtual step, HydaLearn's trial updates): the restore copies the
+        saved values back, so θ is bit-for-bit what it was. Graphs built before the block must not be
+        back-propagated after it (the parameters were changed in place): apply gradients already taken
+        with :meth:`step_with_gradients`.
+        """
+        saved = []
+        with torch.no_grad():
+            for params, flat in moves:
+                for p, piece in zip(params, flat.split([p.numel() for p in params])):
+                    saved.append((p, p.detach().clone()))
+                    p.add_(piece.view_as(p).to(p.dtype))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, value in saved:
+                    p.copy_(value)
+
     def step_with_gradients(self, shared: Tensor, heads: Mapping[str, Tensor]) -> None:
         """One optimizer step with ``shared`` as the trunk's gradient and ``heads[t]`` as task t's head's.
 
@@ -158,7 +181,11 @@ class MultiTaskModule(pl.LightningModule):
 
     # --- Lightning hooks ------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.trainable())
+        # A method's own parameters (uncertainty weighting's log-variances) train with the model, undecayed.
+        extra = [p for p in self.method.parameters() if p.requires_grad]
+        if not extra:
+            return self.optimizer_factory(self.trainable())
+        return self.optimizer_factory([{"params": self.trainable()}, {"params": extra, "weight_decay": 0.0}])
 
     def on_fit_start(self) -> None:
         if self.trainer.world_size > 1:

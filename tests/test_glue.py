@@ -119,6 +119,7 @@ def test_target_outside_glue_is_rejected(tmp_path):
         validate(cfg)
 
 
+@pytest.mark.slow  # ~5 s a method on the tiny BERT: the fast suite runs GLUE end to end in the tests below
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_on_glue_rte(method, glue_cfg, tmp_path):
     results = train(glue_cfg("task=glue_rte", f"method={method}", "task.auxiliaries=[mrpc,stsb]"))

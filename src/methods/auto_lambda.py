@@ -1,0 +1,108 @@
+"""Auto-Lambda in its primary-task mode (Liu, James, Davison, Johns; TMLR 2022, arXiv 2202.03091;
+official code lorenmt/auto-lambda).
+
+Every step holds a batch of every task and a batch of the target's dev split. The task weights λ (one
+per task, the target's included, all starting at ``init`` = 0.1) are learned by a one-step look-ahead:
+θ' = θ − η(Σ_k λ_k ∇L_k(θ) + wd·θ) on the training batch, then λ takes an Adam step (``lr`` = 1e-4) on
+the target's dev loss at θ'. Its gradient is exact here: ∂L_dev(θ')/∂λ_k = −η ⟨∇L_k(θ), ∇L_dev(θ')⟩, from
+the per-task gradients already taken (the official code approximates the same product by finite
+differences). The model then steps on Σ_k λ_k L_k with the new λ, as the official trainer does after each
+meta step. η and wd are the optimizer's learning rate and weight decay, as in the official virtual step
+(which uses SGD's form whatever the optimizer). λ is not constrained, as in the official code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from src.data.schedule import DEV, Step
+from src.methods.base import WeightingMethod
+from src.module import flat_grad
+from src.schema import ConfigError, MethodConfig
+
+
+@dataclass
+class Config(MethodConfig):
+    _target_: str = "src.methods.auto_lambda.AutoLambda"
+    init: float = 0.1  # λ at the start, every task (official: autol_init 0.1)
+    lr: float = 1e-4  # Adam's step size on λ (official dense-prediction default; 3e-4 for CIFAR-100)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.init):
+            raise ConfigError(f"init={self.init}: must be a finite number")
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr}: must be a positive number")
+
+
+def adam_step(value: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: int, lr: float, betas, eps: float) -> Tensor:
+    """One Adam step (torch.optim.Adam's arithmetic) on ``value``; ``m`` and ``v`` are updated in place."""
+    b1, b2 = betas
+    m.mul_(b1).add_(grad, alpha=1 - b1)
+    v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+    m_hat, v_hat = m / (1 - b1**step), v / (1 - b2**step)
+    return value - lr * m_hat / (v_hat.sqrt() + eps)
+
+
+class AutoLambda(WeightingMethod):
+    """λ learned by a one-step look-ahead on the target's dev loss; options on :class:`Config`."""
+
+    Config = Config
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        for name in ("_adam_m", "_adam_v"):
+            self.register_buffer(name, torch.zeros(0))
+        self.meta_steps = 0
+
+    def setup(self, tasks, target) -> None:
+        super().setup(tasks, target)
+        self.w = torch.full((len(tasks),), float(self.cfg.init))
+        self._adam_m, self._adam_v = torch.zeros(len(tasks)), torch.zeros(len(tasks))
+
+    def plan_epoch(self, data, generator) -> list[Step]:
+        return self.mixed_plan(data, generator, with_dev=True)
+
+    def lambda_gradient(self, module, grads, dev_batch, lr: float, wd: float) -> Tensor:
+        """∂L_dev(θ')/∂λ_k for every task in ``grads`` (rows as in ``grads.tasks``); θ' = θ − lr(Σλ∇L + wd·θ)."""
+        shared = list(module.shared_parameters().values())
+        head = list(module.task_parameters(self.target).values())
+        lam = self.w[[self.index(t) for t in grads.tasks]].to(grads.shared)
+        moves = [
+            (shared, -lr * (lam @ grads.shared + wd * flat_grad([p.detach() for p in shared], shared))),
+            (head, -lr * (lam[0] * grads.heads[self.target] + wd * flat_grad([p.detach() for p in head], head))),
+        ]
+        with module.displaced(moves):
+            dev_loss = module.loss(self.target, dev_batch).mean()
+            d = torch.autograd.grad(dev_loss, shared + head, allow_unused=True)
+        d_shared, d_head = flat_grad(d[: len(shared)], shared), flat_grad(d[len(shared) :], head)
+        out = -lr * (grads.shared @ d_shared)
+        out[0] = out[0] - lr * (grads.heads[self.target] @ d_head)
+        return out
+
+    def step(self, module, step: Step) -> None:
+        grads = module.task_gradients(module.task_losses({t: b for t, b in step.data.items() if t != DEV}))
+        index = [self.index(t) for t in grads.tasks]
+        group = module.optimizers().optimizer.param_groups[0]
+        lr, wd = group["lr"], group.get("weight_decay", 0.0)
+        grad = self.lambda_gradient(module, grads, step.data[DEV], lr, wd).to(self.w)
+        if bool(torch.isfinite(grad).all()):
+            self.meta_steps += 1
+            m, v = self._adam_m[index], self._adam_v[index]
+            new = adam_step(self.w[index], grad, m, v, self.meta_steps, self.cfg.lr, self.cfg.betas, self.cfg.eps)
+            self.w[index], self._adam_m[index], self._adam_v[index] = new, m, v
+        lam = self.w[index].to(grads.shared)
+        heads = {t: c * grads.heads[t] for t, c in zip(grads.tasks, lam)}
+        module.step_with_gradients(lam @ grads.shared, heads)
+
+    def get_extra_state(self):
+        return {**super().get_extra_state(), "meta_steps": self.meta_steps}
+
+    def set_extra_state(self, state) -> None:
+        super().set_extra_state(state)
+        self.meta_steps = state["meta_steps"]

@@ -1,0 +1,57 @@
+"""GCS: gradient cosine similarity (Du, Czarnecki, Jayakumar, Farajtabar, Pascanu, Lakshminarayanan;
+arXiv 1812.02224, "Adapting auxiliary losses using gradient similarity").
+
+Every step holds a batch of every task. On the shared parameters the update is the target's gradient
+plus each auxiliary's gradient where its cosine with the target's is positive (``unweighted``, the paper's
+main rule), or scaled by that cosine (``weighted``); each head gets its own task's gradient. A task's
+logged weight is its mean coefficient over the epoch (the fraction of steps it counted, under
+``unweighted``). The cosine is over the whole shared gradient, as in LibMTL's ``GCS`` (used in ForkMerge's
+comparisons).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from src.data.schedule import Step
+from src.methods.base import WeightingMethod
+from src.schema import ConfigError, MethodConfig
+
+VARIANTS = ("unweighted", "weighted")
+
+
+@dataclass
+class Config(MethodConfig):
+    _target_: str = "src.methods.gcs.GCS"
+    variant: str = "unweighted"  # unweighted: 1[cos > 0] | weighted: max(cos, 0)
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"variant={self.variant!r}: must be one of {', '.join(VARIANTS)}")
+
+
+def gcs_coefficients(shared: Tensor, variant: str) -> Tensor:
+    """Each task's coefficient: 1 for the target (row 0), the gated cosine with it for the others."""
+    target = shared[0]
+    cos = shared @ target / (shared.norm(dim=1) * target.norm()).clamp_min(torch.finfo(shared.dtype).tiny)
+    coefficients = (cos > 0).to(shared.dtype) if variant == "unweighted" else cos.clamp_min(0)
+    coefficients[0] = 1.0
+    return coefficients
+
+
+class GCS(WeightingMethod):
+    """Auxiliary gradients gated by their cosine with the target's; options on :class:`Config`."""
+
+    Config = Config
+
+    def plan_epoch(self, data, generator) -> list[Step]:
+        return self.mixed_plan(data, generator)
+
+    def step(self, module, step: Step) -> None:
+        grads = module.task_gradients(module.task_losses(step.data))
+        coefficients = gcs_coefficients(grads.shared, self.cfg.variant)
+        module.step_with_gradients(coefficients @ grads.shared, grads.heads)
+        self.observe_weights(torch.tensor([self.index(t) for t in grads.tasks]), coefficients)

@@ -1,0 +1,88 @@
+"""HydaLearn: highly dynamic task weighting (Verboven, Chaudhary, Berrevoets, Verbeke, Baesens;
+Applied Intelligence 2022, arXiv 2008.11643), one of this project's seed systems.
+
+Every step holds a batch of every task, and each step sets its own weights from each task's *gain* on the
+target: the drop in the target's loss on this step's target batch after a trial update of the model with
+that task's gradient alone, θ − η·g_k (η the optimizer's learning rate, or ``lookahead_lr``). The target
+keeps weight 1 and an auxiliary gets its gain relative to the target's own, w_k = max(gain_k, 0) / gain_target,
+capped at ``max_weight``; if the target's own trial step does not lower its loss, the auxiliaries get 0.
+
+The official repository has no implementation; this is our reading of the paper's method section:
+gains are measured with plain gradient steps in eval mode (no dropout noise in the comparison), a trial
+update moves the shared parameters and, for the target, its own head (an auxiliary's head cannot change
+the target's loss), and the weights enter as coefficients on the gradients already taken, so a step costs
+one backward per task and one forward per task on the target batch. The cap is ours (the ratio is
+unbounded when the target's gain is near 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from src.data.schedule import Step
+from src.methods.base import WeightingMethod
+from src.schema import ConfigError, MethodConfig
+
+
+@dataclass
+class Config(MethodConfig):
+    _target_: str = "src.methods.hydalearn.HydaLearn"
+    lookahead_lr: float | None = None  # η of the trial updates; null: the optimizer's learning rate
+    max_weight: float = 10.0  # cap on an auxiliary's weight
+
+    def __post_init__(self) -> None:
+        if self.lookahead_lr is not None and not self.lookahead_lr > 0:
+            raise ConfigError(f"lookahead_lr={self.lookahead_lr}: must be a positive number or null")
+        if not self.max_weight > 0:
+            raise ConfigError(f"max_weight={self.max_weight}: must be a positive number")
+
+
+def gain_weights(gains: Tensor, max_weight: float) -> Tensor:
+    """Weights from gains (row 0 the target's): 1 for the target, max(gain, 0) / gain_target capped, or 0."""
+    if not gains[0] > 0:
+        weights = torch.zeros_like(gains)
+    else:
+        weights = (gains.clamp_min(0) / gains[0]).clamp_max(max_weight)
+    weights[0] = 1.0
+    return weights
+
+
+class HydaLearn(WeightingMethod):
+    """Per-step weights from each task's trial-update gain on the target; options on :class:`Config`."""
+
+    Config = Config
+
+    def plan_epoch(self, data, generator) -> list[Step]:
+        return self.mixed_plan(data, generator)
+
+    def gains(self, module, grads, batch) -> Tensor:
+        """The target's loss drop on ``batch`` after a trial step with each task's gradient."""
+        lr = self.cfg.lookahead_lr or module.optimizers().optimizer.param_groups[0]["lr"]
+        shared = list(module.shared_parameters().values())
+        head = list(module.task_parameters(self.target).values())
+        was_training = module.model.training
+        module.model.eval()
+        try:
+            with torch.no_grad():
+                before = module.loss(self.target, batch).mean()
+                out = []
+                for i, task in enumerate(grads.tasks):
+                    moves = [(shared, -lr * grads.shared[i])]
+                    if task == self.target:
+                        moves.append((head, -lr * grads.heads[task]))
+                    with module.displaced(moves):
+                        out.append(before - module.loss(self.target, batch).mean())
+        finally:
+            module.model.train(was_training)
+        return torch.stack(out).float()
+
+    def step(self, module, step: Step) -> None:
+        grads = module.task_gradients(module.task_losses(step.data))
+        weights = gain_weights(self.gains(module, grads, step.data[self.target]), self.cfg.max_weight)
+        coefficients = weights.to(grads.shared)
+        heads = {t: c * grads.heads[t] for t, c in zip(grads.tasks, coefficients)}
+        module.step_with_gradients(coefficients @ grads.shared, heads)
+        self.observe_weights(torch.tensor([self.index(t) for t in grads.tasks]), weights)

@@ -1,0 +1,94 @@
+"""OL-AUX: online learning of auxiliary-task weights (Lin, Baweja, Kantor, Held; NeurIPS 2019,
+arXiv 1908.05342, "Adaptive Auxiliary Task Weighting for Reinforcement Learning").
+
+Every step holds a batch of every task and minimises L_target + Σ_k w_k L_k. The weights follow the
+target's loss after a look-ahead of ``horizon`` steps, to first order: w_k ← w_k + β Σ_steps sim(g_target,
+g_k), applied every ``horizon`` steps, where g are the tasks' gradients on the shared parameters. ``sim``
+is the paper's inner product scaled by the learning rate (``dot``: β·lr·⟨g_target, g_k⟩), or the cosine
+(``cosine``) as in LibMTL's ``OLAUX``, the implementation behind ForkMerge's comparisons, whose settings
+are the defaults here (cosine, β = 1e-4, horizon 5, weights starting at 1). No official code was
+published. The weights are not clipped (as in both), so an auxiliary whose gradient keeps opposing the
+target's can reach a negative weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from src.data.schedule import Step
+from src.methods.base import WeightingMethod
+from src.schema import ConfigError, MethodConfig
+
+SIMILARITIES = ("cosine", "dot")
+
+
+@dataclass
+class Config(MethodConfig):
+    _target_: str = "src.methods.ol_aux.OLAux"
+    beta: float = 1e-4  # step size on the weights
+    horizon: int = 5  # steps between weight updates (N in the paper)
+    similarity: str = "cosine"  # cosine (LibMTL) | dot (the paper: lr · inner product)
+
+    def __post_init__(self) -> None:
+        if not self.beta > 0:
+            raise ConfigError(f"beta={self.beta}: must be a positive number")
+        if self.horizon < 1:
+            raise ConfigError(f"horizon={self.horizon}: must be >= 1")
+        if self.similarity not in SIMILARITIES:
+            raise ConfigError(f"similarity={self.similarity!r}: must be one of {', '.join(SIMILARITIES)}")
+
+
+def similarities(shared: Tensor, kind: str, lr: float) -> Tensor:
+    """sim(g_target, g_k) for every row k of ``shared`` (row 0 is the target; its own entry is 0)."""
+    dots = shared @ shared[0]
+    if kind == "cosine":
+        out = dots / (shared.norm(dim=1) * shared[0].norm()).clamp_min(torch.finfo(shared.dtype).tiny)
+    else:
+        out = lr * dots
+    out[0] = 0.0
+    return out
+
+
+class OLAux(WeightingMethod):
+    """Auxiliary weights moved by their gradients' similarity to the target's; options on :class:`Config`."""
+
+    Config = Config
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.register_buffer("accumulated", torch.zeros(0))  # β·Σ sim since the last update
+        self.steps = 0  # over the whole run; the weights move every ``horizon`` steps
+
+    def setup(self, tasks, target) -> None:
+        super().setup(tasks, target)
+        self.accumulated = torch.zeros(len(tasks))
+
+    def plan_epoch(self, data, generator) -> list[Step]:
+        return self.mixed_plan(data, generator)
+
+    def step(self, module, step: Step) -> None:
+        losses = module.task_losses(step.data)
+        grads = module.task_gradients(losses)
+        index = torch.tensor([self.index(t) for t in grads.tasks], device=self.accumulated.device)
+        lr = module.optimizers().optimizer.param_groups[0]["lr"]
+        sim = similarities(grads.shared, self.cfg.similarity, lr)
+        module.backward_and_step(self.weighted_sum(losses))  # with this step's weights
+        self.observe(index, sim)
+
+    def observe(self, index: Tensor, sim: Tensor) -> None:
+        """Add β·sim to the running sums; every ``horizon`` steps, move the weights by them."""
+        self.accumulated.index_add_(0, index, self.cfg.beta * sim.detach().to(self.accumulated))
+        self.steps += 1
+        if self.steps % self.cfg.horizon == 0:
+            self.w = self.w + self.accumulated.to(self.w)
+            self.accumulated.zero_()
+
+    def get_extra_state(self):
+        return {**super().get_extra_state(), "steps": self.steps}
+
+    def set_extra_state(self, state) -> None:
+        super().set_extra_state(state)
+        self.steps = state["steps"]

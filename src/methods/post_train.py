@@ -1,0 +1,69 @@
+"""Post-training (intermediate-task transfer): train on the auxiliaries, then fine-tune on the target.
+
+The sequential baseline of ForkMerge's tables (Jiang et al., NeurIPS 2023, "post-train"; Phang et al.
+2018, "STILTs", for its NLP form). The first ``aux_epochs`` epochs train on mixed batches of the
+auxiliaries alone (the target's data untouched, its head idle); the remaining epochs train on the target
+alone, with a fresh optimizer state (``reset_optimizer``) as a fine-tuning run would start. Checkpoint
+selection is on the target's dev score as for every method, so it picks an epoch of the second phase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from src.data.schedule import Step, chunks, finish
+from src.methods.base import WeightingMethod
+from src.schema import ConfigError, MethodConfig
+
+
+@dataclass
+class Config(MethodConfig):
+    _target_: str = "src.methods.post_train.PostTrain"
+    aux_epochs: int | None = None  # epochs on the auxiliaries; null: half of trainer.max_epochs
+    reset_optimizer: bool = True  # the target's phase starts with a fresh optimizer state
+
+    def __post_init__(self) -> None:
+        if self.aux_epochs is not None and self.aux_epochs < 0:
+            raise ConfigError(f"aux_epochs={self.aux_epochs}: must be >= 0 or null")
+
+
+class PostTrain(WeightingMethod):
+    """Auxiliaries first, then the target; options on :class:`Config`."""
+
+    Config = Config
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.aux_epochs = self.cfg.aux_epochs if self.cfg.aux_epochs is not None else 0
+
+    def check_trainer(self, trainer) -> None:
+        super().check_trainer(trainer)
+        if self.cfg.aux_epochs is None:
+            self.aux_epochs = trainer.max_epochs // 2
+        if self.aux_epochs >= trainer.max_epochs:
+            raise ValueError(
+                f"method.aux_epochs={self.aux_epochs} leaves no epoch of trainer.max_epochs={trainer.max_epochs} "
+                "for the target"
+            )
+
+    def plan_epoch(self, data, generator) -> list[Step]:
+        epoch = len(self.history)  # the epochs closed so far
+        aux_phase = epoch < self.aux_epochs and len(self.names) > 1
+        self.w = torch.tensor(
+            [float((t == self.target) != aux_phase) for t in self.names], dtype=self.w.dtype, device=self.w.device
+        )
+        if aux_phase:  # the mixed schedule without the target's batches
+            mixed = self.mixed_plan(data, generator)
+            return finish([Step({t: i for t, i in s.indices.items() if t != self.target}) for s in mixed])
+        order = torch.randperm(data.sizes[self.target], generator=generator)
+        steps = [Step(indices={self.target: b}) for b in chunks(order, data.batch_size)]
+        if epoch == self.aux_epochs > 0:  # the first step of fine-tuning
+            steps[0] = replace(steps[0], block="finetune", first_in_block=True)
+        return finish(steps)
+
+    def step(self, module, step: Step) -> None:
+        if step.block == "finetune" and self.cfg.reset_optimizer:
+            module.optimizers().optimizer.state.clear()  # fine-tuning starts from a fresh optimizer state
+        module.backward_and_step(self.weighted_sum(module.task_losses(step.data)))
