@@ -16,7 +16,21 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-METHOD_ORDER = ["single_task", "static", "uniform", "diw", "pcgrad", "alphavil"]
+METHOD_ORDER = [  # fixed weightings, then general multitask methods, then target-aware ones, αVIL last
+    "single_task",
+    "static",
+    "uniform",
+    "post_train",
+    "uncertainty",
+    "pcgrad",
+    "diw",
+    "gcs",
+    "ol_aux",
+    "hydalearn",
+    "auto_lambda",
+    "forkmerge",
+    "alphavil",
+]
 
 
 def collect(root: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
