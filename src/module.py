@@ -90,15 +90,51 @@ class MultiTaskModule(pl.LightningModule):
         self.test_results: dict[str, dict[str, float]] = {}
         self.test_heads: dict[str, str] = {}
         self._epoch_start = 0.0
+        self._counts: dict[str, int] = {}  # the current step's global sizes, under several processes
 
     # --- the seam methods stand on --------------------------------------------------------------
     def loss(self, task: str, batch: dict[str, Tensor]) -> Tensor:
         """Per-example loss of ``task`` on ``batch``."""
         return self.specs[task].loss(self.model(task, batch), batch["labels"])
 
+    # --- several processes: each holds a shard of every step (src.data.schedule.shard) --------------
+    @property
+    def world(self) -> int:
+        """The number of processes training together (1 without a trainer)."""
+        return self.trainer.world_size if self._trainer is not None else 1
+
+    def global_mean(self, values: Tensor, key: str) -> Tensor:
+        """``values.mean()`` over this process's shard of ``key``, scaled so that its mean over the processes
+        is the mean over the whole step's examples (shards of a step may differ in size by one)."""
+        mean = values.mean()
+        if self.world == 1 or key not in self._counts:
+            return mean
+        return mean * (self.world * len(values) / self._counts[key])
+
+    def reduce_mean(self, value: Tensor) -> Tensor:
+        """The mean of ``value`` over the processes (itself on one): what every process must agree on."""
+        if self.world == 1:
+            return value
+        return self.trainer.strategy.reduce(value.detach().clone(), reduce_op="mean")
+
+    def reduce_sum(self, value: Tensor) -> Tensor:
+        if self.world == 1:
+            return value
+        return self.trainer.strategy.reduce(value.detach().clone(), reduce_op="sum")
+
+    def broadcast(self, value: Tensor) -> Tensor:
+        """Process 0's ``value`` on every process: for a choice drawn at random (PCGrad's order)."""
+        if self.world == 1:
+            return value
+        return self.trainer.strategy.broadcast(value.detach().clone(), src=0)
+
     def task_losses(self, data: Mapping[str, Any]) -> dict[str, Tensor]:
-        """Mean loss of each training task present in ``data`` (the dev batch left out), logged per step."""
-        losses = {t: self.loss(t, data[t]).mean() for t in self.specs if t in data}
+        """Mean loss of each training task present in ``data`` (the dev batch left out), logged per step.
+
+        Under several processes each is this process's share of the step's mean (:meth:`global_mean`), so
+        DDP's averaged gradient is the gradient of the whole step's mean loss.
+        """
+        losses = {t: self.global_mean(self.loss(t, data[t]), t) for t in self.specs if t in data}
         for t, loss in losses.items():
             self.log(f"train/loss/{t}", loss.detach(), on_step=True, on_epoch=True, batch_size=len(data[t]["labels"]))
         return losses
@@ -128,7 +164,10 @@ class MultiTaskModule(pl.LightningModule):
             grads = torch.autograd.grad(loss, shared + own, retain_graph=True, allow_unused=True)
             rows.append(flat_grad(grads[: len(shared)], shared))
             heads[task] = flat_grad(grads[len(shared) :], own)
-        return TaskGradients(list(losses), torch.stack(rows), heads)
+        # taken with autograd.grad, these are not reduced by DDP: every process combines the same ones
+        return TaskGradients(
+            list(losses), self.reduce_mean(torch.stack(rows)), {t: self.reduce_mean(g) for t, g in heads.items()}
+        )
 
     @contextmanager
     def displaced(self, moves: Sequence[tuple[Sequence[nn.Parameter], Tensor]]) -> Iterator[None]:
@@ -188,10 +227,10 @@ class MultiTaskModule(pl.LightningModule):
         return self.optimizer_factory([{"params": self.trainable()}, {"params": extra, "weight_decay": 0.0}])
 
     def on_fit_start(self) -> None:
-        if self.trainer.world_size > 1:
+        if self.trainer.world_size > 1 and not self.method.distributed:
             raise NotImplementedError(
-                f"training on {self.trainer.world_size} processes is not supported yet: every process would run "
-                "the same schedule. Use one device (trainer.devices=1) and run seeds in parallel with a launcher."
+                f"method={type(self.method).__name__} is not yet checked on several processes "
+                f"({self.trainer.world_size} here); use trainer.devices=1 and run seeds in parallel with a launcher"
             )
         self.method.check_trainer(self.trainer)
 
@@ -206,10 +245,11 @@ class MultiTaskModule(pl.LightningModule):
         # The epoch's last executed step (trainer.limit_train_batches may cut the plan short) closes it:
         # here, before validation and the checkpoint written after it, so the checkpoint holds the record.
         last = batch_idx == self.trainer.num_training_batches - 1
+        self._counts = step.counts
         self.method.training_step(self, step, last)
         for task, batch in step.data.items():
             if task in self.examples_seen:  # the dev batch (DIW's matching, αVIL's α-steps) is not trained on
-                self.examples_seen[task] += len(batch["labels"])
+                self.examples_seen[task] += step.counts.get(task, len(batch["labels"]))  # the whole step's
         if last:
             self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
 
@@ -243,7 +283,8 @@ class MultiTaskModule(pl.LightningModule):
         score = headline_value(self.specs[self.target], values)
         self.log_dict({f"dev/{k}": v for k, v in values.items()}, batch_size=1)
         self.log(MONITOR, score, prog_bar=True, batch_size=1)
-        dev_loss, self._dev_loss = self._dev_loss[0] / max(self._dev_loss[1], 1), [0.0, 0]
+        total = self.reduce_sum(torch.tensor(self._dev_loss, dtype=torch.float64, device=self.device))
+        dev_loss, self._dev_loss = float(total[0] / total[1].clamp_min(1)), [0.0, 0]
         if not self.trainer.sanity_checking:
             self.dev_scores.append(score)
             self.check_divergence(self.current_epoch, dev_loss)

@@ -68,8 +68,19 @@ def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Tra
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         reload_dataloaders_every_n_epochs=1,
         plugins=cluster_plugins(),
+        # each process takes its share of every planned step (src.data.schedule.shard), not a sampler's
+        use_distributed_sampler=False,
+        strategy=ddp_strategy(cfg.trainer.strategy),
     )
     return datamodule, module, trainer
+
+
+def ddp_strategy(name: str) -> str:
+    """``ddp`` as ``ddp_find_unused_parameters_true``: a step may leave parameters out of its loss (the
+    auxiliary heads in single-task training, every head but one in an αVIL block), which plain DDP rejects."""
+    return {"ddp": "ddp_find_unused_parameters_true", "ddp_spawn": "ddp_spawn_find_unused_parameters_true"}.get(
+        name, name
+    )
 
 
 def cluster_plugins() -> list[Any] | None:
@@ -110,8 +121,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             results["target_test"] = target["score"]
             results["test"] = module.test_results
         results["wall_seconds"] = time.perf_counter() - start
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(out_dir / "results.json", json.dumps(results, indent=2))
+        if trainer.is_global_zero:  # one results.json, whatever the number of processes
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_atomically(out_dir / "results.json", json.dumps(results, indent=2))
         headline = {
             f"final/{k}": results[k] for k in ("target_dev", "target_test", "best_epoch") if results.get(k) is not None
         }

@@ -11,7 +11,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from src.data.schedule import DEV, EpochData, Step, TaskData, epoch_generator, eval_loader, mixing_budget, step_loader
+from src.data.schedule import (
+    DEV,
+    EpochData,
+    Step,
+    TaskData,
+    epoch_generator,
+    eval_loader,
+    mixing_budget,
+    shard,
+    step_loader,
+)
 from src.data.tasks import TaskSpec
 
 
@@ -169,7 +179,9 @@ class MultiTaskDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        return step_loader(self.plan(epoch), {**self.train_sets, DEV: self.dev_set}, self.num_workers)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        steps = shard(self.plan(epoch), rank, world)  # one plan; each process takes its share of every step
+        return step_loader(steps, {**self.train_sets, DEV: self.dev_set}, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return eval_loader(self.dev_set, self.eval_batch_size, self.num_workers)

@@ -34,7 +34,8 @@ class TaskData(Protocol):
 class Step:
     """One training step: example indices per task (or :data:`DEV`) and where it sits in the epoch.
 
-    ``block`` names the phase the step belongs to (a task name for αVIL's per-task blocks, ``"alpha"``
+    Under several processes each holds a shard of the step (:func:`shard`) and ``counts`` the whole
+    step's sizes. ``block`` names the phase the step belongs to (a task name for αVIL's per-task blocks, ``"alpha"``
     for its α-steps, ``None`` for mixed batches). After loading, ``data`` holds the collated batches.
     """
 
@@ -43,6 +44,7 @@ class Step:
     first_in_block: bool = False
     last_in_block: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # the whole step's examples per key, when sharded
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,27 @@ def finish(steps: list[Step]) -> list[Step]:
     if not steps:
         raise ValueError("the schedule of an epoch is empty: is a training split empty?")
     return steps
+
+
+def shard(steps: list[Step], rank: int, world: int) -> list[Step]:
+    """This process's share of each planned step: every ``world``-th example of each key, from ``rank``.
+
+    The plan is the same on every process (it depends only on seed and epoch), so the steps, their
+    global batches and their order are those of a single process whatever ``world`` is. A key with fewer
+    examples in a step than there are processes is left out of that step on every process (each process
+    must hold every key it trains on); ``counts`` keeps the step's global sizes.
+    """
+    if world == 1:
+        return steps
+    out = []
+    for s in steps:
+        kept = {k: v for k, v in s.indices.items() if len(v) >= world}
+        out.append(
+            replace(
+                s, indices={k: v[rank::world] for k, v in kept.items()}, counts={k: len(v) for k, v in kept.items()}
+            )
+        )
+    return out
 
 
 class _StepDataset(Dataset):

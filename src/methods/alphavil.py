@@ -146,6 +146,7 @@ class AlphaVIL(WeightingMethod):
     """αVIL as laid out in the reference design; the options are documented on :class:`Config`."""
 
     Config = Config
+    distributed = True
     whole_epochs = True
     shorten_with = "task.max_train_examples, method.rho or method.max_examples"
 
@@ -219,8 +220,9 @@ class AlphaVIL(WeightingMethod):
         return torch.ones_like(self.w) if self.cfg.alpha_init == "ones" else self.w.clone()
 
     def _dev_loss(self, module, batch, grad: bool) -> Tensor:
+        """This process's share of the target's mean loss on the step's dev batch (see ``global_mean``)."""
         with torch.set_grad_enabled(grad):
-            return module.loss(self.target, batch).mean()
+            return module.global_mean(module.loss(self.target, batch), DEV)
 
     def _alpha_step(self, module, step: Step) -> None:
         params = module.trainable()
@@ -237,8 +239,10 @@ class AlphaVIL(WeightingMethod):
             grads = torch.autograd.grad(loss, params, allow_unused=True)
         finally:
             module.model.train(was_training)
-        # α's arithmetic in at least float32, whatever the parameters' dtype (bf16-true training)
-        g = flat_grad(grads, params).to(torch.promote_types(self.theta.dtype, torch.float32))
+        # α's arithmetic in at least float32, whatever the parameters' dtype (bf16-true training); the
+        # gradient and loss of the whole step's dev batch, so every process takes the same α-step
+        g = module.reduce_mean(flat_grad(grads, params).to(torch.promote_types(self.theta.dtype, torch.float32)))
+        loss = module.reduce_mean(loss.detach())
         if step.first_in_block:
             self._record["dev_loss_before"] = loss.item()
         grad_alpha = alpha_gradient(g, self.deltas)
@@ -261,7 +265,7 @@ class AlphaVIL(WeightingMethod):
         if self._probe is not None:
             was_training = module.model.training
             module.model.eval()
-            self._record["dev_loss_after"] = float(self._dev_loss(module, self._probe, grad=False))
+            self._record["dev_loss_after"] = float(module.reduce_mean(self._dev_loss(module, self._probe, grad=False)))
             module.model.train(was_training)
         self.w = update_weights(self.w, self.alpha, self.cfg.weight_update, self.cfg.w_min)
         if self.cfg.reset_optimizer:

@@ -53,6 +53,7 @@ class AutoLambda(WeightingMethod):
     """λ learned by a one-step look-ahead on the target's dev loss; options on :class:`Config`."""
 
     Config = Config
+    distributed = True
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -78,9 +79,12 @@ class AutoLambda(WeightingMethod):
             (head, -lr * (lam[0] * grads.heads[self.target] + wd * flat_grad([p.detach() for p in head], head))),
         ]
         with module.displaced(moves):
-            dev_loss = module.loss(self.target, dev_batch).mean()
+            dev_loss = module.global_mean(module.loss(self.target, dev_batch), DEV)
             d = torch.autograd.grad(dev_loss, shared + head, allow_unused=True)
-        d_shared, d_head = flat_grad(d[: len(shared)], shared), flat_grad(d[len(shared) :], head)
+        # the whole step's dev batch: every process takes the same λ step
+        d_shared, d_head = (
+            module.reduce_mean(flat_grad(g, p)) for g, p in ((d[: len(shared)], shared), (d[len(shared) :], head))
+        )
         out = -lr * (grads.shared @ d_shared)
         out[0] = out[0] - lr * (grads.heads[self.target] @ d_head)
         return out

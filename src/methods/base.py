@@ -40,6 +40,9 @@ class WeightingMethod(nn.Module):
     (a warm start over a batch) are resized when a checkpoint is loaded.
 
     Attributes:
+        distributed: the method is correct on several processes: what the processes must agree on (per-task
+            gradients, dev-loss gradients, features) goes through the module's reductions, and a test with
+            two processes holds. Methods without it refuse ``trainer.devices`` > 1.
         whole_epochs: the method must see every step of an epoch (αVIL's α-steps close it), so it refuses
             trainer settings that cut an epoch short. Methods without it support cut epochs: the epoch is
             closed at its last *executed* step, so the record is never empty.
@@ -47,6 +50,7 @@ class WeightingMethod(nn.Module):
 
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     whole_epochs: ClassVar[bool] = False
+    distributed: ClassVar[bool] = False  # checked on several processes (tests/test_distributed.py)
     shorten_with: ClassVar[str] = "task.max_train_examples"  # how to shorten epochs instead of cutting them
 
     def __init__(self, **options: Any) -> None:

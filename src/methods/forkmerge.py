@@ -72,6 +72,7 @@ class ForkMerge(WeightingMethod):
     """Fork into target(+auxiliary) branches, merge on the target's dev split; options on :class:`Config`."""
 
     Config = Config
+    distributed = True
     whole_epochs = True
     shorten_with = "task.max_train_examples"
 
@@ -119,13 +120,15 @@ class ForkMerge(WeightingMethod):
                 self._opt_target = copy.deepcopy(opt.state_dict())
 
     def _dev_loss(self, module, flat: Tensor) -> float:
+        """The target's mean loss on the merge examples (all processes' shards) at parameters ``flat``."""
         assign(module.trainable(), flat)
-        total = count = 0.0
+        total = torch.zeros(2, dtype=torch.float64, device=flat.device)
         with torch.no_grad():
             for batch in self._dev:
                 losses = module.loss(self.target, batch)
-                total, count = total + float(losses.sum()), count + len(losses)
-        return total / count
+                total += torch.stack([losses.sum().double(), torch.tensor(len(losses), device=flat.device).double()])
+        total = module.reduce_sum(total)
+        return float(total[0] / total[1])
 
     def _merge(self, module) -> None:
         branches = list(self.ends)

@@ -46,6 +46,7 @@ class GCS(WeightingMethod):
     """Auxiliary gradients gated by their cosine with the target's; options on :class:`Config`."""
 
     Config = Config
+    distributed = True
 
     def plan_epoch(self, data, generator) -> list[Step]:
         return self.mixed_plan(data, generator)

@@ -54,6 +54,7 @@ class HydaLearn(WeightingMethod):
     """Per-step weights from each task's trial-update gain on the target; options on :class:`Config`."""
 
     Config = Config
+    distributed = True
 
     def plan_epoch(self, data, generator) -> list[Step]:
         return self.mixed_plan(data, generator)
@@ -67,17 +68,17 @@ class HydaLearn(WeightingMethod):
         module.model.eval()
         try:
             with torch.no_grad():
-                before = module.loss(self.target, batch).mean()
+                before = module.global_mean(module.loss(self.target, batch), self.target)
                 out = []
                 for i, task in enumerate(grads.tasks):
                     moves = [(shared, -lr * grads.shared[i])]
                     if task == self.target:
                         moves.append((head, -lr * grads.heads[task]))
                     with module.displaced(moves):
-                        out.append(before - module.loss(self.target, batch).mean())
+                        out.append(before - module.global_mean(module.loss(self.target, batch), self.target))
         finally:
             module.model.train(was_training)
-        return torch.stack(out).float()
+        return module.reduce_mean(torch.stack(out).float())  # the whole step's target batch
 
     def step(self, module, step: Step) -> None:
         grads = module.task_gradients(module.task_losses(step.data))

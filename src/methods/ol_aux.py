@@ -56,6 +56,7 @@ class OLAux(WeightingMethod):
     """Auxiliary weights moved by their gradients' similarity to the target's; options on :class:`Config`."""
 
     Config = Config
+    distributed = True
 
     def __init__(self, **options):
         super().__init__(**options)

@@ -30,6 +30,7 @@ class PCGrad(WeightingMethod):
     """PCGrad on the shared parameters; no options (the paper has none beyond the optimizer's)."""
 
     Config = Config
+    distributed = True
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -40,6 +41,7 @@ class PCGrad(WeightingMethod):
 
     def step(self, module, step: Step) -> None:
         grads = module.task_gradients(module.task_losses(step.data))
-        coefficients = self.weighting(grads.shared @ grads.shared.T)  # random order: the global RNG, seeded
+        # random order (the global RNG, seeded per epoch); process 0's draw, so every process steps alike
+        coefficients = module.broadcast(self.weighting(grads.shared @ grads.shared.T))
         module.step_with_gradients(coefficients @ grads.shared, grads.heads)
         self.observe_weights(torch.tensor([self.index(t) for t in grads.tasks]), coefficients)

@@ -33,6 +33,7 @@ class PostTrain(WeightingMethod):
     """Auxiliaries first, then the target; options on :class:`Config`."""
 
     Config = Config
+    distributed = True
 
     def __init__(self, **options):
         super().__init__(**options)

@@ -20,6 +20,7 @@ class SingleTask(WeightingMethod):
     """The baseline every weighting method must beat: train on the target only."""
 
     Config = Config
+    distributed = True
 
     def setup(self, tasks, target) -> None:
         super().setup(tasks, target)

@@ -35,6 +35,7 @@ class Uncertainty(WeightingMethod):
     """Learned homoscedastic-uncertainty weights; options on :class:`Config`."""
 
     Config = Config
+    distributed = True
 
     def __init__(self, **options):
         super().__init__(**options)

@@ -18,6 +18,7 @@ class Uniform(WeightingMethod):
     """The standard multitask baseline: minimise the plain sum of the task losses."""
 
     Config = Config
+    distributed = True
 
     def plan_epoch(self, data, generator) -> list[Step]:
         return self.mixed_plan(data, generator)

@@ -1,0 +1,147 @@
+"""Two processes (DDP over gloo, on the CPU) against one: every process agrees, and the run is the same run.
+
+Each two-process run is ``python -m src.run ... trainer.devices=2 trainer.strategy=ddp`` in a subprocess (as
+a user starts one), with a callback that has every process save its parameters and method state. The
+one-process reference runs the same global batches in this process. Dropout is off: its masks depend on
+the shape of each process's shard, so with dropout two processes and one are two different draws.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.utils import get_class
+
+from src.run import build, train
+from tests.conftest import METHODS, ROOT, compose_config
+from tests.ddp_helpers import SaveRankState
+
+DISTRIBUTED = [m for m in METHODS if get_class(compose_config([f"method={m}"]).method._target_).distributed]
+EXACT = {"single_task", "uniform", "static", "post_train", "uncertainty"}  # DDP's own reduction and nothing else
+# Methods that reduce per-task or dev-loss gradients themselves sum them in another order than one process
+# does; their parameters agree to float32 rounding, amplified by Adam over 10 steps.
+TOLERANCE = {"params": 1e-5, "weights": 1e-4}
+
+
+def common(tiny_data, method: str) -> list[str]:
+    return [
+        f"method={method}",
+        f"paths.data_dir={tiny_data}",
+        "task.verify_checksums=false",
+        "task.download=false",
+        "task.max_train_examples=160",
+        "task.max_eval_examples=64",
+        "task.batch_size=32",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "trainer.accelerator=cpu",
+        "model.net.dropout=0",
+        "logger=none",
+        "ckpt_path=null",
+    ]
+
+
+def two_processes(tiny_data, method: str, out, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable, "-m", "src.run", *common(tiny_data, method), *extra,
+        "trainer.devices=2", "trainer.strategy=ddp", f"hydra.run.dir={out}",
+        "+callbacks.rank_state._target_=tests.ddp_helpers.SaveRankState", f"+callbacks.rank_state.folder={out}/ranks",
+    ]  # fmt: skip
+    env = {**os.environ, "ALPHAVIL_CACHE_DIR": str(out.parent / "cache"), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def one_process(tiny_data, method: str, out) -> dict:
+    cfg = compose_config(
+        [*common(tiny_data, method), f"paths.cache_dir={out.parent}/cache", "trainer.devices=1"], output_dir=out
+    )
+    import src.run
+
+    real_build = build
+
+    def with_saver(cfg):
+        dm, module, trainer = real_build(cfg)
+        trainer.callbacks.append(SaveRankState(str(out / "ranks")))
+        return dm, module, trainer
+
+    src.run.build = with_saver
+    try:
+        train(cfg)
+    finally:
+        src.run.build = real_build
+    return torch.load(out / "ranks" / "rank0.pt", weights_only=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", DISTRIBUTED)
+def test_two_processes_agree_and_match_one(method, tiny_data, tmp_path):
+    proc = two_processes(tiny_data, method, tmp_path / "two")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    ranks = [torch.load(tmp_path / "two" / "ranks" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for key, value in ranks[0]["state"].items():  # every process holds the same model, weights and α
+        assert torch.equal(value, ranks[1]["state"][key]), key
+    assert ranks[0]["history"] == ranks[1]["history"]
+    results = sorted(p.relative_to(tmp_path / "two").as_posix() for p in (tmp_path / "two").rglob("results.json"))
+    assert results == ["results.json"]  # one results.json, written by process 0
+    saved = json.loads((tmp_path / "two" / "results.json").read_text())
+
+    one = one_process(tiny_data, method, tmp_path / "one")
+    reference = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert saved["examples_seen"] == reference["examples_seen"]  # the same global batches, counted once
+    tolerance = TOLERANCE["params"]
+    for key, value in one["state"].items():
+        if not value.is_floating_point():
+            continue
+        other = ranks[0]["state"][key]
+        close = torch.allclose(other, value, atol=tolerance, rtol=0)
+        assert close, f"{key}: max difference {(other - value).abs().max():.2e}"
+    for got, want in zip(saved["weight_history"], reference["weight_history"]):
+        assert got == pytest.approx(want, abs=TOLERANCE["weights"])
+    if method in EXACT:
+        assert saved["dev_history"] == pytest.approx(reference["dev_history"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_method_not_checked_on_several_processes_refuses_them(tiny_data, tmp_path):
+    unchecked = [m for m in METHODS if m not in DISTRIBUTED]
+    if not unchecked:
+        pytest.skip("every method is checked on several processes")
+    proc = two_processes(tiny_data, unchecked[0], tmp_path / "two")
+    assert proc.returncode != 0 and "is not yet checked on several processes" in proc.stdout + proc.stderr
+
+
+def test_the_slurm_submission_asks_for_every_process(tmp_path, monkeypatch):
+    """A two-node job with four GPUs each: the sbatch script submitit would submit asks for 2 × 4 tasks and GPUs."""
+    import submitit
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(["hydra/launcher=slurm", "trainer=gpu", "trainer.devices=4", "trainer.num_nodes=2"])
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert (params["nodes"], params["tasks_per_node"], params["gpus_per_node"]) == (2, 4, 4)
+    assert params["max_num_timeout"] > 0  # requeued after the time limit
+    # what the Hydra launcher does with these (hydra_submitit_launcher's BaseSubmititLauncher.launch); this
+    # machine has no srun, which submitit checks for before it builds anything
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))
+    executor = submitit.AutoExecutor(
+        cluster="slurm", folder=str(tmp_path), slurm_max_num_timeout=params["max_num_timeout"]
+    )
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    skip = {"_target_", "submitit_folder", "max_num_timeout"}
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items() if k not in skip})
+    script = executor._executor._make_submission_file_text("python -m src.run", "job")
+    for line in (
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --signal=USR2@",
+    ):
+        assert line in script, script
+    assert "srun" in script  # one process per task, started by Slurm
