@@ -1,6 +1,7 @@
 """Cost benchmark: each method's wall seconds per 1,000 training examples and peak memory, side by side.
 
-    python -m experiments.bench [--groups multimnist glue] [--repeats 3] [--train-examples 10000] [--glue-examples 160]
+    python -m experiments.bench [--groups multimnist glue processes] [--repeats 3] [--train-examples 10000]
+        [--glue-examples 160]
 
 One process, one method after another on the same data: MultiMNIST with the LeNet, and GLUE (RTE with
 MRPC and STS-B auxiliaries) with the local MiniLM encoder when ``ALPHAVIL_DATA_DIR`` has it. An example
@@ -9,16 +10,20 @@ Peak memory is the process's peak resident set during that method's epoch (Linux
 each method), after one untimed warm-up epoch. Each method's epoch is timed ``--repeats`` times, the
 methods taking turns so that a slow spell of the machine is spread over all of them; the table gives the
 median and the min–max range. Also the ratio of the Lightning loop to a plain PyTorch loop on the same
-model and batches.
+model and batches, and (``processes``) the throughput of two DDP processes against one: uniform on
+MultiMNIST, each run a ``python -m src.run`` subprocess, timed by its own epoch clock after a warm-up epoch.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -136,9 +141,43 @@ def run_group(name: str, overrides: list[str], out: Path, repeats: int = 3) -> l
     return lines
 
 
+def process_scaling(train_examples: int, out: Path, repeats: int) -> list[str]:
+    """Examples per second of uniform on one process and on two (DDP, gloo): the same plan, sharded."""
+    epochs = repeats + 1  # the first epoch warms up and is not counted
+
+    def throughput(devices: int) -> tuple[float, list[float]]:
+        folder, strategy = out / f"devices{devices}", "ddp" if devices > 1 else "auto"
+        cmd = [
+            sys.executable, "-m", "src.run", "task=multimnist_left", "method=uniform",
+            f"task.max_train_examples={train_examples}", "task.max_eval_examples=500", f"trainer.max_epochs={epochs}",
+            "trainer.accelerator=cpu", f"trainer.devices={devices}", f"trainer.strategy={strategy}",
+            "trainer.enable_progress_bar=false", "logger=none", "callbacks=none", "test=false", "ckpt_path=null",
+            f"hydra.run.dir={folder}",
+        ]  # fmt: skip
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+        results = json.loads((folder / "results.json").read_text())
+        per_epoch = sum(results["examples_seen"].values()) / len(results["epoch_seconds"])
+        speeds = [per_epoch / s for s in results["epoch_seconds"][1:]]
+        return statistics.median(speeds), speeds
+
+    one, one_all = throughput(1)
+    two, two_all = throughput(2)
+    return [
+        "### Processes (uniform, MultiMNIST, DDP over gloo on the CPU)",
+        "",
+        "| processes | examples / s, median (range) | × one process |",
+        "|---|---|---|",
+        f"| 1 | {one:.0f} ({min(one_all):.0f}–{max(one_all):.0f}) | 1.00 |",
+        f"| 2 | {two:.0f} ({min(two_all):.0f}–{max(two_all):.0f}) | {two / one:.2f} |",
+        "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--groups", nargs="+", default=["multimnist", "glue"], choices=["multimnist", "glue"])
+    parser.add_argument(
+        "--groups", nargs="+", default=["multimnist", "glue", "processes"], choices=["multimnist", "glue", "processes"]
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per method (median reported)")
     parser.add_argument("--train-examples", type=int, default=10000, help="MultiMNIST examples per task")
     parser.add_argument("--glue-examples", type=int, default=160, help="GLUE examples per task")
@@ -178,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"skipped: no MiniLM encoder or GLUE copy under {data} (set ALPHAVIL_DATA_DIR)",
                 "",
             ]
+    if "processes" in args.groups:
+        lines += process_scaling(args.train_examples, args.out / "processes", args.repeats)
     print("\n".join(lines))
 
 

@@ -122,6 +122,30 @@ class MultiTaskModule(pl.LightningModule):
             return value
         return self.trainer.strategy.reduce(value.detach().clone(), reduce_op="sum")
 
+    def step_size(self, key: str, local: int) -> int:
+        """The whole step's number of ``key`` examples (``local``, this process's, on one process)."""
+        return self._counts.get(key, local) if self.world > 1 else local
+
+    def gather_shards(self, value: Tensor, key: str) -> Tensor:
+        """The rows of every process's shard of ``key`` in the whole step's order (DIW's features).
+
+        Process r holds rows r, r + W, r + 2W, … of the step (:func:`src.data.schedule.shard`); shards may
+        differ in length by one, so they are padded to one length for the all-gather and trimmed after.
+        """
+        if self.world == 1 or key not in self._counts:
+            return value
+        total, longest = self._counts[key], -(-self._counts[key] // self.world)
+        padded = value.new_zeros((longest, *value.shape[1:]))
+        padded[: len(value)] = value
+        gathered = self.trainer.strategy.all_gather(padded)  # [W, longest, ...]
+        return gathered.transpose(0, 1).reshape(-1, *value.shape[1:])[:total]
+
+    def own_shard(self, value: Tensor, key: str) -> Tensor:
+        """This process's rows of a whole-step tensor of ``key`` (the inverse of :meth:`gather_shards`)."""
+        if self.world == 1 or key not in self._counts:
+            return value
+        return value[self.global_rank :: self.world]
+
     def broadcast(self, value: Tensor) -> Tensor:
         """Process 0's ``value`` on every process: for a choice drawn at random (PCGrad's order)."""
         if self.world == 1:

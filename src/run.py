@@ -130,7 +130,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         for lg in loggers:  # the last value of a key becomes its W&B summary
             lg.log_metrics(headline)
         status = "success"
-        log.info("results: %s", out_dir / "results.json")
+        if trainer.is_global_zero:
+            log.info("results: %s", out_dir / "results.json")
         return results
     finally:
         for lg in loggers:

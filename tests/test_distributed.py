@@ -23,14 +23,25 @@ from tests.ddp_helpers import SaveRankState
 
 DISTRIBUTED = [m for m in METHODS if get_class(compose_config([f"method={m}"]).method._target_).distributed]
 EXACT = {"single_task", "uniform", "static", "post_train", "uncertainty"}  # DDP's own reduction and nothing else
-# Methods that reduce per-task or dev-loss gradients themselves sum them in another order than one process
-# does; their parameters agree to float32 rounding, amplified by Adam over 10 steps.
-TOLERANCE = {"params": 1e-5, "weights": 1e-4}
+# Every parameter of the two-process run within 1e-5 of the one-process run's after 10 steps (the processes
+# sum in another order than one process does: float32 rounding, which Adam's normalisation amplifies on
+# parameters whose gradients are near 0), the weights within 1e-4. HydaLearn's weights are ratios of small
+# loss drops, where that rounding is larger: its parameters within 1e-3 (measured: 1.3e-4).
+PARAM_TOLERANCE = {"hydalearn": 1e-3}
+WEIGHT_TOLERANCE = 1e-4
+METHOD_STATE_TOLERANCE = 1e-3  # a method's buffers (α, DIW's β: measured 2.2e-4)
+
+
+# HydaLearn's weights are ratios of loss drops after trial steps; at the optimizer's learning rate (1e-3) these
+# drops are ~1e-6, where float32 rounding of the losses (summed in another order on two processes) moves
+# them by percents. A larger trial step makes the comparison one of the method's logic, not of rounding.
+EXTRA = {"hydalearn": ["method.lookahead_lr=0.1"]}
 
 
 def common(tiny_data, method: str) -> list[str]:
     return [
         f"method={method}",
+        *EXTRA.get(method, []),
         f"paths.data_dir={tiny_data}",
         "task.verify_checksums=false",
         "task.download=false",
@@ -94,26 +105,29 @@ def test_two_processes_agree_and_match_one(method, tiny_data, tmp_path):
     one = one_process(tiny_data, method, tmp_path / "one")
     reference = json.loads((tmp_path / "one" / "results.json").read_text())
     assert saved["examples_seen"] == reference["examples_seen"]  # the same global batches, counted once
-    tolerance = TOLERANCE["params"]
+    tolerance = PARAM_TOLERANCE.get(method, 1e-5)
     for key, value in one["state"].items():
         if not value.is_floating_point():
             continue
         other = ranks[0]["state"][key]
-        close = torch.allclose(other, value, atol=tolerance, rtol=0)
+        # DIW's β is an iterative solver's answer on features computed in other batch shapes
+        atol = METHOD_STATE_TOLERANCE if key.startswith("method.") else tolerance
+        close = torch.allclose(other, value, atol=atol, rtol=0)
         assert close, f"{key}: max difference {(other - value).abs().max():.2e}"
     for got, want in zip(saved["weight_history"], reference["weight_history"]):
-        assert got == pytest.approx(want, abs=TOLERANCE["weights"])
+        assert got == pytest.approx(want, abs=WEIGHT_TOLERANCE)
     if method in EXACT:
         assert saved["dev_history"] == pytest.approx(reference["dev_history"], abs=1e-6)
 
 
-@pytest.mark.slow
-def test_a_method_not_checked_on_several_processes_refuses_them(tiny_data, tmp_path):
-    unchecked = [m for m in METHODS if m not in DISTRIBUTED]
-    if not unchecked:
-        pytest.skip("every method is checked on several processes")
-    proc = two_processes(tiny_data, unchecked[0], tmp_path / "two")
-    assert proc.returncode != 0 and "is not yet checked on several processes" in proc.stdout + proc.stderr
+def test_a_method_not_checked_on_several_processes_refuses_them(tiny_cfg, monkeypatch):
+    from types import SimpleNamespace
+
+    _, module, _ = build(tiny_cfg("method=uniform"))
+    monkeypatch.setattr(type(module.method), "distributed", False)
+    monkeypatch.setattr(type(module), "trainer", property(lambda self: SimpleNamespace(world_size=2)))
+    with pytest.raises(NotImplementedError, match="method=Uniform is not yet checked on several processes"):
+        module.on_fit_start()
 
 
 def test_the_slurm_submission_asks_for_every_process(tmp_path, monkeypatch):

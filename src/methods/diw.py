@@ -133,6 +133,7 @@ class DIW(WeightingMethod):
     """
 
     Config = Config
+    distributed = True
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -160,18 +161,23 @@ class DIW(WeightingMethod):
         data = step.data
         present = [t for t in self.names if t in data]
         sizes = [len(data[t]["labels"]) for t in present]
+        totals = [module.step_size(t, n) for t, n in zip(present, sizes)]  # the whole step's, on several processes
         losses = torch.cat([module.loss(t, data[t]) for t in present])
         index = torch.cat([torch.full((n,), self.index(t), device=losses.device) for t, n in zip(present, sizes)])
+        everyone = torch.cat([torch.full((n,), self.index(t), device=losses.device) for t, n in zip(present, totals)])
         if self.steps_done % self.cfg.update_every == 0:
-            beta = self._solve(module, data, present)
+            beta_all = self._solve(module, data, present)  # β of the whole step's examples, alike everywhere
         else:  # reuse: each task's examples get the task's mean β from the last solve
-            beta = self.last_task_beta[index]
-        beta = beta.to(losses)
-        module.backward_and_step((beta * losses).sum() / beta.sum())
+            beta_all = self.last_task_beta[everyone]
+        beta_all = beta_all.to(losses)
+        own = [module.own_shard(part, t) for t, part in zip(present, beta_all.split(totals))]
+        beta = torch.cat(own)
+        # Σβℓ / Σβ over the whole step; DDP averages the processes' gradients, hence the factor
+        module.backward_and_step(module.world * (beta * losses).sum() / beta_all.sum())
         for t, n in zip(present, sizes):
             mask = index == self.index(t)
             module.log(f"train/loss/{t}", losses[mask].mean().detach(), on_step=True, on_epoch=True, batch_size=n)
-        self.observe_weights(index, beta)
+        self.observe_weights(everyone, beta_all)
         self.steps_done += 1
 
     def _solve(self, module, data, present: list[str]) -> Tensor:
@@ -179,14 +185,16 @@ class DIW(WeightingMethod):
         was_training = module.model.training
         module.model.eval()  # features of the current model, without dropout noise, detached
         with torch.no_grad():  # on the model's device: the solver runs there too
-            x = torch.cat([self._features(module, data[t], t) for t in present])
-            z = self._features(module, data[DEV], self.target)
+            # the whole step's features, gathered from every process: the matching is a single process's
+            x = torch.cat([module.gather_shards(self._features(module, data[t], t), t) for t in present])
+            z = module.gather_shards(self._features(module, data[DEV], self.target), DEV)
         module.model.train(was_training)
         warm = self.beta if len(self.beta) == len(x) else None
         cfg = self.cfg
         beta = kmm_weights(x, z, cfg.B, cfg.eps, cfg.solver_steps, cfg.kernel_bandwidth, warm)
         self.beta = beta.to(self.last_task_beta)
-        for t, part in zip(present, beta.split([len(data[t]["labels"]) for t in present])):
+        totals = [module.step_size(t, len(data[t]["labels"])) for t in present]
+        for t, part in zip(present, beta.split(totals)):
             self.last_task_beta[self.index(t)] = part.mean()
         self._solve_seconds += time.perf_counter() - start
         return beta
