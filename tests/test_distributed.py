@@ -59,8 +59,10 @@ def common(tiny_data, method: str) -> list[str]:
 
 
 def two_processes(tiny_data, method: str, out, *extra: str) -> subprocess.CompletedProcess:
+    keys = {e.split("=", 1)[0] for e in extra}
+    base = [o for o in common(tiny_data, method) if o.split("=", 1)[0] not in keys]  # extra replaces, not repeats
     cmd = [
-        sys.executable, "-m", "src.run", *common(tiny_data, method), *extra,
+        sys.executable, "-m", "src.run", *base, *extra,
         "trainer.devices=2", "trainer.strategy=ddp", f"hydra.run.dir={out}",
         "+callbacks.rank_state._target_=tests.ddp_helpers.SaveRankState", f"+callbacks.rank_state.folder={out}/ranks",
     ]  # fmt: skip
@@ -159,3 +161,25 @@ def test_the_slurm_submission_asks_for_every_process(tmp_path, monkeypatch):
     ):
         assert line in script, script
     assert "srun" in script  # one process per task, started by Slurm
+
+
+@pytest.mark.slow
+def test_two_processes_resume_exactly(tiny_data, tmp_path):
+    """αVIL (the most state: α, weights, deltas) stopped after epoch 2 of 3 and resumed on two processes."""
+    full = two_processes(tiny_data, "alphavil", tmp_path / "full", "trainer.max_epochs=3")
+    assert full.returncode == 0, full.stderr[-3000:]
+    first = two_processes(tiny_data, "alphavil", tmp_path / "part", "trainer.max_epochs=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = two_processes(tiny_data, "alphavil", tmp_path / "part", "trainer.max_epochs=3", "ckpt_path=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "ckpt_path=auto: continuing from" in resumed.stdout + resumed.stderr  # resumed, not started afresh
+    for r in (0, 1):
+        a = torch.load(tmp_path / "full" / "ranks" / f"rank{r}.pt", weights_only=True)
+        b = torch.load(tmp_path / "part" / "ranks" / f"rank{r}.pt", weights_only=True)
+        for key, value in a["state"].items():
+            assert torch.equal(value, b["state"][key]), key
+        assert a["history"] == b["history"]
+    assert (
+        json.loads((tmp_path / "part" / "results.json").read_text())["dev_history"]
+        == json.loads((tmp_path / "full" / "results.json").read_text())["dev_history"]
+    )
