@@ -23,7 +23,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from src.checkpoints import check_resume, last_checkpoint, resume_path, run_record
-from src.config import validate
+from src.config import ConfigError, validate
 from src.data.base import MultiTaskDataModule
 from src.module import MultiTaskModule, StopRequested
 
@@ -72,7 +72,31 @@ def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Tra
         use_distributed_sampler=False,
         strategy=ddp_strategy(cfg.trainer.strategy),
     )
+    if trainer.world_size > 1 and _multirun() and not _on_slurm():
+        # Lightning starts the other processes by re-running the command line, which in a local multirun is
+        # the whole sweep: each would launch its own sweep
+        raise ConfigError(
+            f"trainer.devices × trainer.num_nodes = {trainer.world_size} processes inside a local multirun is not "
+            "supported: run the jobs as single runs, or sweep on a cluster (hydra/launcher=slurm, where Slurm "
+            "starts the processes)"
+        )
     return datamodule, module, trainer
+
+
+def _multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        mode = HydraConfig.get().mode
+    except ValueError:
+        return False
+    return mode is not None and mode.name == "MULTIRUN"
+
+
+def _on_slurm() -> bool:
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return SLURMEnvironment.detect()
 
 
 def ddp_strategy(name: str) -> str:
@@ -93,7 +117,7 @@ def cluster_plugins() -> list[Any] | None:
     """
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
-    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None
+    return [SLURMEnvironment(auto_requeue=False)] if _on_slurm() else None
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

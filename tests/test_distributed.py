@@ -183,3 +183,12 @@ def test_two_processes_resume_exactly(tiny_data, tmp_path):
         json.loads((tmp_path / "part" / "results.json").read_text())["dev_history"]
         == json.loads((tmp_path / "full" / "results.json").read_text())["dev_history"]
     )
+
+
+def test_several_processes_inside_a_local_multirun_are_refused(tiny_cfg, monkeypatch):
+    """Lightning would re-run the command line (the whole sweep) once per extra process."""
+    from src.config import ConfigError
+
+    monkeypatch.setattr("src.run._multirun", lambda: True)
+    with pytest.raises(ConfigError, match="inside a local multirun is not supported"):
+        build(tiny_cfg("trainer.devices=2", "trainer.strategy=ddp"))
