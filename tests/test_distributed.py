@@ -192,3 +192,12 @@ def test_several_processes_inside_a_local_multirun_are_refused(tiny_cfg, monkeyp
     monkeypatch.setattr("src.run._multirun", lambda: True)
     with pytest.raises(ConfigError, match="inside a local multirun is not supported"):
         build(tiny_cfg("trainer.devices=2", "trainer.strategy=ddp"))
+
+
+@pytest.mark.slow
+def test_two_processes_make_one_wandb_run(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    proc = two_processes(tiny_data, "uniform", tmp_path / "two", "logger=wandb", "trainer.max_epochs=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "two" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs  # process 0's; the other logs nothing
