@@ -141,7 +141,7 @@ def run_group(name: str, overrides: list[str], out: Path, repeats: int = 3) -> l
     return lines
 
 
-def process_scaling(train_examples: int, out: Path, repeats: int) -> list[str]:
+def process_scaling(train_examples: int, out: Path, repeats: int, extra: list[str] | None = None) -> list[str]:
     """Examples per second of uniform on one process and on two (DDP, gloo): the same plan, sharded."""
     epochs = repeats + 1  # the first epoch warms up and is not counted
 
@@ -152,7 +152,7 @@ def process_scaling(train_examples: int, out: Path, repeats: int) -> list[str]:
             f"task.max_train_examples={train_examples}", "task.max_eval_examples=500", f"trainer.max_epochs={epochs}",
             "trainer.accelerator=cpu", f"trainer.devices={devices}", f"trainer.strategy={strategy}",
             "trainer.enable_progress_bar=false", "logger=none", "callbacks=none", "test=false", "ckpt_path=null",
-            f"hydra.run.dir={folder}",
+            f"hydra.run.dir={folder}", *(extra or []),
         ]  # fmt: skip
         subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
         results = json.loads((folder / "results.json").read_text())

@@ -201,3 +201,18 @@ def test_two_processes_make_one_wandb_run(tiny_data, tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = list((tmp_path / "two" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, runs  # process 0's; the other logs nothing
+
+
+@pytest.mark.slow
+def test_bench_compares_two_processes_with_one(tiny_data, tmp_path, monkeypatch):
+    from experiments.bench import process_scaling
+
+    monkeypatch.setenv("ALPHAVIL_DATA_DIR", str(tiny_data))
+    monkeypatch.setenv("ALPHAVIL_CACHE_DIR", str(tmp_path / "cache"))
+    lines = process_scaling(
+        160, tmp_path / "bench", repeats=1, extra=["task.verify_checksums=false", "task.download=false"]
+    )
+    rows = [line for line in lines if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert len(rows) == 2 and rows[0].endswith("| 1.00 |")
+    ratio = float(rows[1].rsplit("|", 2)[1])
+    assert 0 < ratio < 10
