@@ -169,6 +169,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 # waits for it, so the run folder is complete when train() returns (its atexit hook does
                 # the same, but not reliably in joblib's worker processes)
                 wandb.teardown()
+        _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Destroy the DDP process group Lightning started (it leaves it open).
+
+    Left open, gloo's threads are still joinable when the interpreter exits, and C++ aborts the process
+    ("terminate called without an active exception", status -6) after a run that otherwise succeeded.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class Preempted(SystemExit):
