@@ -8,7 +8,16 @@ from torch import nn
 from torch.func import functional_call
 
 from src.config import ConfigError, validate
-from src.methods.alphavil import AlphaVIL, alpha_gradient, assign, flatten, mix, update_weights
+from src.methods.alphavil import (
+    AlphaVIL,
+    alpha_gradient,
+    assign,
+    flatten,
+    mix,
+    project_simplex,
+    relative_to_target,
+    update_weights,
+)
 from src.run import build, train
 from tests.conftest import compose_config
 
@@ -67,6 +76,33 @@ def test_weight_update_rules(rule, expected):
     assert update_weights(w, alpha, rule, w_min=0.25).min() >= 0.25
 
 
+@pytest.mark.parametrize(
+    "v,expected",
+    [
+        ([0.2, 0.3, 0.1], [1 / 3, 13 / 30, 7 / 30]),  # inside the simplex's plane's positive part: shift by 0.2/3
+        ([1.0, 0.47], [0.765, 0.235]),  # Σ = 1.47: each less 0.235
+        ([3.0, -1.0, 0.5], [1.0, 0.0, 0.0]),  # the largest alone: τ = 2
+        ([0.5, 0.5], [0.5, 0.5]),  # already on it
+    ],
+)
+def test_project_simplex(v, expected):
+    torch.testing.assert_close(project_simplex(torch.tensor(v)), torch.tensor(expected))
+
+
+def test_relative_to_target_reads_simplex_alpha_as_weights():
+    torch.testing.assert_close(relative_to_target(torch.tensor([0.5, 0.25, 0.25]), 2.0), torch.tensor([1.0, 0.5, 0.5]))
+    torch.testing.assert_close(relative_to_target(torch.tensor([0.2, 0.8]), 2.0), torch.tensor([1.0, 2.0]))  # capped
+    torch.testing.assert_close(relative_to_target(torch.tensor([0.0, 1.0]), 2.0), torch.tensor([0.0, 2.0]))
+
+
+def test_simplex_alpha_sums_to_1_and_persists_as_the_weights(tiny_cfg):
+    results = train(tiny_cfg("method=alphavil", "method.alpha_domain=simplex", "method.alpha_steps=3"))
+    for alpha, weights in zip(results["alpha_history"], results["weight_history"]):
+        assert sum(alpha.values()) == pytest.approx(1.0) and min(alpha.values()) >= 0
+        assert weights["left"] == 1.0  # replace: α relative to the target's, floored at w_min
+        assert weights["right"] == pytest.approx(max(min(alpha["right"] / alpha["left"], 2.0), 0.05), rel=1e-5)
+
+
 def test_target_rho_sets_the_target_share_of_each_epoch(tiny_cfg):
     results = train(tiny_cfg("method=alphavil", "method.target_rho=1.0", "method.rho=0.25", "trainer.max_epochs=1"))
     sizes = results["train_examples"]
@@ -75,22 +111,34 @@ def test_target_rho_sets_the_target_share_of_each_epoch(tiny_cfg):
 
 @pytest.mark.parametrize("rule", ["additive", "multiplicative", "replace"])
 @pytest.mark.parametrize("init", ["ones", "weights"])
-@pytest.mark.parametrize("bound", ["alpha_min", "alpha_max"])
+@pytest.mark.parametrize("bound", ["alpha_min", "alpha_max", "simplex_target_0", "simplex_target_1"])
 def test_no_option_lets_the_target_weight_move_off_1(rule, init, bound, tiny_cfg, monkeypatch):
-    """α driven to a bound every step (a huge α-gradient): the target keeps weight 1 and keeps training."""
+    """α driven to a bound every step (a huge α-gradient): the target keeps weight 1 and keeps training.
+
+    On the simplex the extremes are all of α on the target (target_1) or none of it (target_0).
+    """
     import src.methods.alphavil as alphavil
 
-    sign = 1.0 if bound == "alpha_min" else -1.0
-    monkeypatch.setattr(alphavil, "alpha_gradient", lambda g, deltas: torch.full((len(deltas),), sign * 1e9))
+    gradient = {"alpha_min": [1e9, 1e9], "alpha_max": [-1e9, -1e9], "simplex_target_0": [1e9, -1e9]}
+    gradient["simplex_target_1"] = [-1e9, 1e9]
+    monkeypatch.setattr(alphavil, "alpha_gradient", lambda g, deltas: torch.tensor(gradient[bound]))
     options = [f"method.weight_update={rule}", f"method.alpha_init={init}", "method.alpha_steps=2"]
-    extra = ["method.alpha_min=0.5", "method.alpha_max=3"] if bound == "alpha_max" else []
+    extra = {"alpha_max": ["method.alpha_min=0.5", "method.alpha_max=3"]}.get(bound, [])
+    if bound.startswith("simplex"):
+        extra = ["method.alpha_domain=simplex"]
     dm, module, trainer = build(tiny_cfg("method=alphavil", *options, *extra, "trainer.max_epochs=3"))
     trainer.fit(module, datamodule=dm)
-    target_bound = 0.0 if bound == "alpha_min" else 3.0
+    target_bound = {"alpha_min": 0.0, "alpha_max": 3.0, "simplex_target_0": 0.0, "simplex_target_1": 1.0}[bound]
     assert [r["alpha/left"] for r in module.method.history] == [target_bound] * 3
     assert [r["weight/left"] for r in module.method.history] == [1.0] * 3
     aux = module.method.history[-1]["weight/right"]  # the auxiliary's weight does move, as its rule says
-    assert aux == 0.0 if bound == "alpha_min" else aux > 1.0
+    w_min = module.method.cfg.w_min
+    if bound == "alpha_min":
+        assert aux == pytest.approx(w_min)  # never below w_min: an auxiliary at its floor still trains a delta
+    elif bound == "simplex_target_1":
+        assert aux == pytest.approx(w_min)  # α_right = 0: its weight relative to the target's is 0, floored
+    else:
+        assert aux > 1.0 and w_min > 0
     assert module.examples_seen["left"] == 3 * len(dm.train_sets["left"])  # a full pass every epoch (target_rho=1)
 
 
@@ -148,6 +196,7 @@ def test_non_finite_alpha_step_is_skipped_and_counted(tiny_cfg, monkeypatch):
         ("method.alpha_min=3", "method.alpha_min=3"),
         ("method.max_examples=0", "method.max_examples=0"),
         ("method.target_rho=0", "method.target_rho=0"),
+        ("method.alpha_domain=sphere", "method.alpha_domain='sphere'"),
     ],
 )
 def test_invalid_options_are_rejected(override, message, tmp_path):

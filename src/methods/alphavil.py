@@ -14,6 +14,11 @@ Implementation choices (every one a config option; see :class:`Config`):
       and the epoch continues with the state the target's block ended with (the target's moments).
     * ``dev_loss_before``/``dev_loss_after`` are the target loss on the first α-step's dev batch at the
       initial and the final α.
+    * α lives on a box (``alpha_min`` ≤ α_t ≤ ``alpha_max``, clamped after each step) or on the simplex
+      (α ≥ 0, Σα = 1, projected after each step: θ + Σαδ is then a convex combination of the task branches
+      θ + δ_t, as in ForkMerge's merge). The simplex has no scale, so there α starts from the weights
+      normalised (w/Σw) and the weight rule reads α relative to the target's, α_t/α_target (capped at
+      ``alpha_max``): under ``replace`` α then carries over exactly from one epoch to the next.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from src.schema import ConfigError, MethodConfig
 log = logging.getLogger(__name__)
 
 ALPHA_INIT = ("ones", "weights")
+ALPHA_DOMAINS = ("box", "simplex")
 WEIGHT_UPDATES = ("additive", "multiplicative", "replace")
 DELTA_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}  # auto: the parameters' dtype
 
@@ -43,11 +49,12 @@ DELTA_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat
 class Config(MethodConfig):
     """Options of ``method=alphavil``.
 
-    The defaults of ``target_rho``, ``alpha_init`` and ``weight_update`` come from the ablation on the
-    known-effect settings (experiments/results/known_effect/, chosen on the target's dev score): each epoch's
-    α starts where the last one ended and becomes the task's weight (α persists), and the target makes a
-    full pass over its data every epoch. The reference design's sketch had ``target_rho=rho``,
-    ``alpha_init=ones``, ``weight_update=additive``.
+    The defaults of ``target_rho``, ``alpha_init``, ``weight_update`` and ``w_min`` come from the ablation on
+    the known-effect settings (experiments/results/known_effect/, chosen on the target's dev score): each
+    epoch's α starts where the last one ended and becomes the task's weight (α persists), the target makes a
+    full pass over its data every epoch, and no auxiliary's weight falls below 0.05, so one whose α reached 0
+    still trains a delta that α can raise again. The reference design's sketch had ``target_rho=rho``,
+    ``alpha_init=ones``, ``weight_update=additive``, ``w_min=0``.
     """
 
     _target_: str = "src.methods.alphavil.AlphaVIL"
@@ -57,10 +64,11 @@ class Config(MethodConfig):
     alpha_steps: int = 10  # α-steps per epoch, one target-dev batch each
     alpha_lr: float = 0.1  # step size on ∂L_dev/∂α_t = <∇L_dev(θ + Σαδ), δ_t>
     alpha_init: str = "weights"  # weights | ones: where α starts each epoch
-    alpha_min: float = 0.0  # α is clamped to [alpha_min, alpha_max]
+    alpha_domain: str = "box"  # box: α clamped to [alpha_min, alpha_max] | simplex: α ≥ 0, Σα = 1
+    alpha_min: float = 0.0  # the box's bounds; on the simplex alpha_max caps the weights α_t/α_target
     alpha_max: float = 2.0
     weight_update: str = "replace"  # replace: α | additive: w + (α − 1) | multiplicative: w·α
-    w_min: float = 0.0  # task weights never go below this
+    w_min: float = 0.05  # auxiliary weights never go below this (0: a weight at 0 can stay there for good)
     reset_optimizer: bool = True  # each task's block starts from the epoch-start optimizer state
     delta_dtype: str = "auto"  # auto (the parameters' dtype) | float32 | bfloat16: storage of the K deltas
 
@@ -81,6 +89,7 @@ class Config(MethodConfig):
             raise ConfigError(f"w_min={self.w_min}: must be >= 0")
         for name, choices in (
             ("alpha_init", ALPHA_INIT),
+            ("alpha_domain", ALPHA_DOMAINS),
             ("weight_update", WEIGHT_UPDATES),
             ("delta_dtype", tuple(DELTA_DTYPES)),
         ):
@@ -100,6 +109,24 @@ def mix(theta: Tensor, deltas: Tensor, alpha: Tensor) -> Tensor:
     for a, d in zip(alpha.tolist(), deltas):
         out.add_(d.to(out.dtype), alpha=a)
     return out
+
+
+def project_simplex(v: Tensor) -> Tensor:
+    """The Euclidean projection of ``v`` onto the simplex {a ≥ 0, Σa = 1} (Duchi et al., ICML 2008, fig. 1)."""
+    x = v.double()  # in float64, and the largest coordinate always kept: robust to huge steps
+    u, _ = torch.sort(x, descending=True)
+    excess = torch.cumsum(u, 0) - 1  # Σ of the k largest, less 1
+    k = torch.arange(1, len(x) + 1, dtype=x.dtype, device=x.device)
+    positive = u - excess / k > 0
+    positive[0] = True
+    kept = int(positive.nonzero().max())  # the number of nonzero coordinates, less 1
+    out = (x - excess[kept] / (kept + 1)).clamp_min(0)
+    return (out / out.sum()).to(v.dtype)  # Σ = 1 up to the last bit, whatever the rounding above
+
+
+def relative_to_target(alpha: Tensor, cap: float) -> Tensor:
+    """α_t/α_target, capped at ``cap`` (also where α_target is 0): simplex α read as weights, the target's 1."""
+    return (alpha / alpha[0].clamp_min(torch.finfo(alpha.dtype).tiny)).clamp_max(cap)
 
 
 def update_weights(w: Tensor, alpha: Tensor, rule: str, w_min: float) -> Tensor:
@@ -217,7 +244,14 @@ class AlphaVIL(WeightingMethod):
                 self._close_epoch(module)
 
     def _initial_alpha(self) -> Tensor:
-        return torch.ones_like(self.w) if self.cfg.alpha_init == "ones" else self.w.clone()
+        start = torch.ones_like(self.w) if self.cfg.alpha_init == "ones" else self.w.clone()
+        return start / start.sum() if self.cfg.alpha_domain == "simplex" else self._feasible(start)
+
+    def _feasible(self, alpha: Tensor) -> Tensor:
+        """α brought back into its domain: clamped to the box, or projected onto the simplex."""
+        if self.cfg.alpha_domain == "simplex":
+            return project_simplex(alpha)
+        return alpha.clamp(self.cfg.alpha_min, self.cfg.alpha_max)
 
     def _dev_loss(self, module, batch, grad: bool) -> Tensor:
         """This process's share of the target's mean loss on the step's dev batch (see ``global_mean``)."""
@@ -248,7 +282,7 @@ class AlphaVIL(WeightingMethod):
         grad_alpha = alpha_gradient(g, self.deltas)
         if math.isfinite(loss.item()) and bool(torch.isfinite(grad_alpha).all()):
             step_alpha = self.alpha - self.cfg.alpha_lr * grad_alpha.to(self.alpha)
-            self.alpha = step_alpha.clamp(self.cfg.alpha_min, self.cfg.alpha_max)
+            self.alpha = self._feasible(step_alpha)
             self._record["alpha_steps_taken"] += 1
         else:
             self.skipped_alpha_steps += 1
@@ -267,7 +301,10 @@ class AlphaVIL(WeightingMethod):
             module.model.eval()
             self._record["dev_loss_after"] = float(module.reduce_mean(self._dev_loss(module, self._probe, grad=False)))
             module.model.train(was_training)
-        self.w = update_weights(self.w, self.alpha, self.cfg.weight_update, self.cfg.w_min)
+        alpha = self.alpha
+        if self.cfg.alpha_domain == "simplex":
+            alpha = relative_to_target(alpha, self.cfg.alpha_max)
+        self.w = update_weights(self.w, alpha, self.cfg.weight_update, self.cfg.w_min)
         if self.cfg.reset_optimizer:
             module.optimizers().optimizer.load_state_dict(self._opt_target)
         record = {f"alpha/{t}": float(a) for t, a in zip(self.names, self.alpha)}
