@@ -53,8 +53,9 @@ class Config(MethodConfig):
     the known-effect settings (experiments/results/known_effect/, chosen on the target's dev score): each
     epoch's α starts where the last one ended and becomes the task's weight (α persists), the target makes a
     full pass over its data every epoch, and no auxiliary's weight falls below 0.05, so one whose α reached 0
-    still trains a delta that α can raise again. The reference design's sketch had ``target_rho=rho``,
-    ``alpha_init=ones``, ``weight_update=additive``, ``w_min=0``.
+    still trains a delta on its own data (at weight 0 its delta is only what the optimizer's momentum, and
+    weight decay where set, do in its block, and α judges that instead of the task). The reference design's
+    sketch had ``target_rho=rho``, ``alpha_init=ones``, ``weight_update=additive``, ``w_min=0``.
     """
 
     _target_: str = "src.methods.alphavil.AlphaVIL"
@@ -68,7 +69,7 @@ class Config(MethodConfig):
     alpha_min: float = 0.0  # the box's bounds; on the simplex alpha_max caps the weights α_t/α_target
     alpha_max: float = 2.0
     weight_update: str = "replace"  # replace: α | additive: w + (α − 1) | multiplicative: w·α
-    w_min: float = 0.05  # auxiliary weights never go below this (0: a weight at 0 can stay there for good)
+    w_min: float = 0.05  # auxiliary weights never go below this (at 0 a task's delta holds none of its data)
     reset_optimizer: bool = True  # each task's block starts from the epoch-start optimizer state
     delta_dtype: str = "auto"  # auto (the parameters' dtype) | float32 | bfloat16: storage of the K deltas
 
@@ -134,9 +135,9 @@ def update_weights(w: Tensor, alpha: Tensor, rule: str, w_min: float) -> Tensor:
 
     The first task is the target, and its weight stays 1 whatever α does: it scales the target's own
     mini-epoch, which must go on training the model the run is for, and it is the unit the auxiliaries'
-    weights are read in. Left free, the additive rule drifts it towards 0, where the target stops training
-    and (δ = 0 ⇒ ∂L/∂α = 0) never recovers. α_target still decides how much of each epoch's target delta
-    enters θ.
+    weights are read in. Left free, the additive rule drifted it to 0, where the target's data no longer
+    trains the model (its delta is only the optimizer's momentum) and the run goes on without a word.
+    α_target still decides how much of each epoch's target delta enters θ.
     """
     if rule == "additive":
         new = w + (alpha - 1)
