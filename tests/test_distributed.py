@@ -132,6 +132,19 @@ def test_a_method_not_checked_on_several_processes_refuses_them(tiny_cfg, monkey
         module.on_fit_start()
 
 
+def test_a_run_ends_its_process_group(tiny_cfg, tmp_path):
+    """Lightning leaves a gloo group open at exit; its threads then abort the finished process (status -6)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        train(tiny_cfg("method=uniform", "trainer.max_epochs=1"))
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_the_slurm_submission_asks_for_every_process(tmp_path, monkeypatch):
     """A two-node job with four GPUs each: the sbatch script submitit would submit asks for 2 × 4 tasks and GPUs."""
     import submitit
