@@ -79,7 +79,7 @@ def test_weight_update_rules(rule, expected):
 @pytest.mark.parametrize(
     "v,expected",
     [
-        ([0.2, 0.3, 0.1], [1 / 3, 13 / 30, 7 / 30]),  # inside the simplex's plane's positive part: shift by 0.2/3
+        ([0.2, 0.3, 0.1], [1 / 3, 13 / 30, 7 / 30]),  # Σ = 0.6, all kept: each plus 0.4/3
         ([1.0, 0.47], [0.765, 0.235]),  # Σ = 1.47: each less 0.235
         ([3.0, -1.0, 0.5], [1.0, 0.0, 0.0]),  # the largest alone: τ = 2
         ([0.5, 0.5], [0.5, 0.5]),  # already on it
@@ -123,9 +123,12 @@ def test_no_option_lets_the_target_weight_move_off_1(rule, init, bound, tiny_cfg
     gradient["simplex_target_1"] = [-1e9, 1e9]
     monkeypatch.setattr(alphavil, "alpha_gradient", lambda g, deltas: torch.tensor(gradient[bound]))
     options = [f"method.weight_update={rule}", f"method.alpha_init={init}", "method.alpha_steps=2"]
-    extra = {"alpha_max": ["method.alpha_min=0.5", "method.alpha_max=3"]}.get(bound, [])
-    if bound.startswith("simplex"):
-        extra = ["method.alpha_domain=simplex"]
+    extra = {
+        "alpha_min": [],
+        "alpha_max": ["method.alpha_min=0.5", "method.alpha_max=3"],
+        "simplex_target_0": ["method.alpha_domain=simplex"],
+        "simplex_target_1": ["method.alpha_domain=simplex"],
+    }[bound]
     dm, module, trainer = build(tiny_cfg("method=alphavil", *options, *extra, "trainer.max_epochs=3"))
     trainer.fit(module, datamodule=dm)
     target_bound = {"alpha_min": 0.0, "alpha_max": 3.0, "simplex_target_0": 0.0, "simplex_target_1": 1.0}[bound]

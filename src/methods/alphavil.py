@@ -244,6 +244,7 @@ class AlphaVIL(WeightingMethod):
                 self.alpha = self._initial_alpha()
                 self._close_epoch(module)
 
+    # --- α's domain: the box or the simplex, in one place -------------------------------------------
     def _initial_alpha(self) -> Tensor:
         start = torch.ones_like(self.w) if self.cfg.alpha_init == "ones" else self.w.clone()
         return start / start.sum() if self.cfg.alpha_domain == "simplex" else self._feasible(start)
@@ -253,6 +254,12 @@ class AlphaVIL(WeightingMethod):
         if self.cfg.alpha_domain == "simplex":
             return project_simplex(alpha)
         return alpha.clamp(self.cfg.alpha_min, self.cfg.alpha_max)
+
+    def _as_weights(self, alpha: Tensor) -> Tensor:
+        """α as the weight rule reads it: itself on the box, relative to the target's on the simplex."""
+        if self.cfg.alpha_domain == "simplex":
+            return relative_to_target(alpha, self.cfg.alpha_max)
+        return alpha
 
     def _dev_loss(self, module, batch, grad: bool) -> Tensor:
         """This process's share of the target's mean loss on the step's dev batch (see ``global_mean``)."""
@@ -302,10 +309,7 @@ class AlphaVIL(WeightingMethod):
             module.model.eval()
             self._record["dev_loss_after"] = float(module.reduce_mean(self._dev_loss(module, self._probe, grad=False)))
             module.model.train(was_training)
-        alpha = self.alpha
-        if self.cfg.alpha_domain == "simplex":
-            alpha = relative_to_target(alpha, self.cfg.alpha_max)
-        self.w = update_weights(self.w, alpha, self.cfg.weight_update, self.cfg.w_min)
+        self.w = update_weights(self.w, self._as_weights(self.alpha), self.cfg.weight_update, self.cfg.w_min)
         if self.cfg.reset_optimizer:
             module.optimizers().optimizer.load_state_dict(self._opt_target)
         record = {f"alpha/{t}": float(a) for t, a in zip(self.names, self.alpha)}
