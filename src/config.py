@@ -120,6 +120,19 @@ def validate(cfg: DictConfig) -> None:
     if cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed}: must be >= 0")
     _check_model_reads_task(cfg)
+    _check_batching(cfg)
+
+
+def _check_batching(cfg: DictConfig) -> None:
+    """A rule that compares the tasks' gradients in each step cannot run on one task's batch per step."""
+    from hydra.utils import get_class
+
+    method = get_class(cfg.method._target_)
+    if method.schedule is None and cfg.task.batching not in method.batchings:
+        raise ConfigError(
+            f"task.batching={cfg.task.batching}: method {method.__name__} takes {' or '.join(method.batchings)} "
+            "batching only (its rule needs a batch of every task in each step); use task.batching=mixed"
+        )
 
 
 def _check_model_reads_task(cfg: DictConfig) -> None:

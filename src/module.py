@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from src.checkpoints import RECORD_KEY
-from src.data.schedule import Step
+from src.data.schedule import DEV, Step
 from src.data.tasks import TaskSpec, headline_value
 from src.methods.base import WeightingMethod
 from src.models.multitask import MultiTaskModel
@@ -87,12 +87,27 @@ class MultiTaskModule(pl.LightningModule):
         self._dev_loss = [0.0, 0]  # running sum and count of the epoch's per-example dev losses
         self.epoch_seconds: list[float] = []
         self.examples_seen = {t.name: 0 for t in tasks}  # training examples each task's loss was taken on
+        # what training spent, whatever the method: optimizer steps, forward passes of the model over a batch and
+        # backward passes (α-steps, look-aheads, trial steps, branches and merge evaluations included), and the
+        # dev examples a method trained its weights on
+        self.spent = {"optimizer_steps": 0, "forward_passes": 0, "backward_passes": 0, "dev_examples_used": 0}
+        self._in_step = False
+        model.trunk.register_forward_pre_hook(self._count_forward)
         self.test_results: dict[str, dict[str, float]] = {}
         self.test_heads: dict[str, str] = {}
         self._epoch_start = 0.0
         self._counts: dict[str, int] = {}  # the current step's global sizes, under several processes
 
+    def _count_forward(self, trunk: nn.Module, args: Any) -> None:
+        if self._in_step:  # every pass of a training step goes through the trunk; evaluation is not counted
+            self.spent["forward_passes"] += 1
+
     # --- the seam methods stand on --------------------------------------------------------------
+    def grad(self, loss: Tensor, params: Sequence[Tensor], **kwargs: Any) -> tuple[Tensor | None, ...]:
+        """``torch.autograd.grad(loss, params)``, counted as a backward pass (α-steps, look-aheads)."""
+        self.spent["backward_passes"] += 1
+        return torch.autograd.grad(loss, params, allow_unused=True, **kwargs)
+
     def loss(self, task: str, batch: dict[str, Tensor]) -> Tensor:
         """Per-example loss of ``task`` on ``batch``."""
         return self.specs[task].loss(self.model(task, batch), batch["labels"])
@@ -185,7 +200,7 @@ class MultiTaskModule(pl.LightningModule):
         rows, heads = [], {}
         for task, loss in losses.items():
             own = list(self.task_parameters(task).values())
-            grads = torch.autograd.grad(loss, shared + own, retain_graph=True, allow_unused=True)
+            grads = self.grad(loss, shared + own, retain_graph=True)
             rows.append(flat_grad(grads[: len(shared)], shared))
             heads[task] = flat_grad(grads[len(shared) :], own)
         # taken with autograd.grad, these are not reduced by DDP: every process combines the same ones
@@ -241,6 +256,8 @@ class MultiTaskModule(pl.LightningModule):
         opt.zero_grad()
         self.manual_backward(loss)
         opt.step()
+        self.spent["backward_passes"] += 1
+        self.spent["optimizer_steps"] += 1
 
     # --- Lightning hooks ------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -270,10 +287,17 @@ class MultiTaskModule(pl.LightningModule):
         # here, before validation and the checkpoint written after it, so the checkpoint holds the record.
         last = batch_idx == self.trainer.num_training_batches - 1
         self._counts = step.counts
-        self.method.training_step(self, step, last)
+        self._in_step = True
+        try:
+            self.method.training_step(self, step, last)
+        finally:
+            self._in_step = False
         for task, batch in step.data.items():
-            if task in self.examples_seen:  # the dev batch (DIW's matching, αVIL's α-steps) is not trained on
-                self.examples_seen[task] += step.counts.get(task, len(batch["labels"]))  # the whole step's
+            seen = step.counts.get(task, len(batch["labels"]))  # the whole step's
+            if task in self.examples_seen:
+                self.examples_seen[task] += seen
+            elif task == DEV:  # DIW's matching, αVIL's α-steps, Auto-Lambda's look-ahead, ForkMerge's merge
+                self.spent["dev_examples_used"] += seen
         if last:
             self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
 
@@ -369,6 +393,7 @@ class MultiTaskModule(pl.LightningModule):
             "dev_scores": list(self.dev_scores),
             "epoch_seconds": list(self.epoch_seconds),
             "examples_seen": dict(self.examples_seen),
+            "spent": dict(self.spent),
             "dev_losses": list(self.dev_losses),
             "warnings": list(self.warnings),
         }
@@ -377,5 +402,6 @@ class MultiTaskModule(pl.LightningModule):
         self.dev_scores = list(checkpoint["run_history"]["dev_scores"])
         self.epoch_seconds = list(checkpoint["run_history"]["epoch_seconds"])
         self.examples_seen = dict(checkpoint["run_history"]["examples_seen"])
+        self.spent = dict(checkpoint["run_history"]["spent"])
         self.dev_losses = list(checkpoint["run_history"]["dev_losses"])
         self.warnings = list(checkpoint["run_history"]["warnings"])

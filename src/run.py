@@ -123,6 +123,8 @@ def cluster_plugins() -> list[Any] | None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test at the best target-dev checkpoint, write ``results.json``; returns the results."""
     validate(cfg)
+    if (done := finished(cfg)) is not None:
+        return done
     if (ckpt := resume_path(cfg)) is not None:
         check_resume(cfg, ckpt)  # before any data loads: a checkpoint of another run is refused at once
     datamodule, module, trainer = build(cfg)
@@ -208,6 +210,55 @@ def _resume_hint(cfg: DictConfig, trainer: pl.Trainer) -> str:
     )
 
 
+def finished(cfg: DictConfig) -> dict[str, Any] | None:
+    """The results of this very run if it already finished in its folder (``ckpt_path=auto``), else ``None``.
+
+    A sweep started again in its folder then skips its finished jobs and keeps their records (figures, wall
+    time) as they were. The same folder with another run's settings is refused.
+    """
+    path = Path(cfg.paths.output_dir) / "results.json"
+    if cfg.ckpt_path != "auto" or not path.exists():
+        return None
+    results = json.loads(path.read_text())
+    record, recorded = _jsonable(run_record(cfg)), results.get("run_record", {})
+    if recorded != record:
+        changed = sorted(k for k in {*record, *recorded} if record.get(k) != recorded.get(k))
+        raise ConfigError(
+            f"{path.parent} holds a finished run with other settings ({', '.join(changed[:5])}"
+            f"{', …' if len(changed) > 5 else ''}): start this run in a new folder"
+        )
+    if results.get("epochs") != cfg.trainer.max_epochs or results.get("target_test") is None and cfg.test:
+        return None  # more epochs, or the test not yet run: continue from last.ckpt
+    log.info("%s: this run already finished; its results are kept as they are", path)
+    return results
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as it reads back from results.json (tuples as lists, anything else as its text)."""
+    return json.loads(json.dumps(record, default=str))
+
+
+def budget_record(datamodule: MultiTaskDataModule, per_epoch: dict[str, int]) -> dict[str, Any]:
+    """The run's budget: its rule with the rule's parameter, examples of each task per epoch, the batching."""
+    rule = datamodule.budget_rule
+    parameter = {"temperature": datamodule.temperature, "fraction": datamodule.budget_fraction}
+    out: dict[str, Any] = {"rule": rule}
+    if rule in parameter:
+        out[rule] = parameter[rule]
+    return {**out, "per_epoch": per_epoch, "batching": datamodule.batching}
+
+
+def peak_memory_mb(module: MultiTaskModule) -> float:
+    """The peak memory of training: the GPU's allocated memory on CUDA, else the process's peak resident size."""
+    import resource
+
+    import torch
+
+    if module.device.type == "cuda":
+        return torch.cuda.max_memory_allocated(module.device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -218,6 +269,7 @@ def write_atomically(path: Path, text: str) -> None:
 def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule) -> dict[str, Any]:
     scores = module.dev_scores
     best = max(range(len(scores)), key=scores.__getitem__) if scores else None
+    budget, epochs_run = datamodule.budget(), len(module.epoch_seconds)
     return {
         "target": datamodule.target,
         "method": cfg.method._target_.rsplit(".", 1)[-1],
@@ -237,11 +289,22 @@ def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule) -
         else math.nan,
         "train_examples": {t: len(d) for t, d in datamodule.train_sets.items()},
         "examples_seen": dict(module.examples_seen),  # examples each task was trained on, over all epochs
+        "budget": budget_record(datamodule, budget),
+        "schedule": method.schedule or datamodule.batching,  # what the steps held: mixed, sampled, blocks, ...
+        # examples seen over what the budget planned, per task: 1 for a method that met it; ForkMerge's target
+        # trains in every branch (K+1), post-training's phases split the epochs
+        "budget_multiple": {t: module.examples_seen[t] / max(1, epochs_run * budget[t]) for t in budget},
+        "dev_examples": len(datamodule.dev_set),
+        "optimizer_steps": module.spent["optimizer_steps"],
+        "passes": {"forward": module.spent["forward_passes"], "backward": module.spent["backward_passes"]},
+        "dev_examples_used": module.spent["dev_examples_used"],
+        "peak_memory_mb": peak_memory_mb(module),
         "weights": method.weights(),
         **method.histories(),
         "seed": cfg.seed,
         "epochs": cfg.trainer.max_epochs,
         "overrides": _overrides(),
+        "run_record": _jsonable(run_record(cfg)),
     }
 
 

@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 
 from omegaconf import MISSING
 
-MIXING = ("equal", "proportional", "temperature")  # see src.data.schedule.mixing_budget
+BUDGETS = ("equal", "proportional", "temperature", "fraction", "counts")  # src.data.schedule.epoch_budget
+BATCHINGS = ("mixed", "sampled")  # src.data.schedule.mixed_plan, sampled_plan
 
 
 class ConfigError(ValueError):
@@ -61,9 +62,14 @@ class TaskConfig:
     eval_batch_size: int = 256
     max_train_examples: int | None = None  # per task; a quick run on a slice is one override
     train_examples: dict[str, int] = field(default_factory=dict)  # per-task caps over max_train_examples
-    mixing: str = "equal"  # equal | proportional | temperature: auxiliary examples per epoch in mixed batches
-    temperature: float = 2.0  # for mixing=temperature: each task drawn in proportion to size^(1/T)
+    # the budget: examples of each auxiliary per epoch, beside the target's pass; every method draws from it
+    budget: str = "equal"  # equal | proportional | temperature | fraction | counts
+    temperature: float = 2.0  # budget=temperature: size^(1/T); T >= 1 (1: proportional, large: equal)
+    budget_fraction: float = 0.5  # budget=fraction: this share of each auxiliary per epoch
+    budget_examples: dict[str, int] = field(default_factory=dict)  # budget=counts: auxiliary → examples per epoch
+    batching: str = "mixed"  # mixed: each step a batch of every task | sampled: one task's batch per step
     max_eval_examples: int | None = None  # dev and each test split
+    dev_examples: int | None = None  # the target's dev split, capped (a low-resource dev set); over max_eval_examples
     dev_fraction: float = 0.1
     seed: int = "${seed}"  # type: ignore[assignment]
     num_workers: int = 0
@@ -72,10 +78,16 @@ class TaskConfig:
         from hydra.utils import get_class
 
         _positive(self, "batch_size", "eval_batch_size")
-        _positive(self, "max_train_examples", "max_eval_examples", allow_none=True)
-        _fraction(self, "dev_fraction")
-        _choice(self, "mixing", MIXING)
+        _positive(self, "max_train_examples", "max_eval_examples", "dev_examples", allow_none=True)
+        _fraction(self, "dev_fraction", "budget_fraction")
+        _choice(self, "budget", BUDGETS)
+        _choice(self, "batching", BATCHINGS)
         _positive(self, "temperature")
+        if self.temperature < 1:
+            raise ConfigError(
+                f"temperature={self.temperature}: must be >= 1 (1 draws in proportion to size, larger values "
+                "move towards equal; below 1 would favour large auxiliaries beyond their size)"
+            )
         _non_negative(self, "num_workers")
         if self.dev_fraction == 1:
             raise ConfigError("dev_fraction=1: nothing would be left to train on; use a value below 1")
@@ -87,12 +99,22 @@ class TaskConfig:
             check_tasks(datamodule.GROUP, list(datamodule.TASKS), self.target, auxiliaries)
         except ValueError as e:
             raise ConfigError(str(e).removeprefix("task.")) from None
-        training = list(datamodule.TASKS) if self.auxiliaries == "auto" else [self.target, *auxiliaries]
+        if self.auxiliaries == "auto":
+            auxiliaries = [t for t in datamodule.TASKS if t != self.target]
+        training = [self.target, *auxiliaries]
         for task, n in self.train_examples.items():
             if task not in training:
                 raise ConfigError(f"train_examples has {task!r}, which is not a training task ({', '.join(training)})")
             if not 0 < n < math.inf:
                 raise ConfigError(f"train_examples.{task}={n}: must be a positive number")
+        for task, n in self.budget_examples.items():
+            if task not in auxiliaries:
+                raise ConfigError(f"budget_examples has {task!r}, which is not an auxiliary ({', '.join(auxiliaries)})")
+            if not 0 < n < math.inf:
+                raise ConfigError(f"budget_examples.{task}={n}: must be a positive number")
+        missing = sorted(set(auxiliaries) - set(self.budget_examples))
+        if self.budget == "counts" and missing and self.auxiliaries != "auto":  # auto: checked when the data loads
+            raise ConfigError(f"budget=counts needs budget_examples for every auxiliary; missing: {', '.join(missing)}")
 
 
 @dataclass

@@ -103,10 +103,13 @@ def test_simplex_alpha_sums_to_1_and_persists_as_the_weights(tiny_cfg):
         assert weights["right"] == pytest.approx(max(min(alpha["right"] / alpha["left"], 2.0), 0.05), rel=1e-5)
 
 
-def test_target_rho_sets_the_target_share_of_each_epoch(tiny_cfg):
-    results = train(tiny_cfg("method=alphavil", "method.target_rho=1.0", "method.rho=0.25", "trainer.max_epochs=1"))
+def test_blocks_train_on_the_budget_of_the_run(tiny_cfg):
+    """The target's block is its pass, each auxiliary's block its budget (here a quarter of it per epoch)."""
+    results = train(tiny_cfg("method=alphavil", "task.budget=fraction", "task.budget_fraction=0.25"))
     sizes = results["train_examples"]
-    assert results["examples_seen"] == {"left": sizes["left"], "right": round(0.25 * sizes["right"])}
+    assert results["budget"]["per_epoch"] == {"left": sizes["left"], "right": round(0.25 * sizes["right"])}
+    assert results["examples_seen"] == {"left": 2 * sizes["left"], "right": 2 * round(0.25 * sizes["right"])}
+    assert results["budget_multiple"] == {"left": 1.0, "right": 1.0}
 
 
 @pytest.mark.parametrize("rule", ["additive", "multiplicative", "replace"])
@@ -146,11 +149,11 @@ def test_no_option_lets_the_target_weight_move_off_1(rule, init, bound, tiny_cfg
 
 
 def test_alpha_steps_zero_single_task_equals_plain_training(tiny_cfg):
-    """One task, no α-steps, ρ=1: θ + 1·δ is exactly what training on the target alone gives."""
+    """One task, no α-steps: θ + 1·δ is exactly what training on the target alone gives."""
     common = ("task.auxiliaries=[]", "trainer.max_epochs=2")
     dm, plain, trainer = build(tiny_cfg("method=single_task", *common))
     trainer.fit(plain, datamodule=dm)
-    dm, avil, trainer = build(tiny_cfg("method=alphavil", "method.alpha_steps=0", "method.rho=1.0", *common))
+    dm, avil, trainer = build(tiny_cfg("method=alphavil", "method.alpha_steps=0", *common))
     trainer.fit(avil, datamodule=dm)
     for k, v in plain.model.state_dict().items():  # θ + (θ_t − θ) equals θ_t up to float rounding
         torch.testing.assert_close(v, avil.model.state_dict()[k], rtol=1e-5, atol=1e-6)
@@ -189,16 +192,12 @@ def test_non_finite_alpha_step_is_skipped_and_counted(tiny_cfg, monkeypatch):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("method.rho=0", "method.rho=0"),
-        ("method.rho=1.5", "method.rho=1.5"),
         ("method.alpha_steps=-1", "method.alpha_steps=-1"),
         ("method.alpha_lr=0", "method.alpha_lr=0"),
         ("method.alpha_init=zeros", "method.alpha_init='zeros'"),
         ("method.weight_update=max", "method.weight_update='max'"),
         ("method.delta_dtype=float16", "method.delta_dtype='float16'"),
         ("method.alpha_min=3", "method.alpha_min=3"),
-        ("method.max_examples=0", "method.max_examples=0"),
-        ("method.target_rho=0", "method.target_rho=0"),
         ("method.alpha_domain=sphere", "method.alpha_domain='sphere'"),
     ],
 )
@@ -242,6 +241,7 @@ def test_negative_transfer_random_label_task_gets_less_weight(tiny_cfg):
             "task.max_train_examples=null",
             "trainer.max_epochs=4",
             "method.alpha_steps=5",
+            "task.budget=fraction",  # half of each auxiliary per epoch
         )
     )
     assert results["weights"]["noise"] < results["weights"]["right"], results["weight_history"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from dataclasses import replace
+
 import torch
 
 from src.data.schedule import DEV, EpochData
@@ -164,13 +166,12 @@ def test_forkmerge_merges_a_convex_combination_each_epoch(tiny_cfg):
 def test_post_train_plans_auxiliaries_then_the_target():
     method = PostTrain(aux_epochs=1)
     method.setup(TASKS, "left")
-    data = EpochData({"left": 100, "right": 300, DEV: 20}, 32, {"left": 100, "right": 100})
+    data = EpochData({"left": 100, "right": 300, DEV: 20}, 32, {"left": 100, "right": 100}, epoch=0)
     g = torch.Generator().manual_seed(0)
     first = method.plan_epoch(data, g)
     assert all("left" not in s.indices for s in first) and sum(len(s.indices["right"]) for s in first) == 100
     assert method.w.tolist() == [0.0, 1.0]
-    method.history.append({})  # epoch 0 closed
-    second = method.plan_epoch(data, g)
+    second = method.plan_epoch(replace(data, epoch=1), g)
     assert all(set(s.indices) == {"left"} for s in second) and second[0].block == "finetune"
     assert method.w.tolist() == [1.0, 0.0]
 

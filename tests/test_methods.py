@@ -256,14 +256,19 @@ def test_static_rejects_a_negative_weight_at_validation(tmp_path):
 def test_per_task_sizes_and_examples_seen(tiny_cfg):
     results = train(tiny_cfg("method=uniform", "task.max_train_examples=null", "task.train_examples={left: 50}"))
     assert results["train_examples"] == {"left": 50, "right": 270}  # 300 images less the 30 of dev
-    # equal mixing: two epochs of one pass over the target, the auxiliary drawn as often
+    # the equal budget: two epochs of one pass over the target, the auxiliary drawn as often
     assert results["examples_seen"] == {"left": 100, "right": 100}
 
 
-@pytest.mark.parametrize("mixing,expected", [("equal", 50), ("proportional", 270), ("temperature", 116)])
-def test_mixing_rules_set_the_auxiliary_examples_per_epoch(mixing, expected, tiny_cfg):
-    """50 target and 270 auxiliary examples: equal 50; proportional 270; temperature 2: 50·√(270/50) = 116."""
-    overrides = ("task.max_train_examples=null", "task.train_examples={left: 50}", f"task.mixing={mixing}")
+@pytest.mark.parametrize(
+    "budget,expected",
+    [("equal", 50), ("proportional", 270), ("temperature", 116), ("fraction", 135), ("counts", 77)],
+)
+def test_budget_rules_set_the_auxiliary_examples_per_epoch(budget, expected, tiny_cfg):
+    """50 target and 270 auxiliary examples: equal 50; proportional 270; temperature 2: 50·√(270/50) = 116;
+    fraction 0.5: 135; counts: as given."""
+    overrides = ("task.max_train_examples=null", "task.train_examples={left: 50}", f"task.budget={budget}")
+    overrides += ("task.budget_examples={right: 77}",)
     results = train(tiny_cfg("method=uniform", *overrides, "trainer.max_epochs=1"))
     assert results["examples_seen"] == {"left": 50, "right": expected}
     steps = results["examples_seen"]["left"] / 32  # target batches per epoch (batch_size 32)
@@ -271,14 +276,14 @@ def test_mixing_rules_set_the_auxiliary_examples_per_epoch(mixing, expected, tin
 
 
 def test_mixed_steps_spread_an_auxiliary_like_the_target_batches():
-    from src.data.schedule import EpochData, mixing_budget
+    from src.data.schedule import EpochData, epoch_budget
     from src.data.tasks import TaskSpec
     from src.methods.uniform import Uniform
 
     method = Uniform()
     method.setup([TaskSpec("t", 2), TaskSpec("a", 2), TaskSpec("b", 2)], "t")
     sizes = {"t": 100, "a": 1000, "b": 10, DEV: 20}
-    data = EpochData(sizes, 32, mixing_budget(sizes, "t", "proportional"))
+    data = EpochData(sizes, 32, epoch_budget(sizes, "t", "proportional"))
     steps = method.plan_epoch(data, torch.Generator().manual_seed(0))
     assert [len(s.indices["t"]) for s in steps] == [32, 32, 32, 4]
     assert [len(s.indices["a"]) for s in steps] == [320, 320, 320, 40]  # ten times the target's batches

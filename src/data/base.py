@@ -16,9 +16,9 @@ from src.data.schedule import (
     EpochData,
     Step,
     TaskData,
+    epoch_budget,
     epoch_generator,
     eval_loader,
-    mixing_budget,
     shard,
     step_loader,
 )
@@ -91,10 +91,15 @@ class MultiTaskDataModule(pl.LightningDataModule):
         max_train_examples: cap on each task's training examples (``None``: all).
         train_examples: per-task caps that replace ``max_train_examples`` for the tasks named
             (``{left: 1000}``: a low-resource target beside full-size auxiliaries).
-        mixing: how many examples of each auxiliary an epoch of mixed batches draws
-            (:func:`~src.data.schedule.mixing_budget`: ``equal``, ``proportional``, ``temperature``).
-        temperature: the temperature of ``mixing=temperature``.
+        budget: the rule for each auxiliary's examples per epoch, beside the target's pass
+            (:func:`~src.data.schedule.epoch_budget`: ``equal``, ``proportional``, ``temperature``,
+            ``fraction``, ``counts``); every method's plan draws from it.
+        temperature: the temperature of ``budget=temperature``.
+        budget_fraction: the share of each auxiliary of ``budget=fraction``.
+        budget_examples: each auxiliary's examples per epoch under ``budget=counts``.
+        batching: ``mixed`` or ``sampled`` steps (:class:`~src.data.schedule.EpochData`).
         max_eval_examples: cap on the dev and each test split (``None``: all).
+        dev_examples: cap on the dev split alone, over ``max_eval_examples`` (a low-resource dev set).
         dev_fraction: share of the target's training data held out as its dev split.
         seed: seeds every random choice of the data (dev carve-out, caps, epoch sampling).
         num_workers: DataLoader workers.
@@ -113,8 +118,12 @@ class MultiTaskDataModule(pl.LightningDataModule):
         max_train_examples: int | None = None,
         max_eval_examples: int | None = None,
         train_examples: Mapping[str, int] | None = None,
-        mixing: str = "equal",
+        budget: str = "equal",
         temperature: float = 2.0,
+        budget_fraction: float = 0.5,
+        budget_examples: Mapping[str, int] | None = None,
+        batching: str = "mixed",
+        dev_examples: int | None = None,
         dev_fraction: float = 0.1,
         seed: int = 0,
         num_workers: int = 0,
@@ -125,7 +134,9 @@ class MultiTaskDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.max_train_examples, self.max_eval_examples = max_train_examples, max_eval_examples
         self.train_examples = dict(train_examples or {})
-        self.mixing, self.temperature = mixing, temperature
+        self.budget_rule, self.temperature, self.batching = budget, temperature, batching
+        self.budget_fraction, self.budget_examples = budget_fraction, dict(budget_examples or {})
+        self.dev_examples = dev_examples
         self.dev_fraction, self.seed, self.num_workers = dev_fraction, seed, num_workers
         self.planner: Planner | None = None
         self.train_sets: dict[str, TaskData] = {}
@@ -152,7 +163,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
         self.train_sets = {
             t: cap(d, self.train_examples.get(t, self.max_train_examples), self.seed + 1) for t, d in train.items()
         }
-        self.dev_set = cap(dev, self.max_eval_examples, self.seed + 2)
+        self.dev_set = cap(dev, self.dev_examples or self.max_eval_examples, self.seed + 2)
         self.test_sets = {t: cap(d, self.max_eval_examples, self.seed + 3) for t, d in test.items()}
         if len(self.dev_set) < 2:  # one example has no accuracy spread, no correlation, no MCC
             raise DataError(
@@ -165,17 +176,25 @@ class MultiTaskDataModule(pl.LightningDataModule):
                     f"the training split of {task!r} is empty after the dev carve-out and caps; check "
                     "task.dev_fraction, task.train_examples and task.max_train_examples"
                 )
+        self.budget()  # a budget the splits cannot meet is refused here, before training
 
     def sizes(self) -> dict[str, int]:
         """Training examples per task and the dev split's size under :data:`DEV`."""
         return {**{t: len(d) for t, d in self.train_sets.items()}, DEV: len(self.dev_set)}
 
+    def budget(self) -> dict[str, int]:
+        """Examples of each task per epoch: the target's pass and each auxiliary's count from the budget rule."""
+        return epoch_budget(
+            self.sizes(), self.target, self.budget_rule, self.temperature, self.budget_fraction, self.budget_examples
+        )
+
+    def epoch_data(self, epoch: int) -> EpochData:
+        return EpochData(self.sizes(), self.batch_size, self.budget(), self.batching, epoch)
+
     def plan(self, epoch: int) -> list[Step]:
         if self.planner is None:
             raise RuntimeError("no schedule: call schedule_with(method.plan_epoch) before training")
-        sizes = self.sizes()
-        mixed = mixing_budget(sizes, self.target, self.mixing, self.temperature)
-        return self.planner(EpochData(sizes, self.batch_size, mixed), epoch_generator(self.seed, epoch))
+        return self.planner(self.epoch_data(epoch), epoch_generator(self.seed, epoch))
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0

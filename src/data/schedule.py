@@ -47,39 +47,76 @@ class Step:
     counts: dict[str, int] = field(default_factory=dict)  # the whole step's examples per key, when sharded
 
 
+BUDGETS = ("equal", "proportional", "temperature", "fraction", "counts")
+BATCHINGS = ("mixed", "sampled")
+MAX_PASSES = 100  # a budget rule may draw at most this many passes over an auxiliary per epoch
+
+
 @dataclass(frozen=True)
 class EpochData:
-    """What a method plans an epoch from.
+    """What a method plans an epoch from: a pure function of this, the epoch and a generator.
 
     Attributes:
         sizes: training examples per task, and the dev split's size under :data:`DEV`.
-        batch_size: the target's examples per step.
-        mixed: examples of each task per epoch in mixed batches (``task.mixing``; the target's is its size).
+        batch_size: examples of one task per step.
+        budget: examples of each task per epoch (:func:`epoch_budget`): the target's pass (its size) and each
+            auxiliary's count from ``task.budget``. Every method's plan draws from it.
+        batching: ``mixed`` (each step a batch of every task) or ``sampled`` (each step one task's batch, the
+            epoch's batches of all tasks in a seeded shuffle), for methods whose rule is a weighted sum of losses.
+        epoch: the epoch being planned (0-based).
     """
 
     sizes: Mapping[str, int]
     batch_size: int
-    mixed: Mapping[str, int]
+    budget: Mapping[str, int]
+    batching: str = "mixed"
+    epoch: int = 0
 
 
-def mixing_budget(sizes: Mapping[str, int], target: str, rule: str, temperature: float = 2.0) -> dict[str, int]:
-    """Examples of each task per epoch when every step holds a batch of every task.
+def epoch_budget(
+    sizes: Mapping[str, int],
+    target: str,
+    rule: str,
+    temperature: float = 2.0,
+    fraction: float = 0.5,
+    counts: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Examples of each task per epoch: the one budget every method's plan draws from.
 
-    An epoch is one pass over the target. The rules of multitask NLP set each task's share r_t:
-    ``equal`` gives every auxiliary as many examples as the target; ``proportional`` r_t ∝ size_t (one
-    pass over every task: a large auxiliary is seen as often as in its own training); ``temperature``
-    r_t ∝ size_t^(1/T), between the two (T=1: proportional; T→∞: equal).
+    An epoch is one pass over the target. Each auxiliary t gets, by ``rule``: ``equal``, as many examples as
+    the target; ``proportional``, its size (one pass over every task); ``temperature``, n·(size_t/n)^(1/T),
+    between the two (T=1: proportional; T→∞: equal), as multitask NLP samples tasks; ``fraction``, that
+    share of its own size (0.5: half of each auxiliary, αVIL's paper-style mini-epoch); ``counts``, the
+    number given for it. Drawing more than :data:`MAX_PASSES` passes over an auxiliary is refused.
     """
     n = sizes[target]
+    auxiliaries = [t for t in sizes if t not in (target, DEV)]
     if rule == "equal":
-        share = {t: 1.0 for t in sizes}
+        drawn = {t: n for t in auxiliaries}
     elif rule == "proportional":
-        share = {t: sizes[t] / n for t in sizes}
+        drawn = {t: sizes[t] for t in auxiliaries}
     elif rule == "temperature":
-        share = {t: (sizes[t] / n) ** (1 / temperature) for t in sizes}
+        drawn = {t: n * (sizes[t] / n) ** (1 / temperature) for t in auxiliaries}
+    elif rule == "fraction":
+        drawn = {t: fraction * sizes[t] for t in auxiliaries}
+    elif rule == "counts":
+        counts = dict(counts or {})
+        if missing := [t for t in auxiliaries if t not in counts]:
+            raise ValueError(
+                f"task.budget=counts needs task.budget_examples for every auxiliary; missing: {', '.join(missing)}"
+            )
+        drawn = {t: counts[t] for t in auxiliaries}
     else:
-        raise ValueError(f"mixing={rule!r}: must be equal, proportional or temperature")
-    return {t: max(1, round(n * share[t])) for t in sizes if t != DEV}
+        raise ValueError(f"task.budget={rule!r}: must be one of {', '.join(BUDGETS)}")
+    out = {target: n}
+    for t, k in drawn.items():
+        if not k <= MAX_PASSES * sizes[t]:
+            raise ValueError(
+                f"task.budget={rule} draws {k:.3g} examples of {t!r} per epoch, over {MAX_PASSES} passes over its "
+                f"{sizes[t]} examples; choose a smaller budget"
+            )
+        out[t] = max(1, round(k))
+    return out
 
 
 def split_like(indices: Tensor, sizes: Sequence[int]) -> list[Tensor]:
@@ -116,6 +153,58 @@ def block(name: str, batches: Sequence[Mapping[str, Tensor]]) -> list[Step]:
         Step(indices=dict(b), block=name, first_in_block=i == 0, last_in_block=i == len(batches) - 1)
         for i, b in enumerate(batches)
     ]
+
+
+def target_plan(data: EpochData, target: str, generator: torch.Generator) -> list[Step]:
+    """The target alone: one pass over its training data in batches of ``data.batch_size``."""
+    order = torch.randperm(data.sizes[target], generator=generator)
+    return finish([Step(indices={target: b}) for b in chunks(order, data.batch_size)])
+
+
+def mixed_plan(data: EpochData, tasks: Sequence[str], generator: torch.Generator, with_dev: bool = False) -> list[Step]:
+    """Each step holds a batch of every task in ``tasks`` (the target first), and of dev when ``with_dev``.
+
+    The target makes one pass in batches of ``data.batch_size``; each auxiliary's budget is drawn afresh
+    each epoch without replacement (repeating only when the split is smaller) and spread over the steps in
+    proportion to the target's batches. A step whose share of a task is empty leaves that task out.
+    """
+    target, auxiliaries = tasks[0], tasks[1:]
+    batches = chunks(torch.randperm(data.sizes[target], generator=generator), data.batch_size)
+    lengths = [len(b) for b in batches]
+    per_task = {t: split_like(sample(data.sizes[t], data.budget[t], generator), lengths) for t in auxiliaries}
+    if with_dev:
+        per_task[DEV] = split_like(sample(data.sizes[DEV], data.sizes[target], generator), lengths)
+    steps = [
+        Step(indices={target: b, **{t: c[i] for t, c in per_task.items() if len(c[i])}}) for i, b in enumerate(batches)
+    ]
+    return finish(steps)
+
+
+def task_batches(data: EpochData, task: str, generator: torch.Generator, first: bool) -> list[Tensor]:
+    """One task's examples of the epoch in batches: a pass over the target (``first``), else its budget."""
+    n = data.sizes[task]
+    picked = torch.randperm(n, generator=generator) if first else sample(n, data.budget[task], generator)
+    return chunks(picked, data.batch_size)
+
+
+def sampled_plan(data: EpochData, tasks: Sequence[str], generator: torch.Generator) -> list[Step]:
+    """Each step holds one task's batch; the epoch's batches of every task in one seeded shuffle.
+
+    The schedule of multitask NLP (MT-DNN shuffles the single-task batches of every task; jiant samples one
+    task per step). Examples per task are the budget's, as in :func:`mixed_plan`; steps are the sum of
+    every task's batches, the same as αVIL's per-task blocks (:func:`block_plan`) at the same budget.
+    """
+    batches = [(t, b) for i, t in enumerate(tasks) for b in task_batches(data, t, generator, first=i == 0)]
+    order = torch.randperm(len(batches), generator=generator).tolist()
+    return finish([Step(indices={batches[i][0]: batches[i][1]}) for i in order])
+
+
+def block_plan(data: EpochData, tasks: Sequence[str], generator: torch.Generator) -> list[Step]:
+    """The batches of :func:`sampled_plan` without the shuffle: one named block per task, in ``tasks``' order."""
+    steps: list[Step] = []
+    for i, task in enumerate(tasks):
+        steps += block(task, [{task: b} for b in task_batches(data, task, generator, first=i == 0)])
+    return steps
 
 
 def finish(steps: list[Step]) -> list[Step]:

@@ -1,7 +1,8 @@
 """αVIL: α-Variable Importance Learning (Kourdis, Gordon-Hall, Gorinski; arXiv 2405.07769).
 
-Per epoch, every task (the target first) trains a model delta from the same parameters θ on a
-mini-epoch of its own data, with its loss scaled by the task's weight. One α per task is then tuned
+Per epoch, every task (the target first) trains a model delta from the same parameters θ on its
+share of the epoch's budget (``task.budget``: the target's pass, each auxiliary's count), with its loss
+scaled by the task's weight. One α per task is then tuned
 on the target's dev loss to mix the deltas, θ ← θ + Σ_t α_t δ_t, and the task weights move with α.
 
 Implementation choices (every one a config option; see :class:`Config`):
@@ -32,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector
 
-from src.data.schedule import DEV, Step, block, chunks, finish, sample
+from src.data.schedule import DEV, Step, block, block_plan, chunks, finish, sample
 from src.methods.base import WeightingMethod
 from src.module import flat_grad
 from src.schema import ConfigError, MethodConfig
@@ -49,19 +50,14 @@ DELTA_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat
 class Config(MethodConfig):
     """Options of ``method=alphavil``.
 
-    The defaults of ``target_rho``, ``alpha_init``, ``weight_update`` and ``w_min`` come from the ablation on
-    the known-effect settings (experiments/results/known_effect/, chosen on the target's dev score): each
-    epoch's α starts where the last one ended and becomes the task's weight (α persists), the target makes a
-    full pass over its data every epoch, and no auxiliary's weight falls below 0.05, so one whose α reached 0
-    still trains a delta on its own data (at weight 0 its delta is only what the optimizer's momentum, and
-    weight decay where set, do in its block, and α judges that instead of the task). The reference design's
-    sketch had ``target_rho=rho``, ``alpha_init=ones``, ``weight_update=additive``, ``w_min=0``.
+    How many examples each task's block trains on is the run's budget (``task.budget``), not an option here:
+    every method draws from the same one. Each epoch's α starts from the weights and becomes them (α
+    persists), and no auxiliary's weight falls below ``w_min``, so every auxiliary's delta holds some of its
+    data (at weight 0 a block's delta would be only the optimizer's momentum, which α would judge instead
+    of the task). The choices and how they were made: docs and experiments/results/.
     """
 
     _target_: str = "src.methods.alphavil.AlphaVIL"
-    rho: float = 0.5  # share of a task's training set in its mini-epoch (2 tasks: the cost of uniform)
-    target_rho: float | None = 1.0  # the target's share (null: rho); 1: a full pass per epoch, as other methods
-    max_examples: int | None = None  # cap on a mini-epoch, for large auxiliaries
     alpha_steps: int = 10  # α-steps per epoch, one target-dev batch each
     alpha_lr: float = 0.1  # step size on ∂L_dev/∂α_t = <∇L_dev(θ + Σαδ), δ_t>
     alpha_init: str = "weights"  # weights | ones: where α starts each epoch
@@ -74,12 +70,6 @@ class Config(MethodConfig):
     delta_dtype: str = "auto"  # auto (the parameters' dtype) | float32 | bfloat16: storage of the K deltas
 
     def __post_init__(self) -> None:
-        if not 0 < self.rho <= 1:
-            raise ConfigError(f"rho={self.rho}: must be a fraction in (0, 1]")
-        if self.target_rho is not None and not 0 < self.target_rho <= 1:
-            raise ConfigError(f"target_rho={self.target_rho}: must be a fraction in (0, 1] or null")
-        if self.max_examples is not None and self.max_examples <= 0:
-            raise ConfigError(f"max_examples={self.max_examples}: must be a positive number or null")
         if self.alpha_steps < 0:
             raise ConfigError(f"alpha_steps={self.alpha_steps}: must be >= 0")
         if not self.alpha_lr > 0:
@@ -176,7 +166,8 @@ class AlphaVIL(WeightingMethod):
     Config = Config
     distributed = True
     whole_epochs = True
-    shorten_with = "task.max_train_examples, method.rho or method.max_examples"
+    schedule = "blocks"  # sampled batches without the shuffle: one block per task, then the α-steps
+    shorten_with = "task.max_train_examples or task.budget"
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -196,22 +187,12 @@ class AlphaVIL(WeightingMethod):
         super().setup(tasks, target)
         self.alpha = torch.ones(len(tasks))
 
-    # --- schedule: one block per task (target first), then one of α-steps ------------------------
-    def mini_epoch(self, task: str, size: int) -> int:
-        """Examples of ``task`` in its mini-epoch: its share (``rho``, ``target_rho``), capped by ``max_examples``."""
-        rho = self.cfg.target_rho if task == self.target and self.cfg.target_rho is not None else self.cfg.rho
-        n = max(1, round(rho * size))
-        return min(n, self.cfg.max_examples) if self.cfg.max_examples else n
-
+    # --- schedule: one block per task (target first) from the budget, then one of α-steps -------------
     def plan_epoch(self, data, generator) -> list[Step]:
-        steps: list[Step] = []
-        sizes, batch_size = data.sizes, data.batch_size
-        for task in self.names:
-            picked = sample(sizes[task], self.mini_epoch(task, sizes[task]), generator)
-            steps += block(task, [{task: c} for c in chunks(picked, batch_size)])
+        steps = block_plan(data, self.names, generator)
         if self.cfg.alpha_steps:
-            dev = sample(sizes[DEV], self.cfg.alpha_steps * batch_size, generator)
-            steps += block("alpha", [{DEV: c} for c in chunks(dev, batch_size)][: self.cfg.alpha_steps])
+            dev = sample(data.sizes[DEV], self.cfg.alpha_steps * data.batch_size, generator)
+            steps += block("alpha", [{DEV: c} for c in chunks(dev, data.batch_size)][: self.cfg.alpha_steps])
         return finish(steps)
 
     # --- steps ------------------------------------------------------------------------------------
@@ -278,7 +259,7 @@ class AlphaVIL(WeightingMethod):
         try:
             assign(params, mix(self.theta, self.deltas, self.alpha))
             loss = self._dev_loss(module, batch, grad=True)
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            grads = module.grad(loss, params)
         finally:
             module.model.train(was_training)
         # α's arithmetic in at least float32, whatever the parameters' dtype (bf16-true training); the

@@ -80,7 +80,7 @@ class AutoLambda(WeightingMethod):
         ]
         with module.displaced(moves):
             dev_loss = module.global_mean(module.loss(self.target, dev_batch), DEV)
-            d = torch.autograd.grad(dev_loss, shared + head, allow_unused=True)
+            d = module.grad(dev_loss, shared + head)
         # the whole step's dev batch: every process takes the same λ step
         d_shared, d_head = (
             module.reduce_mean(flat_grad(g, p)) for g, p in ((d[: len(shared)], shared), (d[len(shared) :], head))

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from src.data.schedule import DEV, EpochData, Step, chunks, finish, sample, split_like
+from src.data import schedule
+from src.data.schedule import EpochData, Step
 from src.data.tasks import TaskSpec
 from src.schema import MethodConfig
 
@@ -46,12 +47,19 @@ class WeightingMethod(nn.Module):
         whole_epochs: the method must see every step of an epoch (αVIL's α-steps close it), so it refuses
             trainer settings that cut an epoch short. Methods without it support cut epochs: the epoch is
             closed at its last *executed* step, so the record is never empty.
+        batchings: the ``task.batching`` values the method's rule works under: a weighted sum of losses works
+            on ``mixed`` and ``sampled`` steps; a rule that compares the tasks' gradients in each step needs
+            every task in it (``mixed``). Checked with the config, before any data loads.
+        schedule: the name of a schedule of the method's own that ``task.batching`` does not change
+            (``blocks``, ``branches``, ``target``); ``None`` for methods that follow ``task.batching``.
     """
 
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     whole_epochs: ClassVar[bool] = False
     distributed: ClassVar[bool] = False  # checked on several processes (tests/test_distributed.py)
     shorten_with: ClassVar[str] = "task.max_train_examples"  # how to shorten epochs instead of cutting them
+    batchings: ClassVar[tuple[str, ...]] = ("mixed",)
+    schedule: ClassVar[str | None] = None
 
     def __init__(self, **options: Any) -> None:
         super().__init__()
@@ -95,27 +103,23 @@ class WeightingMethod(nn.Module):
 
     # --- schedule ------------------------------------------------------------------------------
     def plan_epoch(self, data: EpochData, generator: torch.Generator) -> list[Step]:
-        """The steps of one epoch, from the split sizes and mixing budget in ``data``."""
+        """The steps of one epoch: a pure function of ``data`` (sizes, budget, batching, epoch) and ``generator``."""
         raise NotImplementedError
 
+    # The plans every method draws from (src/data/schedule.py); each meets the epoch's budget.
     def mixed_plan(self, data: EpochData, generator: torch.Generator, with_dev: bool = False) -> list[Step]:
-        """Each step holds a batch of every task (and of dev when ``with_dev``).
+        """Each step a batch of every task (and of the target's dev split when ``with_dev``)."""
+        return schedule.mixed_plan(data, self.names, generator, with_dev)
 
-        An epoch is one pass over the target's training data in batches of ``data.batch_size``; each
-        auxiliary contributes ``data.mixed[t]`` examples (``task.mixing``), drawn afresh each epoch without
-        replacement (repeating only when the split is smaller) and spread over the steps in proportion
-        to the target's batches. A step whose share of a task is empty leaves that task out.
-        """
-        target = chunks(torch.randperm(data.sizes[self.target], generator=generator), data.batch_size)
-        lengths = [len(b) for b in target]
-        per_task = {t: split_like(sample(data.sizes[t], data.mixed[t], generator), lengths) for t in self.names[1:]}
-        if with_dev:
-            per_task[DEV] = split_like(sample(data.sizes[DEV], data.sizes[self.target], generator), lengths)
-        steps = [
-            Step(indices={self.target: b, **{t: c[i] for t, c in per_task.items() if len(c[i])}})
-            for i, b in enumerate(target)
-        ]
-        return finish(steps)
+    def target_plan(self, data: EpochData, generator: torch.Generator) -> list[Step]:
+        """The target alone, one pass."""
+        return schedule.target_plan(data, self.target, generator)
+
+    def batched_plan(self, data: EpochData, generator: torch.Generator) -> list[Step]:
+        """The plan ``task.batching`` asks for: mixed batches, or one task's batch per step in a seeded shuffle."""
+        if data.batching == "sampled":
+            return schedule.sampled_plan(data, self.names, generator)
+        return self.mixed_plan(data, generator)
 
     # --- training ------------------------------------------------------------------------------
     def training_step(self, module: MultiTaskModule, step: Step, last: bool) -> None:

@@ -2,7 +2,9 @@
 
 Each epoch forks the model into branches that all start from the same parameters θ: one trains on the
 target alone, and one per auxiliary trains on mixed batches of the target and that auxiliary (loss
-L_target + L_k). Each branch makes one pass over the target's data. The branches are then merged,
+L_target + L_k). Each branch makes one pass over the target's data, and each auxiliary branch draws that
+auxiliary's budget (``task.budget``): the auxiliaries are trained on the run's budget, the target on K+1
+passes per epoch, which results.json records (``budget_multiple``). The branches are then merged,
 θ ← Σ_b λ_b θ_b with Σ_b λ_b = 1, the λ chosen on the target's dev split by the official greedy search:
 branches ranked by their own dev loss, the best gets λ = 1, then each next one in turn tries λ = a·u for
 a in ``alphas`` (u = the sum of the λ so far over the number of branches placed) and keeps the best;
@@ -74,6 +76,7 @@ class ForkMerge(WeightingMethod):
     Config = Config
     distributed = True
     whole_epochs = True
+    schedule = "branches"  # the budget's auxiliary examples; the target's pass in every branch (recorded)
     shorten_with = "task.max_train_examples"
 
     def __init__(self, **options):
@@ -93,7 +96,7 @@ class ForkMerge(WeightingMethod):
         steps = block(self.target, [{self.target: b} for b in target])
         for aux in self.names[1:]:
             order = chunks(torch.randperm(data.sizes[self.target], generator=generator), data.batch_size)
-            extra = split_like(sample(data.sizes[aux], data.mixed[aux], generator), lengths)
+            extra = split_like(sample(data.sizes[aux], data.budget[aux], generator), lengths)
             steps += block(aux, [{self.target: b, **({aux: e} if len(e) else {})} for b, e in zip(order, extra)])
         dev = sample(data.sizes[DEV], min(self.cfg.merge_examples, data.sizes[DEV]), generator)
         steps += block("merge", [{DEV: c} for c in chunks(dev, data.batch_size)])

@@ -3,7 +3,8 @@
 The sequential baseline of ForkMerge's tables (Jiang et al., NeurIPS 2023, "post-train"; Phang et al.
 2018, "STILTs", for its NLP form). The first ``aux_epochs`` epochs train on mixed batches of the
 auxiliaries alone (the target's data untouched, its head idle); the remaining epochs train on the target
-alone, with a fresh optimizer state (``reset_optimizer``) as a fine-tuning run would start. Checkpoint
+alone, with a fresh optimizer state (``reset_optimizer``) as a fine-tuning run would start. The auxiliary
+phase draws each auxiliary's budget per epoch in ``task.batching``'s steps, without the target's. Checkpoint
 selection is on the target's dev score as for every method, so it picks an epoch of the second phase.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from src.data.schedule import Step, chunks, finish
+from src.data.schedule import Step, finish
 from src.methods.base import WeightingMethod
 from src.schema import ConfigError, MethodConfig
 
@@ -34,6 +35,7 @@ class PostTrain(WeightingMethod):
 
     Config = Config
     distributed = True
+    batchings = ("mixed", "sampled")
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -50,19 +52,18 @@ class PostTrain(WeightingMethod):
             )
 
     def plan_epoch(self, data, generator) -> list[Step]:
-        epoch = len(self.history)  # the epochs closed so far
-        aux_phase = epoch < self.aux_epochs and len(self.names) > 1
+        aux_phase = data.epoch < self.aux_epochs and len(self.names) > 1
         self.w = torch.tensor(
             [float((t == self.target) != aux_phase) for t in self.names], dtype=self.w.dtype, device=self.w.device
         )
-        if aux_phase:  # the mixed schedule without the target's batches
-            mixed = self.mixed_plan(data, generator)
-            return finish([Step({t: i for t, i in s.indices.items() if t != self.target}) for s in mixed])
-        order = torch.randperm(data.sizes[self.target], generator=generator)
-        steps = [Step(indices={self.target: b}) for b in chunks(order, data.batch_size)]
-        if epoch == self.aux_epochs > 0:  # the first step of fine-tuning
+        if aux_phase:  # the batched schedule without the target's batches
+            plan = self.batched_plan(data, generator)
+            kept = [{t: i for t, i in s.indices.items() if t != self.target} for s in plan]
+            return finish([Step(indices) for indices in kept if indices])
+        steps = self.target_plan(data, generator)
+        if data.epoch == self.aux_epochs > 0:  # the first step of fine-tuning
             steps[0] = replace(steps[0], block="finetune", first_in_block=True)
-        return finish(steps)
+        return steps
 
     def step(self, module, step: Step) -> None:
         if step.block == "finetune" and self.cfg.reset_optimizer:

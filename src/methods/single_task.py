@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from src.data.schedule import Step, chunks, finish
+from src.data.schedule import Step
 from src.methods.base import WeightingMethod
 from src.schema import MethodConfig
 
@@ -21,14 +21,14 @@ class SingleTask(WeightingMethod):
 
     Config = Config
     distributed = True
+    schedule = "target"
 
     def setup(self, tasks, target) -> None:
         super().setup(tasks, target)
         self.w = torch.tensor([1.0] + [0.0] * (len(tasks) - 1))
 
     def plan_epoch(self, data, generator) -> list[Step]:
-        order = torch.randperm(data.sizes[self.target], generator=generator)
-        return finish([Step(indices={self.target: b}) for b in chunks(order, data.batch_size)])
+        return self.target_plan(data, generator)
 
     def step(self, module, step: Step) -> None:
         module.backward_and_step(module.task_losses(step.data)[self.target])

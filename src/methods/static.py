@@ -1,4 +1,4 @@
-"""Fixed task weights: every task's loss with a weight set in the config, on mixed batches.
+"""Fixed task weights: every task's loss with a weight set in the config, on mixed or sampled batches.
 
 The reference every learned weighting is measured against: a sweep over fixed weights
 (``experiment=oracle``) and the best of them chosen on the target's dev split is the *oracle* a

@@ -36,6 +36,7 @@ class Uncertainty(WeightingMethod):
 
     Config = Config
     distributed = True
+    batchings = ("mixed", "sampled")  # a weighted sum of the losses present in a step
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -50,7 +51,7 @@ class Uncertainty(WeightingMethod):
         return (1 / (2 * self.log_variance.detach().exp())).to(self.w.dtype if self.w.numel() else torch.float32)
 
     def plan_epoch(self, data, generator) -> list[Step]:
-        return self.mixed_plan(data, generator)
+        return self.batched_plan(data, generator)
 
     def step(self, module, step: Step) -> None:
         losses = module.task_losses(step.data)

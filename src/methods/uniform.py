@@ -1,4 +1,4 @@
-"""Uniform multitask training: every task's loss with weight 1, on mixed batches."""
+"""Uniform multitask training: every task's loss with weight 1, on mixed or sampled batches (``task.batching``)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ class Uniform(WeightingMethod):
 
     Config = Config
     distributed = True
+    batchings = ("mixed", "sampled")
 
     def plan_epoch(self, data, generator) -> list[Step]:
-        return self.mixed_plan(data, generator)
+        return self.batched_plan(data, generator)
 
     def step(self, module, step: Step) -> None:
         module.backward_and_step(self.weighted_sum(module.task_losses(step.data)))
