@@ -7,10 +7,9 @@ test_glue's GLUE runs, the float64 and bf16 checks), so these tests keep to each
 from __future__ import annotations
 
 import math
-
-import pytest
 from dataclasses import replace
 
+import pytest
 import torch
 
 from src.data.schedule import DEV, EpochData

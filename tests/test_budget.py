@@ -1,0 +1,180 @@
+"""One budget for every method: the rules, the two batchings, every method's plan, and what a run spent."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from src.config import ConfigError, validate
+from src.data.schedule import DEV, EpochData, block_plan, epoch_budget, mixed_plan, sampled_plan
+from src.data.tasks import TaskSpec
+from src.run import train
+from tests.conftest import METHODS, compose_config
+
+SIZES = {"t": 100, "a": 1000, "b": 40, DEV: 50}
+TASKS = [TaskSpec("t", 2), TaskSpec("a", 2), TaskSpec("b", 2)]
+
+
+@pytest.mark.parametrize(
+    "rule,options,expected",
+    [
+        ("equal", {}, {"a": 100, "b": 100}),
+        ("proportional", {}, {"a": 1000, "b": 40}),
+        ("temperature", {"temperature": 2.0}, {"a": 316, "b": 63}),  # 100·(10)^½, 100·(0.4)^½
+        ("fraction", {"fraction": 0.25}, {"a": 250, "b": 10}),
+        ("counts", {"counts": {"a": 7, "b": 300}}, {"a": 7, "b": 300}),
+    ],
+)
+def test_budget_rules_on_hand_computed_counts(rule, options, expected):
+    assert epoch_budget(SIZES, "t", rule, **options) == {"t": 100, **expected}
+
+
+def test_a_budget_beyond_a_hundred_passes_is_refused():
+    with pytest.raises(ValueError, match="over 100 passes over its 40 examples"):
+        epoch_budget(SIZES, "t", "counts", counts={"a": 10, "b": 4001})
+    with pytest.raises(ValueError, match="needs task.budget_examples for every auxiliary; missing: b"):
+        epoch_budget(SIZES, "t", "counts", counts={"a": 10})
+
+
+def data(batching: str = "mixed", rule: str = "equal", **options) -> EpochData:
+    return EpochData(SIZES, 16, epoch_budget(SIZES, "t", rule, **options), batching)
+
+
+def examples(steps) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in steps:
+        for k, v in s.indices.items():
+            out[k] = out.get(k, 0) + len(v)
+    return out
+
+
+def test_sampled_steps_hold_one_task_each_in_a_seeded_shuffle():
+    d = data("sampled", "fraction", fraction=0.1)  # a: 100, b: 4
+    steps = sampled_plan(d, ["t", "a", "b"], torch.Generator().manual_seed(0))
+    assert all(len(s.indices) == 1 for s in steps)
+    assert examples(steps) == {"t": 100, "a": 100, "b": 4}
+    assert len(steps) == 7 + 7 + 1  # every task's batches of 16: ⌈100/16⌉ + ⌈100/16⌉ + ⌈4/16⌉
+    order = [next(iter(s.indices)) for s in steps]
+    assert order != sorted(order, key=["t", "a", "b"].index)  # shuffled, not in blocks
+    again = sampled_plan(d, ["t", "a", "b"], torch.Generator().manual_seed(0))
+    assert [s.indices for s in again].__repr__() == [s.indices for s in steps].__repr__()
+    assert len(torch.cat([s.indices["t"] for s in steps if "t" in s.indices]).unique()) == 100  # the target's pass
+
+
+def test_blocks_are_the_sampled_batches_in_task_order():
+    d = data("sampled")
+    blocks = block_plan(d, ["t", "a", "b"], torch.Generator().manual_seed(0))
+    sampled = sampled_plan(d, ["t", "a", "b"], torch.Generator().manual_seed(0))
+    assert [s.block for s in blocks] == ["t"] * 7 + ["a"] * 7 + ["b"] * 7
+    assert examples(blocks) == examples(sampled) and len(blocks) == len(sampled)
+    mixed = mixed_plan(d, ["t", "a", "b"], torch.Generator().manual_seed(0))
+    assert examples(mixed) == examples(sampled) and len(mixed) == 7  # the same examples in a third of the steps
+
+
+def plan_of(method: str, batching: str, rule: str = "fraction") -> list:
+    cfg = compose_config([f"method={method}", f"task.batching={batching}"])
+    m = instantiate(cfg.method)
+    m.setup(TASKS, "t")
+    if hasattr(m, "aux_epochs"):  # post-training plans from its phase: epoch 0 in the auxiliary phase
+        m.aux_epochs = 1
+    return m.plan_epoch(data(batching, rule, fraction=0.2), torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("batching", ["mixed", "sampled"])
+def test_every_method_trains_on_the_budget_or_refuses_by_name(method, batching, tmp_path):
+    """One epoch's plan, under one budget: each task's examples are the budget's, within one batch.
+
+    A method with a schedule of its own states where it spends more (ForkMerge: the target in every branch);
+    a rule that needs every task in each step refuses ``sampled`` by name before any data loads.
+    """
+    cfg = compose_config([f"method={method}", f"task.batching={batching}"], output_dir=tmp_path)
+    cls = type(instantiate(cfg.method))
+    if batching not in cls.batchings and cls.schedule is None:
+        with pytest.raises(ConfigError, match=f"task.batching=sampled: method {cls.__name__} takes mixed"):
+            validate(cfg)
+        return
+    budget = data(batching, "fraction", fraction=0.2).budget  # t: 100, a: 200, b: 8
+    expected = {
+        "single_task": {"t": 100},
+        "post_train": {"a": 200, "b": 8},  # its auxiliary phase; then the target's pass alone
+        "forkmerge": {"t": 300, "a": 200, "b": 8},  # the target's pass in each of its K+1 branches
+    }.get(method, dict(budget))
+    seen = {k: v for k, v in examples(plan_of(method, batching)).items() if k != DEV}
+    assert seen.keys() == expected.keys()
+    for task, n in expected.items():
+        assert abs(seen[task] - n) < 16, (task, seen[task], n)
+
+
+def test_sampled_and_alphavil_plans_take_the_same_optimizer_steps():
+    alphavil = [s for s in plan_of("alphavil", "sampled") if s.block != "alpha"]  # α-steps update α, not θ
+    uniform = plan_of("uniform", "sampled")
+    assert len(alphavil) == len(uniform) == 7 + 13 + 1
+    assert examples(alphavil) == examples(uniform)
+
+
+def test_alphavil_and_sampled_uniform_report_the_same_budget_spent(tiny_cfg):
+    """The done-when of the budget: equal examples_seen and optimizer_steps in results.json."""
+    budget = ("task.budget=fraction", "task.budget_fraction=0.5")
+    avil = train(tiny_cfg("method=alphavil", "method.alpha_steps=3", *budget))
+    uniform = train(tiny_cfg("method=uniform", "task.batching=sampled", *budget))
+    assert avil["examples_seen"] == uniform["examples_seen"] == {"left": 2 * 160, "right": 2 * 80}
+    assert avil["optimizer_steps"] == uniform["optimizer_steps"] == 2 * (5 + 3)  # ⌈160/32⌉ + ⌈80/32⌉ an epoch
+    assert avil["dev_examples_used"] == 2 * 3 * 32 and uniform["dev_examples_used"] == 0
+    assert avil["schedule"] == "blocks" and uniform["schedule"] == "sampled"
+    assert uniform["budget"] == {
+        "rule": "fraction",
+        "fraction": 0.5,
+        "per_epoch": {"left": 160, "right": 80},
+        "batching": "sampled",
+    }
+    # each α-step: one forward and one backward on a dev batch, beside the blocks' steps
+    assert avil["passes"]["backward"] == avil["optimizer_steps"] + 2 * 3
+    assert uniform["passes"] == {"forward": 16, "backward": 16}
+    mixed = train(tiny_cfg("method=uniform", *budget))
+    assert mixed["examples_seen"] == uniform["examples_seen"] and mixed["optimizer_steps"] == 2 * 5
+
+
+def test_gradient_methods_count_a_backward_pass_per_task(tiny_cfg):
+    results = train(tiny_cfg("method=pcgrad", "trainer.max_epochs=1"))
+    steps = results["optimizer_steps"]
+    assert steps == math.ceil(160 / 32)
+    assert results["passes"]["forward"] == steps * 2  # each task's batch through the model
+    assert results["passes"]["backward"] == steps * (2 + 1)  # a gradient per task, then the combined step
+
+
+def test_forkmerge_states_its_multiple_in_the_record(tiny_cfg):
+    results = train(tiny_cfg("method=forkmerge", "trainer.max_epochs=1"))
+    assert results["budget_multiple"] == {"left": 2.0, "right": 1.0}
+    assert results["dev_examples_used"] == min(1000, results["dev_examples"])
+
+
+def test_what_a_run_spent_survives_a_resume(tiny_cfg, tmp_path):
+    options = ("method=alphavil", "method.alpha_steps=2")
+    whole = train(tiny_cfg(*options))
+    shutil.rmtree(tmp_path / "run")
+    first = train(tiny_cfg(*options, "trainer.max_epochs=1", "ckpt_path=auto"))
+    rest = train(tiny_cfg(*options, "ckpt_path=auto"))  # continues from the first epoch's last.ckpt
+    assert first["optimizer_steps"] * 2 == rest["optimizer_steps"] == whole["optimizer_steps"]
+    for key in ("examples_seen", "passes", "dev_examples_used"):
+        assert rest[key] == whole[key], key
+
+
+def test_dev_examples_caps_the_dev_split_alone(tiny_cfg):
+    results = train(tiny_cfg("method=alphavil", "task.dev_examples=20", "trainer.max_epochs=1"))
+    assert results["dev_examples"] == 20
+    assert results["test"]["left"]["score"] is not None
+
+
+def test_a_finished_run_started_again_in_its_folder_keeps_its_results(tiny_cfg, tmp_path):
+    first = train(tiny_cfg("method=uniform", "ckpt_path=auto"))
+    again = train(tiny_cfg("method=uniform", "ckpt_path=auto"))
+    assert again == json.loads((tmp_path / "run" / "results.json").read_text())
+    assert again["wall_seconds"] == first["wall_seconds"]
+    with pytest.raises(ConfigError, match="holds a finished run with other settings"):
+        train(tiny_cfg("method=uniform", "ckpt_path=auto", "task.budget=proportional"))
