@@ -62,16 +62,19 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def method_key(r: dict[str, Any]) -> str:
-    """The method, with its option overrides: tuned variants and Optuna trials get rows of their own.
+    """The method, with its option overrides and its batching: variants and Optuna trials get rows of their own.
 
-    The mixing rule (``task.mixing``, ``task.temperature``) is part of a row's name too: it sets how many
-    auxiliary examples a mixed-batch method sees, so the same method at two budgets is two rows.
+    Fixed weights of 1 for every task are uniform, whichever config ran them (the oracle grid's weight 1). A
+    method that follows ``task.batching`` is named with it (``uniform · sampled``): the same rule on other
+    steps is another row.
     """
     name = r.get("method_choice") or r["method"]
     overrides = r.get("overrides", [])
     options = sorted(_short(o.removeprefix("method.")) for o in overrides if o.startswith("method."))
-    options += sorted(_short(o) for o in overrides if o.startswith(("task.mixing=", "task.temperature=")))
-    return f"{name} ({', '.join(options)})" if options else name
+    if name == "static" and r.get("weights") and all(w == 1.0 for w in r["weights"].values()):
+        name, options = "uniform", []
+    key = f"{name} ({', '.join(options)})" if options else name
+    return f"{key} · {r['schedule']}" if r.get("schedule") in ("mixed", "sampled") else key
 
 
 def _short(override: str) -> str:
@@ -91,6 +94,37 @@ def method_order(key: str) -> tuple[int, str]:
 
 def target_key(r: dict[str, Any]) -> str:
     return r.get("task_config") or r["target"]
+
+
+def budget_label(r: dict[str, Any]) -> str:
+    """The budget a run trained at (``equal``, ``fraction 0.5``, ...), and its dev split's size."""
+    budget = r.get("budget")
+    if not budget:
+        return "each method's own budget (runs from before the budget existed)"
+    rule = budget["rule"]
+    label = f"{rule} {budget[rule]:g}" if rule in budget else rule
+    if rule == "counts":
+        label += " (" + ", ".join(f"{t} {n:,}" for t, n in list(budget["per_epoch"].items())[1:]) + ")"
+    return f"budget {label}, dev {r['dev_examples']:,}" if "dev_examples" in r else f"budget {label}"
+
+
+def group_tables(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[dict]]]:
+    """Runs by table (setting, budget) and row (method key).
+
+    Single-task training draws no auxiliary examples, so its runs join every budget's table of their setting
+    (and dev size): it is the fixed weighting "every auxiliary at 0" at any budget.
+    """
+    out: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    single = [r for r in results if r.get("schedule") == "target"]
+    for r in results:
+        if r.get("schedule") != "target":
+            out[target_key(r), budget_label(r)][method_key(r)].append(r)
+    for r in single:
+        dev = r.get("dev_examples")
+        keys = [k for k in out if k[0] == target_key(r) and (dev is None or k[1].endswith(f"dev {dev:,}"))]
+        for key in keys or [(target_key(r), budget_label(r))]:
+            out[key][method_key(r)].append(r)
+    return out
 
 
 FIXED = ("single_task", "uniform", "static")  # fixed weightings: the oracle is the best of them on dev
@@ -118,37 +152,74 @@ def paired(runs: list[dict], reference: list[dict]) -> str:
 def oracle(methods: dict[str, list[dict]]) -> str | None:
     """The fixed weighting (static, uniform, single-task) with the best mean target *dev* score.
 
-    Candidates are the weight grid at the default mixing rule; a row at another rule (another budget)
-    is compared with the oracle, not a candidate for it.
+    A table holds one budget, so the oracle is the best fixed weighting at the budget of every row it is
+    compared with, under either batching.
     """
-    fixed = [m for m in methods if m.split(" ", 1)[0] in FIXED and "task.mixing=" not in m]
+    fixed = [m for m in methods if m.split(" ", 1)[0] in FIXED]
     return max(fixed, key=lambda m: mean_std([r["target_dev"] for r in methods[m]])[0], default=None)
 
 
+def reference(methods: dict[str, list[dict]], best_fixed: str | None) -> str | None:
+    """The row spending is compared with: uniform on sampled batches (αVIL's examples and steps), else the oracle."""
+    if "uniform · sampled" in methods:
+        return "uniform · sampled"
+    return best_fixed if best_fixed and best_fixed != "single_task" else next(iter(methods), None)
+
+
+def spending(runs: list[dict]) -> dict[str, float] | None:
+    """Mean optimizer steps, training examples (all tasks), forward and backward passes and dev examples used."""
+    if not all("optimizer_steps" in r for r in runs):
+        return None
+    return {
+        "steps": statistics.fmean(r["optimizer_steps"] for r in runs),
+        "examples": statistics.fmean(sum(r["examples_seen"].values()) for r in runs),
+        "forward": statistics.fmean(r["passes"]["forward"] for r in runs),
+        "backward": statistics.fmean(r["passes"]["backward"] for r in runs),
+        "dev": statistics.fmean(r["dev_examples_used"] for r in runs),
+    }
+
+
+def spent_cells(spent: dict[str, float] | None) -> str:
+    """The optimizer-steps, passes and dev-examples cells of a row."""
+    if spent is None:
+        return "– | – | –"
+    return f"{spent['steps']:,.0f} | {spent['forward']:,.0f} / {spent['backward']:,.0f} | {spent['dev']:,.0f}"
+
+
+def off_budget(spent: dict[str, float] | None, ref: dict[str, float] | None, tolerance: float = 0.05) -> str:
+    """What differs by more than ``tolerance`` from the reference row: ``examples``, ``steps``, both, or ''."""
+    if spent is None or ref is None:
+        return ""
+    off = [k for k in ("examples", "steps") if abs(spent[k] - ref[k]) > tolerance * max(ref[k], 1)]
+    return " and ".join(off)
+
+
 def tables(results: list[dict[str, Any]]) -> str:
-    by_target: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        by_target[target_key(r)][method_key(r)].append(r)
     out = []
-    for target, methods in sorted(by_target.items()):
+    for (target, budget), methods in sorted(group_tables(results).items()):
         any_run = next(iter(methods.values()))[0]
-        out.append(f"### {target} (target `{any_run['target']}`, metric: {any_run['target_metric']})\n")
+        out.append(f"### {target}, {budget} (target `{any_run['target']}`, metric: {any_run['target_metric']})\n")
         best_fixed = oracle(methods)
         single = methods.get("single_task", [])
         if best_fixed:
             out.append(
-                f"Oracle: `{best_fixed}`, the fixed weighting with the best mean target dev score "
+                f"Oracle: `{best_fixed}`, the fixed weighting with the best mean target dev score at this budget "
                 f"({len(methods[best_fixed])} seeds); chosen on dev, scored on test.\n"
             )
+        ref = reference(methods, best_fixed)
+        ref_spent = spending(methods[ref]) if ref else None
         rows = []
         for method in sorted(methods, key=method_order):
             runs = sorted(methods[method], key=lambda r: r["seed"])
             test, test_sd = mean_std([r["target_test"] for r in runs])
             dev, dev_sd = mean_std([r["target_dev"] for r in runs])
             sec, _ = mean_std([r.get("mean_epoch_seconds") for r in runs])
+            spent = spending(runs)
+            off = off_budget(spent, ref_spent) if method != ref else ""
             rows.append(
                 {
-                    "method": method + (" **(oracle)**" if method == best_fixed else ""),
+                    "name": method,
+                    "method": method + (" †" if off else "") + (" **(oracle)**" if method == best_fixed else ""),
                     "test": test,
                     "cell": f"{test:.4f} ± {test_sd:.4f}",
                     "seeds": ", ".join(f"{r['target_test']:.4f}" for r in runs),
@@ -157,27 +228,38 @@ def tables(results: list[dict[str, Any]]) -> str:
                     "dev": f"{dev:.4f} ± {dev_sd:.4f}",
                     "sec": f"{sec:.1f}",
                     "seen": examples_seen(runs),
+                    "spent": spent_cells(spent),
+                    "off": off,
                     "weights": final_weights(runs),
                 }
             )
         best = max((r["test"] for r in rows if not math.isnan(r["test"])), default=math.nan)
         out.append(
             "| method | target test (mean ± std) | per seed | Δ vs single_task (95% CI) | Δ vs oracle (95% CI) | "
-            "target dev | s / epoch | examples seen (mean) | final weights (mean) |"
+            "target dev | examples seen (mean) | optimizer steps | passes fwd / bwd | dev examples used | "
+            "s / epoch | final weights (mean) |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             cell = f"**{r['cell']}**" if r["test"] == best else r["cell"]
             out.append(
                 f"| {r['method']} | {cell} | {r['seeds']} | {r['single']} | {r['oracle']} | {r['dev']} | "
-                f"{r['sec']} | {r['seen']} | {r['weights']} |"
+                f"{r['seen']} | {r['spent']} | {r['sec']} | {r['weights']} |"
             )
         out.append("")
         out.append(
             "Δ: the paired difference of the target test score over the seeds both rows ran (mean ± half-width "
             "of the 95% t-interval). Examples seen: training examples each task's loss was taken on, over the "
-            "whole run (dev batches excluded).\n"
+            "whole run (dev batches excluded). Passes: the model's forward and backward passes over a batch in "
+            "training (α-steps, look-aheads, trial steps and merge evaluations included)."
         )
+        if marked := [r for r in rows if r["off"]]:
+            out.append(
+                f"† spends more than 5% more or less than the reference row `{ref}`: "
+                + "; ".join(f"{r['name']}: {r['off']}" for r in marked)
+                + "."
+            )
+        out.append("")
         out.append(settings(methods))
     return "\n".join(out)
 
@@ -217,12 +299,16 @@ def plot_weights(results: list[dict[str, Any]], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    by_target: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        if r.get("weight_history"):
-            by_target[target_key(r)][method_key(r)].append(r)
+    by_target = {
+        key: {m: [r for r in runs if r.get("weight_history")] for m, runs in methods.items()}
+        for key, methods in group_tables(results).items()
+    }
     paths = []
-    for target, methods in sorted(by_target.items()):
+    for (setting, budget), methods in sorted(by_target.items()):
+        methods = {m: runs for m, runs in methods.items() if runs}
+        if not methods:
+            continue
+        target = setting if len({b for s_, b in by_target if s_ == setting}) == 1 else f"{setting}_{_slug(budget)}"
         names = sorted(methods, key=method_order)
         cols = min(len(names), 4)  # method variants (tuned runs, Optuna trials) wrap onto more rows
         rows = math.ceil(len(names) / cols)
@@ -251,6 +337,10 @@ def plot_weights(results: list[dict[str, Any]], out: Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_")
 
 
 def report(roots: Path | list[Path], out: Path | None = None) -> Path:

@@ -142,7 +142,11 @@ def test_report_tables_plots_and_missing_runs(tiny_cfg, tmp_path):
     (sweep / "multimnist_left/uniform/seed1").mkdir(parents=True)
     (sweep / "multimnist_left/uniform/seed1/results.json").write_text("{not json")
     text = report(sweep).read_text()
-    assert "| single_task **(oracle)** |" in text and "| alphavil |" in text
+    # single-task spends no auxiliary examples: marked against the reference row (here the only other one)
+    assert "| single_task † **(oracle)** |" in text and "| alphavil |" in text
+    assert (
+        "† spends more than 5% more or less than the reference row `alphavil`: single_task: examples and steps" in text
+    )
     assert "Oracle: `single_task`" in text
     assert "multimnist_left/uniform/seed0`: no results.json" in text
     assert "multimnist_left/uniform/seed1`: corrupt results.json" in text
@@ -198,8 +202,12 @@ def test_report_gives_method_variants_rows_of_their_own():
     tuned = {**plain, "overrides": ["method=alphavil", "method.rho=0.9", "method.alpha_lr=0.2"]}
     assert method_key(plain) == "alphavil"
     assert method_key(tuned) == "alphavil (alpha_lr=0.2, rho=0.9)"
-    mixed = {**plain, "method_choice": "uniform", "overrides": ["method=uniform", "task.mixing=proportional"]}
-    assert method_key(mixed) == "uniform (task.mixing=proportional)"
+    sampled = {**plain, "method_choice": "uniform", "overrides": ["method=uniform"], "schedule": "sampled"}
+    assert method_key(sampled) == "uniform · sampled"
+    grid = {"method_choice": "static", "overrides": ["method.aux_weight=1"], "weights": {"left": 1.0, "right": 1.0}}
+    assert method_key({**grid, "schedule": "mixed"}) == "uniform · mixed"  # the oracle grid's weight 1
+    assert method_key({**grid, "weights": {"left": 1.0, "right": 0.3}}) == "static (aux_weight=1)"
+    assert method_key({**plain, "schedule": "blocks"}) == "alphavil"  # a schedule of its own: no suffix
     keys = ["alphavil (alpha_lr=0.2, rho=0.9)", "alphavil", "custom", "uniform", "single_task"]
     assert sorted(keys, key=method_order) == [
         "single_task",
@@ -240,3 +248,53 @@ def test_bench_times_every_method_against_uniform(tiny_data, tmp_path):
     for m in METHODS:
         assert int(rows[m][1]) > 0 and float(rows[m][4].rstrip(" |")) > 100  # examples; peak RSS in MB
     assert any(line.startswith("Lightning loop / plain PyTorch loop") for line in lines)
+
+
+def test_report_tables_one_budget_each_with_the_oracle_at_it_and_spending_marked():
+    from experiments.report import tables
+
+    def runs(choice, schedule, rule, test, dev, steps, aux, weights=None):
+        budget = {"rule": rule, "per_epoch": {"left": 100, "right": aux // 20}, "batching": "mixed"}
+        if rule == "fraction":
+            budget["fraction"] = 0.5
+        return [
+            {
+                "target": "left",
+                "task_config": "setting",
+                "target_metric": "accuracy",
+                "method": choice,
+                "method_choice": choice,
+                "overrides": [],
+                "seed": seed,
+                "target_test": test + seed / 100,
+                "target_dev": dev,
+                "tasks": ["left", "right"],
+                "weights": weights or {"left": 1.0, "right": 1.0},
+                "examples_seen": {"left": 2000, "right": aux},
+                "schedule": schedule,
+                "budget": budget,
+                "dev_examples": 200,
+                "optimizer_steps": steps,
+                "passes": {"forward": steps, "backward": steps},
+                "dev_examples_used": 0,
+            }
+            for seed in range(3)
+        ]
+
+    text = tables(
+        runs("single_task", "target", "equal", 0.80, 0.80, 320, 0, {"left": 1.0, "right": 0.0})
+        + runs("uniform", "sampled", "equal", 0.85, 0.84, 640, 2000)
+        + runs("uniform", "mixed", "equal", 0.83, 0.83, 320, 2000)
+        + runs("alphavil", "blocks", "equal", 0.84, 0.90, 640, 2000)
+        + runs("uniform", "sampled", "fraction", 0.90, 0.90, 10_000, 270_000)
+        + runs("alphavil", "blocks", "fraction", 0.88, 0.95, 10_200, 272_000)
+    )
+    sections = {part.split(" (", 1)[0]: part for part in text.split("### ")[1:]}
+    assert set(sections) == {"setting, budget equal, dev 200", "setting, budget fraction 0.5, dev 200"}
+    small, large = sections["setting, budget equal, dev 200"], sections["setting, budget fraction 0.5, dev 200"]
+    assert "Oracle: `uniform · sampled`" in small and "Oracle: `uniform · sampled`" in large
+    assert "| single_task † |" in small and "| single_task † |" in large  # single-task joins both budgets
+    assert "| uniform · mixed † |" in small and "uniform · mixed: steps." in small  # same examples, half the steps
+    assert "| alphavil |" in small and "| alphavil |" in large  # within 5% of the reference in both
+    # at each budget αVIL is measured against its own budget's oracle: −0.01 and −0.02 on every seed
+    assert "| -0.0100 ± 0.0000 |" in small and "| -0.0200 ± 0.0000 |" in large
