@@ -173,3 +173,17 @@ def test_real_rte_with_minilm(real_data, tmp_path):
     results = train(cfg)
     assert results["tasks"] == ["rte", "mrpc"] and 0 <= results["target_test"] <= 1
     assert set(results["alpha_history"][0]) == {"rte", "mrpc"}
+
+
+def test_an_encoder_stored_in_half_precision_trains_in_float32(tmp_path):
+    """transformers 5 loads a checkpoint in the dtype it was saved in; float16 parameters diverge under
+    bf16-mixed training (seen on a GPU: a NaN loss in the first epoch), so the trunk is float32 as built."""
+    from transformers import BertModel
+
+    from src.models.encoder import EncoderTrunk
+    from tests.conftest import make_tiny_encoder
+
+    folder = make_tiny_encoder(tmp_path / "bert")
+    BertModel.from_pretrained(folder).half().save_pretrained(folder)
+    trunk = EncoderTrunk(str(folder))
+    assert {p.dtype for p in trunk.parameters()} == {torch.float32}

@@ -38,6 +38,8 @@ class ScanMethodState(Callback):
         self.seen: dict[str, set[tuple[torch.dtype, torch.device]]] = {}
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        for p in module.model.parameters():  # the model's own, during training (Lightning moves it back after fit)
+            self.seen.setdefault("model parameters", set()).add((p.dtype, p.device))
         for name, t in method_tensors(module.method).items():
             if t.is_floating_point():
                 self.seen.setdefault(name, set()).add((t.dtype, t.device))
@@ -80,7 +82,7 @@ def test_bf16_mixed_precision_trains_every_method(method, tiny_cfg):
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_an_epoch_on_a_gpu(method, tiny_cfg):
     module, seen = fit_and_scan(tiny_cfg, method, "trainer=gpu")
-    assert all(p.is_cuda for p in module.model.parameters())
+    assert {d.type for _, d in seen["model parameters"]} == {"cuda"}
     behind = {name: kinds for name, kinds in seen.items() if any(d.type != "cuda" for _, d in kinds)}
     assert not behind, f"tensors left off the GPU: {behind}"
 

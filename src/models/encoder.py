@@ -78,7 +78,9 @@ class EncoderTrunk(nn.Module):
 
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling={pooling!r}: must be cls or mean")
-        self.encoder = load_pretrained(AutoModel.from_pretrained, pretrained, "encoder")
+        # float32 whatever the checkpoint stores: transformers 5 loads a float16 or bfloat16 checkpoint in its
+        # own dtype, whose parameters diverge under bf16-mixed training; the precision plugin casts from here
+        self.encoder = load_pretrained(AutoModel.from_pretrained, pretrained, "encoder").float()
         self.encoder.train()  # from_pretrained returns eval mode; Lightning keeps modules' modes as found
         self.pooling = pooling
         self.hidden = self.encoder.config.hidden_size
