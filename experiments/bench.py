@@ -1,7 +1,7 @@
 """Cost benchmark: each method's wall seconds per 1,000 training examples and peak memory, side by side.
 
-    python -m experiments.bench [--groups multimnist glue processes] [--repeats 3] [--train-examples 10000]
-        [--glue-examples 160]
+    python -m experiments.bench [--groups multimnist glue processes budget] [--repeats 3] [--train-examples 10000]
+        [--glue-examples 160] [--budget equal fraction]
 
 One process, one method after another on the same data: MultiMNIST with the LeNet, and GLUE (RTE with
 MRPC and STS-B auxiliaries) with the local MiniLM encoder when ``ALPHAVIL_DATA_DIR`` has it. An example
@@ -12,6 +12,10 @@ methods taking turns so that a slow spell of the machine is spread over all of t
 median and the min–max range. Also the ratio of the Lightning loop to a plain PyTorch loop on the same
 model and batches, and (``processes``) the throughput of two DDP processes against one: uniform on
 MultiMNIST, each run a ``python -m src.run`` subprocess, timed by its own epoch clock after a warm-up epoch.
+``budget``: every method at one matched budget on the known-effect setting ``multimnist_low_coarse`` (1,000
+target examples beside 54,000 of an auxiliary), seconds per epoch beside the examples and optimizer steps the
+epoch took, against fixed weights on sampled batches (αVIL's examples and steps): the cost of a comparison at
+equal budget is the budget's, not a method's defaults.
 """
 
 from __future__ import annotations
@@ -76,7 +80,14 @@ def bench_method(overrides: list[str], out: Path) -> dict[str, float]:
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     seconds = time.perf_counter() - start
-    return {"examples": n, "s_per_1k": 1000 * seconds / n, "peak_mb": peak_rss_mb()}
+    return {
+        "examples": n,
+        "s_per_1k": 1000 * seconds / n,
+        "peak_mb": peak_rss_mb(),
+        "epoch_s": module.epoch_seconds[0],
+        "steps": module.spent["optimizer_steps"],
+        "trained": sum(module.examples_seen.values()),
+    }
 
 
 def plain_loop(overrides: list[str], out: Path) -> float:
@@ -141,6 +152,47 @@ def run_group(name: str, overrides: list[str], out: Path, repeats: int = 3) -> l
     return lines
 
 
+def budget_group(rule: list[str], out: Path, repeats: int = 3, extra: list[str] | None = None) -> list[str]:
+    """Seconds per epoch of every method at one budget, beside what the epoch trained on and its steps."""
+    common = [
+        "task=multimnist_low_coarse",
+        *rule,
+        *(extra or []),
+        "task.max_eval_examples=500",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "logger=none",
+        "callbacks=none",
+        "test=false",
+    ]
+    variants = {"uniform · sampled": ["method=uniform", "task.batching=sampled"]}
+    variants.update({("uniform · mixed" if m == "uniform" else m): [f"method={m}"] for m in METHODS})
+    bench_method([*common, "method=uniform"], out / "warmup")
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, overrides in variants.items():
+            runs[name].append(bench_method([*common, *overrides], out / name.replace(" · ", "_")))
+    base = statistics.median(r["epoch_s"] for r in runs["uniform · sampled"])
+    lines = [
+        f"### Matched budget: multimnist_low_coarse, {' '.join(rule) or 'task.budget=equal'}",
+        "",
+        f"Median of {repeats} epochs per method (min–max in brackets); training examples and optimizer steps of "
+        "one epoch (dev batches not counted as training examples).",
+        "",
+        "| method | training examples / epoch | optimizer steps / epoch | s / epoch | × uniform · sampled |",
+        "|---|---|---|---|---|",
+    ]
+    for name, rs in runs.items():
+        seconds = [r["epoch_s"] for r in rs]
+        lines.append(
+            f"| {name} | {rs[0]['trained']:,} | {rs[0]['steps']:,} | {spread(seconds)} | "
+            f"{statistics.median(seconds) / base:.2f} |"
+        )
+    return [*lines, ""]
+
+
 def process_scaling(train_examples: int, out: Path, repeats: int, extra: list[str] | None = None) -> list[str]:
     """Examples per second of uniform on one process and on two (DDP, gloo): the same plan, sharded."""
     epochs = repeats + 1  # the first epoch warms up and is not counted
@@ -175,8 +227,10 @@ def process_scaling(train_examples: int, out: Path, repeats: int, extra: list[st
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    groups = ["multimnist", "glue", "processes", "budget"]
+    parser.add_argument("--groups", nargs="+", default=groups, choices=groups)
     parser.add_argument(
-        "--groups", nargs="+", default=["multimnist", "glue", "processes"], choices=["multimnist", "glue", "processes"]
+        "--budget", nargs="+", default=["equal", "fraction"], help="task.budget rules for the budget group"
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per method (median reported)")
     parser.add_argument("--train-examples", type=int, default=10000, help="MultiMNIST examples per task")
@@ -219,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
             ]
     if "processes" in args.groups:
         lines += process_scaling(args.train_examples, args.out / "processes", args.repeats)
+    if "budget" in args.groups:
+        for rule in args.budget:
+            lines += budget_group([f"task.budget={rule}"], args.out / "budget" / rule, args.repeats)
     print("\n".join(lines))
 
 

@@ -298,3 +298,16 @@ def test_report_tables_one_budget_each_with_the_oracle_at_it_and_spending_marked
     assert "| alphavil |" in small and "| alphavil |" in large  # within 5% of the reference in both
     # at each budget αVIL is measured against its own budget's oracle: −0.01 and −0.02 on every seed
     assert "| -0.0100 ± 0.0000 |" in small and "| -0.0200 ± 0.0000 |" in large
+
+
+@pytest.mark.slow
+def test_bench_at_matched_budget_gives_alphavil_and_sampled_weights_the_same_examples_and_steps(tiny_data, tmp_path):
+    from experiments.bench import METHODS, budget_group
+
+    extra = [f"paths.data_dir={tiny_data}", f"paths.cache_dir={tmp_path}/cache", "task.verify_checksums=false"]
+    extra += ["task.download=false", "task.train_examples={left: 96}", "task.batch_size=32"]
+    lines = budget_group(["task.budget=equal"], tmp_path / "bench", repeats=1, extra=extra)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
+    assert set(rows) - {"method"} == {"uniform · sampled", "uniform · mixed"} | set(METHODS) - {"uniform"}
+    assert rows["alphavil"][1:3] == rows["uniform · sampled"][1:3] == ["192", "6"]  # 96 + 96 examples, 3 + 3 steps
+    assert rows["uniform · mixed"][1:3] == ["192", "3"]
