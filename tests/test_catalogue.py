@@ -323,3 +323,12 @@ def test_bad_input_fails_with_a_message_that_names_it(case, phrase, world, caplo
 
 def test_the_catalogue_is_long_enough():
     assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_the_readme_counts_the_catalogue_as_it_is():
+    import re
+
+    from tests.conftest import ROOT
+
+    counts = re.findall(r"(\d+) bad inputs", (ROOT / "README.md").read_text())
+    assert counts and set(counts) == {str(len(CASES))}
