@@ -175,6 +175,16 @@ def test_post_train_plans_auxiliaries_then_the_target():
     assert method.w.tolist() == [1.0, 0.0]
 
 
+def test_post_train_resumed_with_more_epochs_keeps_the_phases_it_started_with(tiny_cfg):
+    """Its auxiliary phase is half the epochs of the run as started: a resume asking for more epochs goes on
+    fine-tuning the target, never back to the auxiliaries."""
+    first = train(tiny_cfg("method=post_train", "trainer.max_epochs=2", "ckpt_path=auto"))
+    assert [r["left"] for r in first["weight_history"]] == [0.0, 1.0]
+    resumed = train(tiny_cfg("method=post_train", "trainer.max_epochs=6", "ckpt_path=auto"))
+    assert [r["left"] for r in resumed["weight_history"]] == [0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert resumed["examples_seen"]["right"] == first["examples_seen"]["right"]
+
+
 def test_post_train_run_switches_at_half_the_epochs_with_a_fresh_optimizer(tiny_cfg):
     results = train(tiny_cfg("method=post_train", "trainer.max_epochs=4"))
     assert [r["left"] for r in results["weight_history"]] == [0.0, 0.0, 1.0, 1.0]

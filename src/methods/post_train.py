@@ -39,11 +39,13 @@ class PostTrain(WeightingMethod):
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.aux_epochs = self.cfg.aux_epochs if self.cfg.aux_epochs is not None else 0
+        # fixed when the run starts (from trainer.max_epochs when not set) and kept in its checkpoints, so a
+        # resume with more epochs continues the same phases
+        self.aux_epochs: int | None = self.cfg.aux_epochs
 
     def check_trainer(self, trainer) -> None:
         super().check_trainer(trainer)
-        if self.cfg.aux_epochs is None:
+        if self.aux_epochs is None:  # a fresh run; a resumed one has its own from the checkpoint
             self.aux_epochs = trainer.max_epochs // 2
         if self.aux_epochs >= trainer.max_epochs:
             raise ValueError(
@@ -52,7 +54,7 @@ class PostTrain(WeightingMethod):
             )
 
     def plan_epoch(self, data, generator) -> list[Step]:
-        aux_phase = data.epoch < self.aux_epochs and len(self.names) > 1
+        aux_phase = data.epoch < (self.aux_epochs or 0) and len(self.names) > 1
         self.w = torch.tensor(
             [float((t == self.target) != aux_phase) for t in self.names], dtype=self.w.dtype, device=self.w.device
         )
@@ -69,3 +71,10 @@ class PostTrain(WeightingMethod):
         if step.block == "finetune" and self.cfg.reset_optimizer:
             module.optimizers().optimizer.state.clear()  # fine-tuning starts from a fresh optimizer state
         module.backward_and_step(self.weighted_sum(module.task_losses(step.data)))
+
+    def get_extra_state(self):
+        return {**super().get_extra_state(), "aux_epochs": self.aux_epochs}
+
+    def set_extra_state(self, state) -> None:
+        super().set_extra_state(state)
+        self.aux_epochs = state["aux_epochs"]

@@ -1,6 +1,7 @@
 """A roberta-base-shaped encoder (12 layers, hidden 768, 125M parameters), randomly initialised, with
 MiniLM's tokenizer: roberta-base's weights cannot be reached from the device machine. It measures speed and
 memory only; its scores mean nothing."""
+
 import shutil
 import sys
 from pathlib import Path
