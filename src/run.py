@@ -214,15 +214,15 @@ def finished(cfg: DictConfig) -> dict[str, Any] | None:
     """The results of this very run if it already finished in its folder (``ckpt_path=auto``), else ``None``.
 
     A sweep started again in its folder then skips its finished jobs and keeps their records (figures, wall
-    time) as they were. The same folder with another run's settings is refused.
+    time) as they were. The same folder with another run's settings is refused; keys the framework gained
+    after the run finished (absent from its record) are not compared.
     """
     path = Path(cfg.paths.output_dir) / "results.json"
     if cfg.ckpt_path != "auto" or not path.exists():
         return None
     results = json.loads(path.read_text())
     record, recorded = _jsonable(run_record(cfg)), results.get("run_record", {})
-    if recorded != record:
-        changed = sorted(k for k in {*record, *recorded} if record.get(k) != recorded.get(k))
+    if changed := sorted(k for k in recorded if record.get(k) != recorded[k]):
         raise ConfigError(
             f"{path.parent} holds a finished run with other settings ({', '.join(changed[:5])}"
             f"{', …' if len(changed) > 5 else ''}): start this run in a new folder"
