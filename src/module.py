@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from src.checkpoints import RECORD_KEY
 from src.data.schedule import DEV, Step
 from src.data.tasks import TaskSpec, headline_value
+from src.flat import flat_grad, pieces
 from src.methods.base import WeightingMethod
 from src.models.multitask import MultiTaskModel
 
@@ -41,13 +42,6 @@ class TaskGradients:
     tasks: list[str]
     shared: Tensor
     heads: dict[str, Tensor]
-
-
-def flat_grad(grads: Sequence[Tensor | None], params: Sequence[nn.Parameter]) -> Tensor:
-    """One flat vector of ``grads`` (zeros where a parameter was not reached), in ``params``' order."""
-    if not params:
-        return torch.zeros(0)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
 
 
 class MultiTaskModule(pl.LightningModule):
@@ -209,6 +203,17 @@ class MultiTaskModule(pl.LightningModule):
         )
 
     @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Inside the block the model is in eval mode (no dropout): α-steps, trial steps, features, merges
+        judge the model as it will be evaluated. Its mode is restored after, also on an error."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
+    @contextmanager
     def displaced(self, moves: Sequence[tuple[Sequence[nn.Parameter], Tensor]]) -> Iterator[None]:
         """Inside the block, each ``(params, flat)`` pair's parameters are moved by ``flat``; restored after.
 
@@ -220,9 +225,9 @@ class MultiTaskModule(pl.LightningModule):
         saved = []
         with torch.no_grad():
             for params, flat in moves:
-                for p, piece in zip(params, flat.split([p.numel() for p in params])):
+                for p, piece in zip(params, pieces(params, flat)):
                     saved.append((p, p.detach().clone()))
-                    p.add_(piece.view_as(p).to(p.dtype))
+                    p.add_(piece.to(p.dtype))
         try:
             yield
         finally:
@@ -242,9 +247,7 @@ class MultiTaskModule(pl.LightningModule):
         pairs = [(list(self.shared_parameters().values()), shared)]
         pairs += [(list(self.task_parameters(t).values()), g) for t, g in heads.items()]
         surrogate = sum(
-            (p * piece.view_as(p).to(p.dtype)).sum()
-            for params, flat in pairs
-            for p, piece in zip(params, flat.split([p.numel() for p in params]))
+            (p * piece.to(p.dtype)).sum() for params, flat in pairs for p, piece in zip(params, pieces(params, flat))
         )
         self.backward_and_step(surrogate, check=False)
 

@@ -8,11 +8,10 @@ from torch import nn
 from torch.func import functional_call
 
 from src.config import ConfigError, validate
+from src.flat import assign, flatten
 from src.methods.alphavil import (
     AlphaVIL,
     alpha_gradient,
-    assign,
-    flatten,
     mix,
     project_simplex,
     relative_to_target,

@@ -24,18 +24,16 @@ Implementation choices (every one a config option; see :class:`Config`):
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
-from torch.nn.utils import parameters_to_vector
+from torch import Tensor
 
 from src.data.schedule import DEV, Step, block, block_plan, chunks, finish, sample
-from src.methods.base import WeightingMethod
-from src.module import flat_grad
+from src.flat import assign, flat_grad
+from src.methods.branching import BranchingMethod
 from src.schema import ConfigError, MethodConfig
 
 log = logging.getLogger(__name__)
@@ -142,30 +140,11 @@ def update_weights(w: Tensor, alpha: Tensor, rule: str, w_min: float) -> Tensor:
     return new
 
 
-def flatten(params: list[nn.Parameter]) -> Tensor:
-    """The parameters as one flat vector (a copy, detached)."""
-    return parameters_to_vector(params).detach()
-
-
-def assign(params: list[nn.Parameter], flat: Tensor) -> None:
-    """Copy ``flat`` into the parameters.
-
-    Not ``torch.nn.utils.vector_to_parameters``: that re-points each parameter's ``.data`` at a view of
-    ``flat``, so the next training step would write into θ or a delta.
-    """
-    offset = 0
-    with torch.no_grad():
-        for p in params:
-            p.copy_(flat[offset : offset + p.numel()].view_as(p))
-            offset += p.numel()
-
-
-class AlphaVIL(WeightingMethod):
+class AlphaVIL(BranchingMethod):
     """αVIL as laid out in the reference design; the options are documented on :class:`Config`."""
 
     Config = Config
     distributed = True
-    whole_epochs = True
     schedule = "blocks"  # sampled batches without the shuffle: one block per task, then the α-steps
     shorten_with = "task.max_train_examples or task.budget"
 
@@ -176,10 +155,8 @@ class AlphaVIL(WeightingMethod):
         self._clear_epoch()
 
     def _clear_epoch(self) -> None:
-        """Drop the per-epoch buffers (θ, deltas, optimizer snapshots): they never cross an epoch."""
-        self.theta: Tensor | None = None
+        """Drop the per-epoch buffers (the deltas, the dev probe): they never cross an epoch."""
         self.deltas: Tensor | None = None
-        self._opt_start = self._opt_target = None
         self._probe = None
         self._record: dict[str, float] = {}
 
@@ -203,24 +180,16 @@ class AlphaVIL(WeightingMethod):
             self._task_step(module, step)
 
     def _task_step(self, module, step: Step) -> None:
-        params, opt = module.trainable(), module.optimizers().optimizer
         k = self.index(step.block)
-        if step.first_in_block:
-            if k == 0:  # the epoch starts with the target's block: remember θ and the optimizer
-                self.theta = flatten(params)
+        if step.first_in_block:  # the epoch starts with the target's block, which forks θ
+            self.start_branch(module, first=k == 0, reset_optimizer=self.cfg.reset_optimizer)
+            if k == 0:
                 dtype = DELTA_DTYPES[self.cfg.delta_dtype] or self.theta.dtype
                 self.deltas = self.theta.new_zeros(len(self.names), self.theta.numel(), dtype=dtype)
-                self._opt_start = copy.deepcopy(opt.state_dict()) if self.cfg.reset_optimizer else None
-            else:
-                assign(params, self.theta)
-                if self.cfg.reset_optimizer:
-                    opt.load_state_dict(copy.deepcopy(self._opt_start))
         losses = module.task_losses(step.data)
         module.backward_and_step(self.w[k].to(losses[step.block]) * losses[step.block])
-        if step.last_in_block:
-            self.deltas[k] = (flatten(params) - self.theta).to(self.deltas.dtype)
-            if k == 0 and self.cfg.reset_optimizer:
-                self._opt_target = copy.deepcopy(opt.state_dict())
+        if step.last_in_block:  # the epoch continues with the optimizer state the target's block ended with
+            self.deltas[k] = (self.end_branch(module, keep_optimizer=k == 0) - self.theta).to(self.deltas.dtype)
             if k == len(self.names) - 1 and not self.cfg.alpha_steps:
                 self.alpha = self._initial_alpha()
                 self._close_epoch(module)
@@ -254,14 +223,10 @@ class AlphaVIL(WeightingMethod):
             self.alpha = self._initial_alpha()
             self._probe = batch
             self._record = {"alpha_steps_taken": 0.0, "skipped_alpha_steps": 0.0}
-        was_training = module.model.training
-        module.model.eval()
-        try:
+        with module.evaluating():
             assign(params, mix(self.theta, self.deltas, self.alpha))
             loss = self._dev_loss(module, batch, grad=True)
             grads = module.grad(loss, params)
-        finally:
-            module.model.train(was_training)
         # α's arithmetic in at least float32, whatever the parameters' dtype (bf16-true training); the
         # gradient and loss of the whole step's dev batch, so every process takes the same α-step
         g = module.reduce_mean(flat_grad(grads, params).to(torch.promote_types(self.theta.dtype, torch.float32)))
@@ -282,17 +247,13 @@ class AlphaVIL(WeightingMethod):
             self._close_epoch(module)
 
     def _close_epoch(self, module) -> None:
-        """θ ← θ + Σ α δ, then the weight update; restore the optimizer; free the epoch's buffers."""
-        params = module.trainable()
-        assign(params, mix(self.theta, self.deltas, self.alpha))
+        """θ ← θ + Σ α δ (with the target block's optimizer state), then the weight update; free the epoch."""
+        self.merge(module, mix(self.theta, self.deltas, self.alpha))
         if self._probe is not None:
-            was_training = module.model.training
-            module.model.eval()
-            self._record["dev_loss_after"] = float(module.reduce_mean(self._dev_loss(module, self._probe, grad=False)))
-            module.model.train(was_training)
+            with module.evaluating():
+                loss = self._dev_loss(module, self._probe, grad=False)
+            self._record["dev_loss_after"] = float(module.reduce_mean(loss))
         self.w = update_weights(self.w, self._as_weights(self.alpha), self.cfg.weight_update, self.cfg.w_min)
-        if self.cfg.reset_optimizer:
-            module.optimizers().optimizer.load_state_dict(self._opt_target)
         record = {f"alpha/{t}": float(a) for t, a in zip(self.names, self.alpha)}
         record.update({"method/" + k: v for k, v in self._record.items()})
         self._clear_epoch()

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from src.data.schedule import DEV, Step
+from src.flat import flat_grad
 from src.methods.base import WeightingMethod
-from src.module import flat_grad
 from src.schema import ConfigError, MethodConfig
 
 

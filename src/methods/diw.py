@@ -182,13 +182,11 @@ class DIW(WeightingMethod):
 
     def _solve(self, module, data, present: list[str]) -> Tensor:
         start = time.perf_counter()
-        was_training = module.model.training
-        module.model.eval()  # features of the current model, without dropout noise, detached
-        with torch.no_grad():  # on the model's device: the solver runs there too
+        # features of the current model, without dropout noise, detached, on the model's device (the solver's)
+        with module.evaluating(), torch.no_grad():
             # the whole step's features, gathered from every process: the matching is a single process's
             x = torch.cat([module.gather_shards(self._features(module, data[t], t), t) for t in present])
             z = module.gather_shards(self._features(module, data[DEV], self.target), DEV)
-        module.model.train(was_training)
         warm = self.beta if len(self.beta) == len(x) else None
         cfg = self.cfg
         beta = kmm_weights(x, z, cfg.B, cfg.eps, cfg.solver_steps, cfg.kernel_bandwidth, warm)

@@ -26,7 +26,6 @@ chosen by a grid search, and keeps no weights between epochs.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -34,8 +33,8 @@ import torch
 from torch import Tensor
 
 from src.data.schedule import DEV, Step, block, chunks, finish, sample, split_like
-from src.methods.alphavil import assign, flatten
-from src.methods.base import WeightingMethod
+from src.flat import assign
+from src.methods.branching import BranchingMethod
 from src.schema import ConfigError, MethodConfig
 
 
@@ -70,12 +69,11 @@ def greedy_merge(branch_losses: list[float], score, alphas: list[float]) -> list
     return [x / total for x in lam]
 
 
-class ForkMerge(WeightingMethod):
+class ForkMerge(BranchingMethod):
     """Fork into target(+auxiliary) branches, merge on the target's dev split; options on :class:`Config`."""
 
     Config = Config
     distributed = True
-    whole_epochs = True
     schedule = "branches"  # the budget's auxiliary examples; the target's pass in every branch (recorded)
     shorten_with = "task.max_train_examples"
 
@@ -84,9 +82,7 @@ class ForkMerge(WeightingMethod):
         self._clear_epoch()
 
     def _clear_epoch(self) -> None:
-        self.theta: Tensor | None = None
         self.ends: dict[str, Tensor] = {}  # branch → its parameters at the branch's end
-        self._opt_start = self._opt_target = None
         self._dev: list[dict] = []
         self._record: dict[str, float] = {}
 
@@ -108,19 +104,11 @@ class ForkMerge(WeightingMethod):
             if step.last_in_block:
                 self._merge(module)
             return
-        params, opt = module.trainable(), module.optimizers().optimizer
-        if step.first_in_block:
-            if step.block == self.target:  # the epoch's first branch: remember θ and the optimizer
-                self.theta = flatten(params)
-                self._opt_start = copy.deepcopy(opt.state_dict())
-            else:
-                assign(params, self.theta)
-                opt.load_state_dict(copy.deepcopy(self._opt_start))
+        if step.first_in_block:  # the target-only branch comes first and forks θ
+            self.start_branch(module, first=step.block == self.target)
         module.backward_and_step(sum(module.task_losses(step.data).values()))
-        if step.last_in_block:
-            self.ends[step.block] = flatten(params)
-            if step.block == self.target:
-                self._opt_target = copy.deepcopy(opt.state_dict())
+        if step.last_in_block:  # the merged model continues with the target-only branch's optimizer state
+            self.ends[step.block] = self.end_branch(module, keep_optimizer=step.block == self.target)
 
     def _dev_loss(self, module, flat: Tensor) -> float:
         """The target's mean loss on the merge examples (all processes' shards) at parameters ``flat``."""
@@ -136,18 +124,12 @@ class ForkMerge(WeightingMethod):
     def _merge(self, module) -> None:
         branches = list(self.ends)
         stacked = torch.stack([self.ends[b] for b in branches])
-        was_training = module.model.training
-        module.model.eval()
-        try:
+        with module.evaluating():
             own = [self._dev_loss(module, self.ends[b]) for b in branches]
             lam = greedy_merge(
                 own, lambda w: self._dev_loss(module, torch.tensor(w).to(stacked) @ stacked), self.cfg.alphas
             )
-        finally:
-            module.model.train(was_training)
-        merged = torch.tensor(lam).to(stacked) @ stacked
-        assign(module.trainable(), merged)
-        module.optimizers().optimizer.load_state_dict(self._opt_target)
+        self.merge(module, torch.tensor(lam).to(stacked) @ stacked)
         self.w = torch.tensor([lam[branches.index(t)] for t in self.names], dtype=self.w.dtype, device=self.w.device)
         record = {f"merge/{b}": x for b, x in zip(branches, lam)}
         record.update({f"branch_dev_loss/{b}": x for b, x in zip(branches, own)})

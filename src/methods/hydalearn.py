@@ -64,20 +64,15 @@ class HydaLearn(WeightingMethod):
         lr = self.cfg.lookahead_lr or module.optimizers().optimizer.param_groups[0]["lr"]
         shared = list(module.shared_parameters().values())
         head = list(module.task_parameters(self.target).values())
-        was_training = module.model.training
-        module.model.eval()
-        try:
-            with torch.no_grad():
-                before = module.global_mean(module.loss(self.target, batch), self.target)
-                out = []
-                for i, task in enumerate(grads.tasks):
-                    moves = [(shared, -lr * grads.shared[i])]
-                    if task == self.target:
-                        moves.append((head, -lr * grads.heads[task]))
-                    with module.displaced(moves):
-                        out.append(before - module.global_mean(module.loss(self.target, batch), self.target))
-        finally:
-            module.model.train(was_training)
+        with module.evaluating(), torch.no_grad():
+            before = module.global_mean(module.loss(self.target, batch), self.target)
+            out = []
+            for i, task in enumerate(grads.tasks):
+                moves = [(shared, -lr * grads.shared[i])]
+                if task == self.target:
+                    moves.append((head, -lr * grads.heads[task]))
+                with module.displaced(moves):
+                    out.append(before - module.global_mean(module.loss(self.target, batch), self.target))
         return module.reduce_mean(torch.stack(out).float())  # the whole step's target batch
 
     def step(self, module, step: Step) -> None:
