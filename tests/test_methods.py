@@ -169,6 +169,22 @@ def test_pcgrad_weighting_on_a_hand_computed_example():
     torch.testing.assert_close(PCGradWeighting()(agreeing @ agreeing.T), torch.ones(2))
 
 
+def test_upgrad_coefficients_on_a_hand_computed_example():
+    """Unit gradients at 120°: each is projected off the other, g1 + ½g2 and g2 + ½g1, and averaged."""
+    from types import SimpleNamespace
+
+    from src.methods.upgrad import UPGrad
+
+    g1, g2 = torch.tensor([1.0, 0.0]), torch.tensor([-0.5, 3**0.5 / 2])
+    grads = SimpleNamespace(shared=torch.stack([g1, g2]))
+    module = SimpleNamespace(broadcast=lambda x: x)
+    torch.testing.assert_close(
+        UPGrad().coefficients(module, grads, None), torch.tensor([0.75, 0.75]), atol=1e-4, rtol=0
+    )
+    agreeing = SimpleNamespace(shared=torch.tensor([[1.0, 0.0], [1.0, 1.0]]))  # nothing to project: the mean
+    torch.testing.assert_close(UPGrad().coefficients(module, agreeing, None), torch.full((2,), 0.5), atol=1e-4, rtol=0)
+
+
 def test_pcgrad_step_applies_the_projected_gradient(tiny_cfg):
     """One SGD step (lr 1) moves the trunk by −PCGrad(g_left, g_right) and each head by −its own gradient."""
     overrides = ("method=pcgrad", "model.net.dropout=0", "model.optimizer._target_=torch.optim.SGD")

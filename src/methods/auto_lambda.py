@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from src.data.schedule import DEV, Step
+from src.data.schedule import DEV
 from src.flat import flat_grad
-from src.methods.base import WeightingMethod
+from src.methods.gradient_weighting import GradientWeighting
 from src.schema import ConfigError, MethodConfig
 
 
@@ -49,11 +49,13 @@ def adam_step(value: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: int, lr: 
     return value - lr * m_hat / (v_hat.sqrt() + eps)
 
 
-class AutoLambda(WeightingMethod):
+class AutoLambda(GradientWeighting):
     """λ learned by a one-step look-ahead on the target's dev loss; options on :class:`Config`."""
 
     Config = Config
     distributed = True
+    scale_heads = True  # λ scales each task's loss
+    log_coefficients = False  # the weights are λ, set here
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -66,7 +68,7 @@ class AutoLambda(WeightingMethod):
         self.w = torch.full((len(tasks),), float(self.cfg.init))
         self._adam_m, self._adam_v = torch.zeros(len(tasks)), torch.zeros(len(tasks))
 
-    def plan_epoch(self, data, generator) -> list[Step]:
+    def plan_epoch(self, data, generator):
         return self.mixed_plan(data, generator, with_dev=True)
 
     def lambda_gradient(self, module, grads, dev_batch, lr: float, wd: float) -> Tensor:
@@ -89,8 +91,8 @@ class AutoLambda(WeightingMethod):
         out[0] = out[0] - lr * (grads.heads[self.target] @ d_head)
         return out
 
-    def step(self, module, step: Step) -> None:
-        grads = module.task_gradients(module.task_losses({t: b for t, b in step.data.items() if t != DEV}))
+    def coefficients(self, module, grads, step) -> Tensor:
+        """λ after this step's meta-step (Adam on the look-ahead dev loss's gradient in λ)."""
         index = [self.index(t) for t in grads.tasks]
         group = module.optimizers().optimizer.param_groups[0]
         lr, wd = group["lr"], group.get("weight_decay", 0.0)
@@ -100,9 +102,7 @@ class AutoLambda(WeightingMethod):
             m, v = self._adam_m[index], self._adam_v[index]
             new = adam_step(self.w[index], grad, m, v, self.meta_steps, self.cfg.lr, self.cfg.betas, self.cfg.eps)
             self.w[index], self._adam_m[index], self._adam_v[index] = new, m, v
-        lam = self.w[index].to(grads.shared)
-        heads = {t: c * grads.heads[t] for t, c in zip(grads.tasks, lam)}
-        module.step_with_gradients(lam @ grads.shared, heads)
+        return self.w[index]
 
     def get_extra_state(self):
         return {**super().get_extra_state(), "meta_steps": self.meta_steps}

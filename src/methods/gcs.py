@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from src.data.schedule import Step
-from src.methods.base import WeightingMethod
+from src.methods.gradient_weighting import GradientWeighting
 from src.schema import ConfigError, MethodConfig
 
 VARIANTS = ("unweighted", "weighted")
@@ -42,17 +41,11 @@ def gcs_coefficients(shared: Tensor, variant: str) -> Tensor:
     return coefficients
 
 
-class GCS(WeightingMethod):
+class GCS(GradientWeighting):
     """Auxiliary gradients gated by their cosine with the target's; options on :class:`Config`."""
 
     Config = Config
     distributed = True
 
-    def plan_epoch(self, data, generator) -> list[Step]:
-        return self.mixed_plan(data, generator)
-
-    def step(self, module, step: Step) -> None:
-        grads = module.task_gradients(module.task_losses(step.data))
-        coefficients = gcs_coefficients(grads.shared, self.cfg.variant)
-        module.step_with_gradients(coefficients @ grads.shared, grads.heads)
-        self.observe_weights(torch.tensor([self.index(t) for t in grads.tasks]), coefficients)
+    def coefficients(self, module, grads, step) -> Tensor:
+        return gcs_coefficients(grads.shared, self.cfg.variant)

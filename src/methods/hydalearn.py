@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from src.data.schedule import Step
-from src.methods.base import WeightingMethod
+from src.methods.gradient_weighting import GradientWeighting
 from src.schema import ConfigError, MethodConfig
 
 
@@ -50,14 +49,12 @@ def gain_weights(gains: Tensor, max_weight: float) -> Tensor:
     return weights
 
 
-class HydaLearn(WeightingMethod):
+class HydaLearn(GradientWeighting):
     """Per-step weights from each task's trial-update gain on the target; options on :class:`Config`."""
 
     Config = Config
     distributed = True
-
-    def plan_epoch(self, data, generator) -> list[Step]:
-        return self.mixed_plan(data, generator)
+    scale_heads = True  # the weights scale each task's loss
 
     def gains(self, module, grads, batch) -> Tensor:
         """The target's loss drop on ``batch`` after a trial step with each task's gradient."""
@@ -75,10 +72,5 @@ class HydaLearn(WeightingMethod):
                     out.append(before - module.global_mean(module.loss(self.target, batch), self.target))
         return module.reduce_mean(torch.stack(out).float())  # the whole step's target batch
 
-    def step(self, module, step: Step) -> None:
-        grads = module.task_gradients(module.task_losses(step.data))
-        weights = gain_weights(self.gains(module, grads, step.data[self.target]), self.cfg.max_weight)
-        coefficients = weights.to(grads.shared)
-        heads = {t: c * grads.heads[t] for t, c in zip(grads.tasks, coefficients)}
-        module.step_with_gradients(coefficients @ grads.shared, heads)
-        self.observe_weights(torch.tensor([self.index(t) for t in grads.tasks]), weights)
+    def coefficients(self, module, grads, step) -> Tensor:
+        return gain_weights(self.gains(module, grads, step.data[self.target]), self.cfg.max_weight)

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torchjd.aggregation import PCGradWeighting
 
-from src.data.schedule import Step
-from src.methods.base import WeightingMethod
+from src.methods.gradient_weighting import TorchJDWeighting
 from src.schema import MethodConfig
 
 
@@ -26,22 +24,9 @@ class Config(MethodConfig):
     _target_: str = "src.methods.pcgrad.PCGrad"
 
 
-class PCGrad(WeightingMethod):
+class PCGrad(TorchJDWeighting):
     """PCGrad on the shared parameters; no options (the paper has none beyond the optimizer's)."""
 
     Config = Config
     distributed = True
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        self.weighting = PCGradWeighting()
-
-    def plan_epoch(self, data, generator) -> list[Step]:
-        return self.mixed_plan(data, generator)
-
-    def step(self, module, step: Step) -> None:
-        grads = module.task_gradients(module.task_losses(step.data))
-        # random order (the global RNG, seeded per epoch); process 0's draw, so every process steps alike
-        coefficients = module.broadcast(self.weighting(grads.shared @ grads.shared.T))
-        module.step_with_gradients(coefficients @ grads.shared, grads.heads)
-        self.observe_weights(torch.tensor([self.index(t) for t in grads.tasks]), coefficients)
+    weighting = PCGradWeighting  # projections in a random order: the global RNG, seeded per epoch

@@ -1,0 +1,61 @@
+"""Methods that weight the tasks' gradients in each step (TorchJD's split of a weighting from its aggregator).
+
+A rule maps the step's per-task gradients on the shared parameters (their Gramian, for TorchJD's
+weightings) to one coefficient per task; this base takes the gradients, combines them with those
+coefficients, applies the combined gradient and logs the coefficients as the tasks' weights. Each head
+gets its own task's gradient, scaled by that task's coefficient when ``scale_heads`` is set (a rule that
+weights losses, as HydaLearn's and Auto-Lambda's do) and as it is otherwise (a rule that only reconciles
+the shared parameters' gradients, as PCGrad's and GCS's do). A rule file holds its rule and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from src.data.schedule import Step
+from src.methods.base import WeightingMethod
+from src.module import TaskGradients
+
+
+class GradientWeighting(WeightingMethod):
+    """Per step: per-task gradients → :meth:`coefficients` → one combined step; the coefficients are logged."""
+
+    scale_heads: ClassVar[bool] = False
+    log_coefficients: ClassVar[bool] = True  # False: the method sets its weights itself (Auto-Lambda's λ)
+
+    def plan_epoch(self, data, generator) -> list[Step]:
+        return self.mixed_plan(data, generator)
+
+    def coefficients(self, module, grads: TaskGradients, step: Step) -> Tensor:
+        """One coefficient per row of ``grads.shared`` (tasks in ``grads.tasks``' order)."""
+        raise NotImplementedError
+
+    def step(self, module, step: Step) -> None:
+        grads = module.task_gradients(module.task_losses(step.data))
+        coefficients = self.coefficients(module, grads, step).to(grads.shared)
+        heads = {
+            t: c * grads.heads[t] if self.scale_heads else grads.heads[t] for t, c in zip(grads.tasks, coefficients)
+        }
+        module.step_with_gradients(coefficients @ grads.shared, heads)
+        if self.log_coefficients:
+            self.observe_weights(torch.tensor([self.index(t) for t in grads.tasks]), coefficients)
+
+
+class TorchJDWeighting(GradientWeighting):
+    """A TorchJD weighting of the Gramian of the shared gradients (``weighting``, set by the subclass)."""
+
+    weighting: ClassVar[type]
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.rule = self.weighting()
+
+    def coefficients(self, module, grads: TaskGradients, step: Step) -> Tensor:
+        # the Gramian in the gradients' own precision (autocast would round it to bf16, which a QP solver
+        # refuses); process 0's coefficients, so a rule that draws at random (PCGrad's order) steps alike
+        with torch.autocast(grads.shared.device.type, enabled=False):
+            gramian = grads.shared @ grads.shared.T
+        return module.broadcast(self.rule(gramian))
