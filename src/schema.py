@@ -22,30 +22,52 @@ class ConfigError(ValueError):
     """A config value is invalid; the message names the key and the value."""
 
 
-# --- checks used by the schemas ------------------------------------------------------------------
-def _positive(obj: Any, *names: str, allow_none: bool = False) -> None:
+# --- checks used by the schemas (the methods' own Config classes use them too) -----------------------
+def positive(obj: Any, *names: str, allow_none: bool = False) -> None:
     for name in names:
         value = getattr(obj, name)
         if value is None and allow_none:
             continue
         if value is None or not 0 < value < math.inf:  # also rejects nan and inf
-            raise ConfigError(f"{name}={value}: must be a positive, finite number")
+            raise ConfigError(f"{name}={value}: must be a positive, finite number" + (" or null" if allow_none else ""))
 
 
-def _non_negative(obj: Any, *names: str) -> None:
+def non_negative(obj: Any, *names: str) -> None:
     for name in names:
         if not 0 <= (value := getattr(obj, name)) < math.inf:
             raise ConfigError(f"{name}={value}: must be a finite number >= 0")
 
 
-def _fraction(obj: Any, *names: str) -> None:
+def finite(obj: Any, *names: str) -> None:
+    for name in names:
+        if not math.isfinite(value := getattr(obj, name)):
+            raise ConfigError(f"{name}={value}: must be a finite number")
+
+
+def at_least(obj: Any, name: str, low: int, allow_none: bool = False) -> None:
+    """An integer option with a lower bound (a count of steps, epochs, examples)."""
+    value = getattr(obj, name)
+    if value is None and allow_none:
+        return
+    if value is None or not low <= value < math.inf:
+        raise ConfigError(f"{name}={value}: must be >= {low}" + (" or null" if allow_none else ""))
+
+
+def fraction(obj: Any, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         if not 0 < value <= 1:
             raise ConfigError(f"{name}={value}: must be a fraction in (0, 1]")
 
 
-def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+def below_one(obj: Any, *names: str) -> None:
+    """In [0, 1): a rate, a slack or a decay."""
+    for name in names:
+        if not 0 <= (value := getattr(obj, name)) < 1:
+            raise ConfigError(f"{name}={value}: must be in [0, 1)")
+
+
+def choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
     if (value := getattr(obj, name)) not in choices:
         raise ConfigError(f"{name}={value!r}: must be one of {', '.join(choices)}")
 
@@ -77,18 +99,18 @@ class TaskConfig:
     def __post_init__(self) -> None:
         from hydra.utils import get_class
 
-        _positive(self, "batch_size", "eval_batch_size")
-        _positive(self, "max_train_examples", "max_eval_examples", "dev_examples", allow_none=True)
-        _fraction(self, "dev_fraction", "budget_fraction")
-        _choice(self, "budget", BUDGETS)
-        _choice(self, "batching", BATCHINGS)
-        _positive(self, "temperature")
+        positive(self, "batch_size", "eval_batch_size")
+        positive(self, "max_train_examples", "max_eval_examples", "dev_examples", allow_none=True)
+        fraction(self, "dev_fraction", "budget_fraction")
+        choice(self, "budget", BUDGETS)
+        choice(self, "batching", BATCHINGS)
+        positive(self, "temperature")
         if self.temperature < 1:
             raise ConfigError(
                 f"temperature={self.temperature}: must be >= 1 (1 draws in proportion to size, larger values "
                 "move towards equal; below 1 would favour large auxiliaries beyond their size)"
             )
-        _non_negative(self, "num_workers")
+        non_negative(self, "num_workers")
         if self.dev_fraction == 1:
             raise ConfigError("dev_fraction=1: nothing would be left to train on; use a value below 1")
         datamodule = get_class(self._target_)
@@ -146,7 +168,7 @@ class GLUETaskConfig(TaskConfig):
         super().__post_init__()
         if self.tokenizer is None:
             raise ConfigError("tokenizer=None: GLUE tasks need an encoder model; use model=encoder or model=minilm")
-        _positive(self, "max_length")
+        positive(self, "max_length")
 
 
 # --- method --------------------------------------------------------------------------------------
@@ -166,8 +188,8 @@ class OptimizerConfig:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        _positive(self, "lr")
-        _non_negative(self, "weight_decay")
+        positive(self, "lr")
+        non_negative(self, "weight_decay")
 
 
 @dataclass
@@ -179,8 +201,8 @@ class LeNetConfig:
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
-        _positive(self, "hidden")
-        _positive(self, "head_hidden", allow_none=True)
+        positive(self, "hidden")
+        positive(self, "head_hidden", allow_none=True)
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout={self.dropout}: must be in [0, 1)")
 
@@ -208,10 +230,10 @@ class EncoderNetConfig:
     head_hidden: int | None = None
 
     def __post_init__(self) -> None:
-        _choice(self, "pooling", ("cls", "mean"))
+        choice(self, "pooling", ("cls", "mean"))
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout={self.dropout}: must be in [0, 1)")
-        _positive(self, "head_hidden", allow_none=True)
+        positive(self, "head_hidden", allow_none=True)
 
 
 @dataclass
@@ -225,7 +247,7 @@ class EncoderModelConfig(ModelConfig):
     )
 
     def __post_init__(self) -> None:
-        _positive(self, "max_length")
+        positive(self, "max_length")
 
 
 # --- trainer, paths, top level -------------------------------------------------------------------
@@ -252,8 +274,8 @@ class TrainerConfig:
     default_root_dir: str = "${paths.output_dir}"
 
     def __post_init__(self) -> None:
-        _positive(self, "max_epochs", "num_nodes", "log_every_n_steps")
-        _non_negative(self, "num_sanity_val_steps")
+        positive(self, "max_epochs", "num_nodes", "log_every_n_steps")
+        non_negative(self, "num_sanity_val_steps")
 
 
 @dataclass

@@ -94,3 +94,60 @@ def test_bad_config_exits_non_zero_before_loading_data(tmp_path):
     assert proc.returncode != 0
     assert "task.target='top' is not in task group 'multimnist'" in proc.stderr
     assert "MNIST file" not in proc.stderr  # it failed before looking for data
+
+
+# One value outside its domain for every option of every method (a new option must be added here).
+OUT_OF_DOMAIN = {
+    "alphavil": {
+        "alpha_steps": "-1",
+        "alpha_lr": "inf",
+        "alpha_init": "zeros",
+        "alpha_domain": "sphere",
+        "alpha_min": "-1",
+        "alpha_max": "nan",
+        "weight_update": "max",
+        "w_min": "5",  # above alpha_max
+        "reset_optimizer": "maybe",
+        "delta_dtype": "float16",
+    },
+    "auto_lambda": {"init": "-1", "lr": "0", "betas": "[0.9,1.5]", "eps": "0"},
+    "diw": {
+        "B": "0.5",
+        "eps": "1",
+        "features": "pixels",
+        "kernel_bandwidth": "-1",
+        "solver_steps": "0",
+        "update_every": "0",
+    },
+    "forkmerge": {"alphas": "[]", "merge_examples": "0"},
+    "gcs": {"variant": "sometimes"},
+    "hydalearn": {"lookahead_lr": "-1", "max_weight": "inf"},
+    "ol_aux": {"beta": "0", "horizon": "0", "similarity": "l1"},
+    "post_train": {"aux_epochs": "-1", "reset_optimizer": "maybe"},
+    "static": {"weights": "{right: -1}", "aux_weight": "inf"},
+    "uncertainty": {"init_log_variance": "inf"},
+}
+
+
+def method_options(method: str) -> set[str]:
+    from dataclasses import fields
+
+    from hydra.utils import get_class
+
+    cls = get_class(compose_config([f"method={method}"]).method._target_)
+    return {f.name for f in fields(cls.Config) if not f.name.startswith("_")}
+
+
+@pytest.mark.parametrize("method", options("method"))
+def test_every_method_option_has_an_out_of_domain_case(method):
+    assert method_options(method) == set(OUT_OF_DOMAIN.get(method, {}))
+
+
+@pytest.mark.parametrize(
+    "method,option,value", [(m, o, v) for m, cases in OUT_OF_DOMAIN.items() for o, v in cases.items()]
+)
+def test_every_method_option_outside_its_domain_is_refused_by_name(method, option, value, tmp_path):
+    with pytest.raises((ConfigError, ConfigCompositionException, ValidationError)) as refused:
+        validate(compose_config([f"method={method}", f"method.{option}={value}"], output_dir=tmp_path))
+    text = f"{refused.value} {refused.value.__cause__}"
+    assert f"{option}=" in text or f"method.{option}" in text, text

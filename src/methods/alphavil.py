@@ -34,7 +34,7 @@ from torch import Tensor
 from src.data.schedule import DEV, Step, block, block_plan, chunks, finish, sample
 from src.flat import assign, flat_grad
 from src.methods.branching import BranchingMethod
-from src.schema import ConfigError, MethodConfig
+from src.schema import ConfigError, MethodConfig, at_least, choice, finite, non_negative, positive
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +68,18 @@ class Config(MethodConfig):
     delta_dtype: str = "auto"  # auto (the parameters' dtype) | float32 | bfloat16: storage of the K deltas
 
     def __post_init__(self) -> None:
-        if self.alpha_steps < 0:
-            raise ConfigError(f"alpha_steps={self.alpha_steps}: must be >= 0")
-        if not self.alpha_lr > 0:
-            raise ConfigError(f"alpha_lr={self.alpha_lr}: must be a positive number")
+        at_least(self, "alpha_steps", 0)
+        positive(self, "alpha_lr")
+        finite(self, "alpha_min", "alpha_max")
+        non_negative(self, "alpha_min", "w_min")
         if not self.alpha_min < self.alpha_max:
             raise ConfigError(f"alpha_min={self.alpha_min}: must be below alpha_max={self.alpha_max}")
-        if self.w_min < 0:
-            raise ConfigError(f"w_min={self.w_min}: must be >= 0")
-        for name, choices in (
-            ("alpha_init", ALPHA_INIT),
-            ("alpha_domain", ALPHA_DOMAINS),
-            ("weight_update", WEIGHT_UPDATES),
-            ("delta_dtype", tuple(DELTA_DTYPES)),
-        ):
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: must be one of {', '.join(choices)}")
+        if self.w_min > self.alpha_max:  # the floor would lift every auxiliary above what α can express
+            raise ConfigError(f"w_min={self.w_min}: must be at most alpha_max={self.alpha_max}")
+        choice(self, "alpha_init", ALPHA_INIT)
+        choice(self, "alpha_domain", ALPHA_DOMAINS)
+        choice(self, "weight_update", WEIGHT_UPDATES)
+        choice(self, "delta_dtype", tuple(DELTA_DTYPES))
 
 
 # --- the pure parts: testable on small tensors without a Trainer ---------------------------------

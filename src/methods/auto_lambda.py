@@ -13,7 +13,6 @@ meta step. η and wd are the optimizer's learning rate and weight decay, as in t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +21,7 @@ from torch import Tensor
 from src.data.schedule import DEV
 from src.flat import flat_grad
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import ConfigError, MethodConfig
+from src.schema import ConfigError, MethodConfig, positive
 
 
 @dataclass
@@ -34,10 +33,9 @@ class Config(MethodConfig):
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.init):
-            raise ConfigError(f"init={self.init}: must be a finite number")
-        if not self.lr > 0:
-            raise ConfigError(f"lr={self.lr}: must be a positive number")
+        positive(self, "init", "lr", "eps")  # λ ≤ 0 would train a task against its own loss
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas={list(self.betas)}: must be two numbers in [0, 1)")
 
 
 def adam_step(value: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: int, lr: float, betas, eps: float) -> Tensor:

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from src.data.schedule import DEV, Step
 from src.methods.base import WeightingMethod
-from src.schema import ConfigError, MethodConfig
+from src.schema import ConfigError, MethodConfig, at_least, below_one, choice
 
 FEATURES = ("hidden", "loss", "hidden+loss")
 
@@ -41,19 +41,15 @@ class Config(MethodConfig):
     update_every: int = 1  # solve every k steps; in between each task's examples get its last mean β
 
     def __post_init__(self) -> None:
-        if not self.B >= 1:
-            raise ConfigError(f"B={self.B}: must be >= 1 (β = 1 for every example must be feasible)")
-        if not 0 <= self.eps < 1:
-            raise ConfigError(f"eps={self.eps}: must be in [0, 1)")
-        if self.features not in FEATURES:
-            raise ConfigError(f"features={self.features!r}: must be one of {', '.join(FEATURES)}")
+        if not 1 <= self.B < math.inf:
+            raise ConfigError(f"B={self.B}: must be a finite number >= 1 (β = 1 for every example must be feasible)")
+        below_one(self, "eps")
+        choice(self, "features", FEATURES)
         bw = self.kernel_bandwidth
-        if bw != "median" and (isinstance(bw, bool) or not isinstance(bw, int | float) or bw <= 0):
-            raise ConfigError(f"kernel_bandwidth={bw!r}: must be 'median' or a positive number")
-        if self.solver_steps < 1:
-            raise ConfigError(f"solver_steps={self.solver_steps}: must be >= 1")
-        if self.update_every < 1:
-            raise ConfigError(f"update_every={self.update_every}: must be >= 1")
+        if bw != "median" and (isinstance(bw, bool) or not isinstance(bw, int | float) or not 0 < bw < math.inf):
+            raise ConfigError(f"kernel_bandwidth={bw!r}: must be 'median' or a positive, finite number")
+        at_least(self, "solver_steps", 1)
+        at_least(self, "update_every", 1)
 
 
 # --- the pure parts: testable on small tensors without a Trainer ---------------------------------

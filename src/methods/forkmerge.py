@@ -35,7 +35,7 @@ from torch import Tensor
 from src.data.schedule import DEV, Step, block, chunks, finish, sample, split_like
 from src.flat import assign
 from src.methods.branching import BranchingMethod
-from src.schema import ConfigError, MethodConfig
+from src.schema import ConfigError, MethodConfig, at_least
 
 
 @dataclass
@@ -47,8 +47,7 @@ class Config(MethodConfig):
     def __post_init__(self) -> None:
         if not self.alphas or any(not 0 <= a < math.inf for a in self.alphas):
             raise ConfigError(f"alphas={list(self.alphas)}: must be a non-empty list of numbers >= 0")
-        if self.merge_examples < 1:
-            raise ConfigError(f"merge_examples={self.merge_examples}: must be >= 1")
+        at_least(self, "merge_examples", 1)
 
 
 def greedy_merge(branch_losses: list[float], score, alphas: list[float]) -> list[float]:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import ConfigError, MethodConfig
+from src.schema import MethodConfig, choice
 
 VARIANTS = ("unweighted", "weighted")
 
@@ -28,8 +28,7 @@ class Config(MethodConfig):
     variant: str = "unweighted"  # unweighted: 1[cos > 0] | weighted: max(cos, 0)
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"variant={self.variant!r}: must be one of {', '.join(VARIANTS)}")
+        choice(self, "variant", VARIANTS)
 
 
 def gcs_coefficients(shared: Tensor, variant: str) -> Tensor:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import ConfigError, MethodConfig
+from src.schema import MethodConfig, positive
 
 
 @dataclass
@@ -33,10 +33,8 @@ class Config(MethodConfig):
     max_weight: float = 10.0  # cap on an auxiliary's weight
 
     def __post_init__(self) -> None:
-        if self.lookahead_lr is not None and not self.lookahead_lr > 0:
-            raise ConfigError(f"lookahead_lr={self.lookahead_lr}: must be a positive number or null")
-        if not self.max_weight > 0:
-            raise ConfigError(f"max_weight={self.max_weight}: must be a positive number")
+        positive(self, "lookahead_lr", allow_none=True)
+        positive(self, "max_weight")
 
 
 def gain_weights(gains: Tensor, max_weight: float) -> Tensor:

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from src.data.schedule import Step
 from src.methods.base import WeightingMethod
-from src.schema import ConfigError, MethodConfig
+from src.schema import MethodConfig, at_least, choice, positive
 
 SIMILARITIES = ("cosine", "dot")
 
@@ -33,12 +33,9 @@ class Config(MethodConfig):
     similarity: str = "cosine"  # cosine (LibMTL) | dot (the paper: lr · inner product)
 
     def __post_init__(self) -> None:
-        if not self.beta > 0:
-            raise ConfigError(f"beta={self.beta}: must be a positive number")
-        if self.horizon < 1:
-            raise ConfigError(f"horizon={self.horizon}: must be >= 1")
-        if self.similarity not in SIMILARITIES:
-            raise ConfigError(f"similarity={self.similarity!r}: must be one of {', '.join(SIMILARITIES)}")
+        positive(self, "beta")
+        at_least(self, "horizon", 1)
+        choice(self, "similarity", SIMILARITIES)
 
 
 def similarities(shared: Tensor, kind: str, lr: float) -> Tensor:

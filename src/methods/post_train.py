@@ -16,7 +16,7 @@ import torch
 
 from src.data.schedule import Step, finish
 from src.methods.base import WeightingMethod
-from src.schema import ConfigError, MethodConfig
+from src.schema import MethodConfig, at_least
 
 
 @dataclass
@@ -26,8 +26,7 @@ class Config(MethodConfig):
     reset_optimizer: bool = True  # the target's phase starts with a fresh optimizer state
 
     def __post_init__(self) -> None:
-        if self.aux_epochs is not None and self.aux_epochs < 0:
-            raise ConfigError(f"aux_epochs={self.aux_epochs}: must be >= 0 or null")
+        at_least(self, "aux_epochs", 0, allow_none=True)
 
 
 class PostTrain(WeightingMethod):

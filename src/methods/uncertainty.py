@@ -17,13 +17,16 @@ from torch import nn
 
 from src.data.schedule import Step
 from src.methods.base import WeightingMethod
-from src.schema import MethodConfig
+from src.schema import MethodConfig, finite
 
 
 @dataclass
 class Config(MethodConfig):
     _target_: str = "src.methods.uncertainty.Uncertainty"
     init_log_variance: float = -0.5  # s_t at the start (LibMTL's UW); weight 1 / (2·exp(s)) ≈ 0.82
+
+    def __post_init__(self) -> None:
+        finite(self, "init_log_variance")
 
 
 def uncertainty_loss(losses: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
