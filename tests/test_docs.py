@@ -1,0 +1,57 @@
+"""The lists in the docs that can go stale are checked against the code: methods, make targets, config groups."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import CONF, ROOT, config_options
+
+README = (ROOT / "README.md").read_text()
+EXPERIMENTS = ROOT / "experiments" / "conf" / "experiment"
+
+
+def table_row(text: str, first_cell: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"| {first_cell} |"))
+
+
+def groups() -> dict[str, list[str]]:
+    """Every config group a user picks from, with its options."""
+    found = {g.name: config_options(g.name) for g in CONF.iterdir() if g.is_dir() and g.name not in ("hydra", "local")}
+    found["hydra/launcher"] = sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("*.yaml"))
+    found["experiment"] = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
+    return found
+
+
+@pytest.mark.parametrize("group,options", sorted(groups().items()))
+def test_the_readme_configuration_table_lists_every_group_and_option(group, options):
+    row = table_row(README, f"`{group}`")
+    cell = row.split(" | ")[1]
+    named = [o for o in options if not (o.startswith("glue_") and "`glue_<target>`" in cell)]  # one per GLUE task
+    missing = [o for o in named if f"`{o}`" not in cell]
+    assert not missing, f"README's {group} row lacks {missing}"
+
+
+@pytest.mark.parametrize("method", config_options("method"))
+def test_every_method_is_in_the_readme_and_in_docs_methods(method):
+    first_cells = [line.split(" | ")[0] for line in README.splitlines() if line.startswith("| `")]
+    assert any(f"`{method}`" in cell for cell in first_cells), "the README's method table lacks it"
+    methods = (ROOT / "docs" / "methods.md").read_text()
+    assert re.search(rf"^- `{method}`", methods, re.M), f"docs/methods.md describes no {method}"
+
+
+def test_the_readme_lists_every_make_target():
+    targets = re.findall(r"^([a-z-]+):.*## ", (ROOT / "Makefile").read_text(), re.M)
+    listed = re.search(r"`make help` lists every target: `([^`]+)`", README.replace("\n", " ")).group(1).split()
+    assert listed == targets
+
+
+def test_every_docs_page_is_linked_from_the_readme_and_every_link_resolves():
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    linked = re.findall(r"\]\((docs/[^)#]+)\)", README)
+    assert sorted({link.removeprefix("docs/") for link in linked if link.endswith(".md")}) == pages
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#]+)\)", page.read_text()):
+            if not target.startswith("http"):
+                assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
