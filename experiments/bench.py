@@ -123,17 +123,19 @@ def table(runs: dict[str, list[dict[str, float]]]) -> list[str]:
     return lines
 
 
+ONE_EPOCH = [  # one training epoch and nothing else: no validation, test, logger or checkpoint
+    "trainer.max_epochs=1",
+    "trainer.limit_val_batches=0",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "logger=none",
+    "callbacks=none",
+    "test=false",
+]
+
+
 def run_group(name: str, overrides: list[str], out: Path, repeats: int = 3) -> list[str]:
-    common = [
-        *overrides,
-        "trainer.max_epochs=1",
-        "trainer.limit_val_batches=0",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "logger=none",
-        "callbacks=none",
-        "test=false",
-    ]
+    common = [*overrides, *ONE_EPOCH]
     bench_method([*common, "method=uniform"], out / "warmup")  # untimed: thread pools, kernels, lazy imports
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
     for _ in range(repeats):  # methods take turns, so drift in the machine's speed hits all of them alike
@@ -159,13 +161,7 @@ def budget_group(rule: list[str], out: Path, repeats: int = 3, extra: list[str] 
         *rule,
         *(extra or []),
         "task.max_eval_examples=500",
-        "trainer.max_epochs=1",
-        "trainer.limit_val_batches=0",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "logger=none",
-        "callbacks=none",
-        "test=false",
+        *ONE_EPOCH,
     ]
     variants = {"uniform · sampled": ["method=uniform", "task.batching=sampled"]}
     variants.update({("uniform · mixed" if m == "uniform" else m): [f"method={m}"] for m in METHODS})

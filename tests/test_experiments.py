@@ -158,25 +158,31 @@ def test_report_tables_plots_and_missing_runs(tiny_cfg, tmp_path):
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
 
 
+def fake_result(choice: str, seed: int, test: float, dev: float, **fields) -> dict:
+    """A results.json as the report reads it: target left, one auxiliary right, setting ``setting``."""
+    return {
+        "target": "left",
+        "task_config": "setting",
+        "target_metric": "accuracy",
+        "method": choice,
+        "method_choice": choice,
+        "overrides": [],
+        "seed": seed,
+        "target_test": test,
+        "target_dev": dev,
+        "tasks": ["left", "right"],
+        **fields,
+    }
+
+
 def test_report_oracle_and_paired_differences_on_hand_computed_values():
     from experiments.report import tables
 
     def runs(choice, tests, dev, overrides=()):
+        seen = {"left": 1000, "right": 3000}
+        weights = {"left": 1.0, "right": 0.5}
         return [
-            {
-                "target": "left",
-                "task_config": "setting",
-                "target_metric": "accuracy",
-                "method": choice,
-                "method_choice": choice,
-                "overrides": list(overrides),
-                "seed": seed,
-                "target_test": t,
-                "target_dev": dev,
-                "tasks": ["left", "right"],
-                "weights": {"left": 1.0, "right": 0.5},
-                "examples_seen": {"left": 1000, "right": 3000},
-            }
+            fake_result(choice, seed, t, dev, overrides=list(overrides), weights=weights, examples_seen=seen)
             for seed, t in enumerate(tests)
         ]
 
@@ -258,26 +264,20 @@ def test_report_tables_one_budget_each_with_the_oracle_at_it_and_spending_marked
         if rule == "fraction":
             budget["fraction"] = 0.5
         return [
-            {
-                "target": "left",
-                "task_config": "setting",
-                "target_metric": "accuracy",
-                "method": choice,
-                "method_choice": choice,
-                "overrides": [],
-                "seed": seed,
-                "target_test": test + seed / 100,
-                "target_dev": dev,
-                "tasks": ["left", "right"],
-                "weights": weights or {"left": 1.0, "right": 1.0},
-                "examples_seen": {"left": 2000, "right": aux},
-                "schedule": schedule,
-                "budget": budget,
-                "dev_examples": 200,
-                "optimizer_steps": steps,
-                "passes": {"forward": steps, "backward": steps},
-                "dev_examples_used": 0,
-            }
+            fake_result(
+                choice,
+                seed,
+                test + seed / 100,
+                dev,
+                weights=weights or {"left": 1.0, "right": 1.0},
+                examples_seen={"left": 2000, "right": aux},
+                schedule=schedule,
+                budget=budget,
+                dev_examples=200,
+                optimizer_steps=steps,
+                passes={"forward": steps, "backward": steps},
+                dev_examples_used=0,
+            )
             for seed in range(3)
         ]
 
