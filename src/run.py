@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,13 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Trainer]:
-    """Validate ``cfg`` and build the DataModule, the LightningModule (with its method) and the Trainer."""
+def build(
+    cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()
+) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Trainer]:
+    """Validate ``cfg`` and build the DataModule, the LightningModule (with its method) and the Trainer.
+
+    ``callbacks`` join the configured ones (``cfg.callbacks``): a test or a script adds its own without a config.
+    """
     validate(cfg)  # fails on a bad key or value before any data is loaded
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: MultiTaskDataModule = instantiate(cfg.task)
@@ -57,7 +63,7 @@ def build(cfg: DictConfig) -> tuple[MultiTaskDataModule, MultiTaskModule, pl.Tra
     model = instantiate(cfg.model.net)(tasks=datamodule.tasks)
     optimizer = instantiate(cfg.model.optimizer)
     module = MultiTaskModule(model, method, datamodule.tasks, optimizer, seed=cfg.seed, run_record=run_record(cfg))
-    callbacks = instantiate_all(cfg.get("callbacks"))
+    callbacks = [*instantiate_all(cfg.get("callbacks")), *callbacks]
     # The method plans every epoch afresh (mini-epochs, per-epoch samples), so loaders are rebuilt.
     # Checkpoints are written only by the checkpoint callbacks configured (`callbacks=none`: none at all),
     # not by the default one Lightning would otherwise add.
@@ -120,14 +126,17 @@ def cluster_plugins() -> list[Any] | None:
     return [SLURMEnvironment(auto_requeue=False)] if _on_slurm() else None
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test at the best target-dev checkpoint, write ``results.json``; returns the results."""
+def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]:
+    """Fit, test at the best target-dev checkpoint, write ``results.json``; returns the results.
+
+    ``callbacks`` join the configured ones (see :func:`build`).
+    """
     validate(cfg)
     if (done := finished(cfg)) is not None:
         return done
     if (ckpt := resume_path(cfg)) is not None:
         check_resume(cfg, ckpt)  # before any data loads: a checkpoint of another run is refused at once
-    datamodule, module, trainer = build(cfg)
+    datamodule, module, trainer = build(cfg, callbacks)
     method, loggers, out_dir = module.method, trainer.loggers, Path(cfg.paths.output_dir)
     start = time.perf_counter()
     status = "failed"

@@ -21,7 +21,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from src.config import validate
-from src.run import build, train
+from src.run import train
 from tests.conftest import GLUE_TINY, TINY, compose_config, make_glue, make_mnist, make_tiny_encoder
 
 
@@ -177,20 +177,7 @@ def sigterm_in_epoch_one(w: World) -> None:
             if trainer.current_epoch == 1 and batch_idx == 0:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    import src.run
-
-    real_build = build
-
-    def with_sigterm(cfg):
-        dm, module, trainer = real_build(cfg)
-        trainer.callbacks.append(SigtermAt())
-        return dm, module, trainer
-
-    src.run.build = with_sigterm
-    try:
-        train(w.mnist_cfg("trainer.max_epochs=3"))
-    finally:
-        src.run.build = real_build
+    train(w.mnist_cfg("trainer.max_epochs=3"), callbacks=[SigtermAt()])
 
 
 LABELS = "train-labels-idx1-ubyte.gz"

@@ -74,20 +74,8 @@ def one_process(tiny_data, method: str, out) -> dict:
     cfg = compose_config(
         [*common(tiny_data, method), f"paths.cache_dir={out.parent}/cache", "trainer.devices=1"], output_dir=out
     )
-    import src.run
 
-    real_build = build
-
-    def with_saver(cfg):
-        dm, module, trainer = real_build(cfg)
-        trainer.callbacks.append(SaveRankState(str(out / "ranks")))
-        return dm, module, trainer
-
-    src.run.build = with_saver
-    try:
-        train(cfg)
-    finally:
-        src.run.build = real_build
+    train(cfg, callbacks=[SaveRankState(str(out / "ranks"))])
     return torch.load(out / "ranks" / "rank0.pt", weights_only=True)
 
 

@@ -28,18 +28,10 @@ class SigtermAt(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_sigterm_stops_with_143_and_says_how_to_resume(tiny_cfg, tmp_path, monkeypatch, caplog):
+def test_sigterm_stops_with_143_and_says_how_to_resume(tiny_cfg, tmp_path, caplog):
     cfg = tiny_cfg("method=uniform", "trainer.max_epochs=3")
-    real_build = build
-
-    def with_sigterm(cfg):
-        dm, module, trainer = real_build(cfg)
-        trainer.callbacks.append(SigtermAt(epoch=1))
-        return dm, module, trainer
-
-    monkeypatch.setattr("src.run.build", with_sigterm)
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
-        train(cfg)
+        train(cfg, callbacks=[SigtermAt(epoch=1)])
     assert stopped.value.code == 143
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert last.exists() and torch.load(last, weights_only=True)["epoch"] == 0  # epoch 0's, not a partial epoch 1
@@ -191,7 +183,9 @@ def test_a_resume_that_changes_the_run_is_refused_naming_the_keys(
 ):
     _first_run(tiny_cfg, *first, "trainer.max_epochs=1")
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    monkeypatch.setattr("src.run.build", lambda cfg: pytest.fail("data loaded before the resume was checked"))
+    monkeypatch.setattr(
+        "src.run.build", lambda *args, **kwargs: pytest.fail("data loaded before the resume was checked")
+    )
     with pytest.raises(ConfigError, match="written by a different run") as refused:
         train(tiny_cfg(*resume, "trainer.max_epochs=2", f"ckpt_path={last}"))
     assert named in str(refused.value)
@@ -235,24 +229,11 @@ def test_a_resumed_run_tests_its_own_best_checkpoint(tiny_cfg, tmp_path):
         def on_train_start(self, trainer, module):
             shutil.rmtree(original)
 
-    real_build = build
-
-    def with_delete(cfg):
-        dm, module, trainer = real_build(cfg)
-        trainer.callbacks.append(DeleteOriginal())
-        return dm, module, trainer
-
-    import src.run
-
-    src.run.build, saved = with_delete, src.run.build
-    try:
-        # dev scores can only fall with a zero learning rate... not allowed: lr is run-defining. Instead one more
-        # epoch; whichever epoch is best, its checkpoint is in this run's folder
-        results = train(
-            tiny_cfg("method=uniform", "trainer.max_epochs=3", f"ckpt_path={original}/checkpoints/last.ckpt")
-        )
-    finally:
-        src.run.build = saved
+    # one more epoch: whichever epoch is best, its checkpoint is in this run's folder
+    results = train(
+        tiny_cfg("method=uniform", "trainer.max_epochs=3", f"ckpt_path={original}/checkpoints/last.ckpt"),
+        callbacks=[DeleteOriginal()],
+    )
     assert not original.exists()
     assert results["dev_history"][:2] == first["dev_history"] and results["target_test"] is not None
     own = list((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
@@ -384,7 +365,7 @@ def test_a_normal_run_records_its_dev_losses_and_no_warning(tiny_cfg, tmp_path):
     assert saved["warnings"] == [] == results["warnings"]
 
 
-def test_sigterm_during_validation_also_exits_143(tiny_cfg, monkeypatch, caplog):
+def test_sigterm_during_validation_also_exits_143(tiny_cfg, caplog):
     """Lightning raises its own SIGTERMException (a SystemExit with status 0) outside training steps."""
 
     class SigtermInValidation(Callback):
@@ -392,14 +373,6 @@ def test_sigterm_during_validation_also_exits_143(tiny_cfg, monkeypatch, caplog)
             if trainer.current_epoch == 1 and batch_idx == 0:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    real_build = build
-
-    def with_sigterm(cfg):
-        dm, module, trainer = real_build(cfg)
-        trainer.callbacks.append(SigtermInValidation())
-        return dm, module, trainer
-
-    monkeypatch.setattr("src.run.build", with_sigterm)
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
-        train(tiny_cfg("method=uniform", "trainer.max_epochs=3", "task.eval_batch_size=16"))
+        train(tiny_cfg("method=uniform", "trainer.max_epochs=3", "task.eval_batch_size=16"), [SigtermInValidation()])
     assert stopped.value.code == 143 and "stopped by SIGTERM" in caplog.text

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from pytorch_lightning.callbacks import Callback
 
 from src.run import build, train
 from tests.conftest import METHODS, ROOT
@@ -38,15 +39,25 @@ def test_fit_and_test_write_results(method, tiny_cfg, tmp_path):
     assert saved["target"] == "left" and saved["tasks"] == ["left", "right"]
     assert saved["target_metric"] == "accuracy"
     assert len(saved["weight_history"]) == 2 and set(saved["weights"]) == {"left", "right"}
-    assert 0 <= saved["target_test"] <= 1 and saved["best_epoch"] in (0, 1)
+    assert saved["best_epoch"] in (0, 1) and saved["target_test"] == saved["test"]["left"]["accuracy"]
+    assert saved["target_test"] * 60 == pytest.approx(round(saved["target_test"] * 60))  # k of the 60 test images
     assert saved["target_dev"] == max(saved["dev_history"])
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
 
 
-def test_callbacks_none_writes_no_checkpoints(tiny_cfg, tmp_path):
-    results = train(tiny_cfg("method=uniform", "callbacks=none"))
-    assert 0 <= results["target_test"] <= 1  # tested on the final weights
+def test_callbacks_none_writes_no_checkpoints_and_tests_the_final_weights(tiny_cfg, tmp_path):
+    class Keep(Callback):
+        def on_test_end(self, trainer, module):
+            self.module, self.datamodule = module, trainer.datamodule
+
+    kept = Keep()
+    results = train(tiny_cfg("method=uniform", "callbacks=none"), callbacks=[kept])
     assert not list((tmp_path / "run").rglob("*.ckpt"))
+    model, test = kept.module.model.eval(), kept.datamodule.test_sets["left"]
+    batch = test.batch(torch.arange(len(test)))
+    with torch.no_grad():
+        by_hand = (model("left", batch).argmax(-1) == batch["labels"]).float().mean().item()
+    assert results["target_test"] == pytest.approx(by_hand)
 
 
 def test_single_task_never_touches_the_auxiliary_head(tiny_cfg):
