@@ -117,11 +117,10 @@ def relative_to_target(alpha: Tensor, cap: float) -> Tensor:
 def update_weights(w: Tensor, alpha: Tensor, rule: str, w_min: float) -> Tensor:
     """The task weights after an epoch's α: additive w+(α−1), multiplicative w·α, or replace by α.
 
-    The first task is the target, and its weight stays 1 whatever α does: it scales the target's own
-    mini-epoch, which must go on training the model the run is for, and it is the unit the auxiliaries'
-    weights are read in. Left free, the additive rule drifted it to 0, where the target's data no longer
-    trains the model (its delta is only the optimizer's momentum) and the run goes on without a word.
-    α_target still decides how much of each epoch's target delta enters θ.
+    The first task is the target, and its weight stays 1 whatever α does: it scales the target's own block,
+    which must go on training the model the run is for (at weight 0 its delta would be only the optimizer's
+    momentum), and it is the unit the auxiliaries' weights are read in. α_target still decides how much of
+    each epoch's target delta enters θ.
     """
     if rule == "additive":
         new = w + (alpha - 1)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# After sweep_small.sh: αVIL's ablation at the small budget, then the small dev split (200) and the large budget
+# (half of each auxiliary per epoch), each with the fixed-weight grid under both batchings, αVIL and the three
+# best baselines of the small budget (ForkMerge, Auto-Lambda, HydaLearn: best mean Δ to the oracle there).
+# Started again with the same command, every sweep skips the runs that finished.
+set -uo pipefail
+cd "$(dirname "$0")/../../.."
+export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+RUNS=experiments/results/budget/runs
+S="python -m src.run -m hydra/launcher=local_parallel"
+A="$S experiment=known_effect method=alphavil"
+$A method.alpha_steps=20 method.alpha_lr=0.2 hydra.sweep.dir=$RUNS/ablation/alpha_steps20_lr0.2
+$A method.alpha_domain=simplex hydra.sweep.dir=$RUNS/ablation/simplex
+$A method.w_min=0 hydra.sweep.dir=$RUNS/ablation/w_min0
+$A method.reset_optimizer=false hydra.sweep.dir=$RUNS/ablation/no_optimizer_reset
+$A method.alpha_init=ones method.weight_update=additive method.w_min=0 hydra.sweep.dir=$RUNS/ablation/design_sketch
+BEST=single_task,alphavil,forkmerge,auto_lambda,hydalearn
+D="task.dev_examples=200"
+$S experiment=oracle $D hydra.sweep.dir=$RUNS/small_dev200/oracle
+$S experiment=known_effect $D method=$BEST hydra.sweep.dir=$RUNS/small_dev200/methods
+$S experiment=oracle_mixed $D hydra.sweep.dir=$RUNS/small_dev200/oracle_mixed
+L="task.budget=fraction"
+$S experiment=oracle $L hydra.sweep.dir=$RUNS/large/oracle
+$S experiment=known_effect $L method=alphavil,forkmerge,auto_lambda,hydalearn hydra.sweep.dir=$RUNS/large/methods
+$S experiment=oracle_mixed $L hydra.sweep.dir=$RUNS/large/oracle_mixed
