@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
-RUNS=experiments/results/budget/runs
+RUNS=${RUNS:-experiments/results/budget/runs}
 S="python -m src.run -m hydra/launcher=local_parallel"
 A="$S experiment=known_effect method=alphavil"
 $A method.alpha_steps=20 method.alpha_lr=0.2 hydra.sweep.dir=$RUNS/ablation/alpha_steps20_lr0.2

@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
-RUNS=experiments/results/budget/runs/small
+RUNS=${RUNS:-experiments/results/budget/runs}/small
 python -m src.run -m experiment=oracle hydra/launcher=local_parallel hydra.sweep.dir=$RUNS/oracle
 python -m src.run -m experiment=known_effect hydra/launcher=local_parallel hydra.sweep.dir=$RUNS/methods
 python -m src.run -m experiment=oracle_mixed hydra/launcher=local_parallel hydra.sweep.dir=$RUNS/oracle_mixed
