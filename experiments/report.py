@@ -23,6 +23,7 @@ METHOD_ORDER = [  # fixed weightings, then general multitask methods, then targe
     "post_train",
     "uncertainty",
     "pcgrad",
+    "upgrad",
     "diw",
     "gcs",
     "ol_aux",

@@ -55,3 +55,9 @@ def test_every_docs_page_is_linked_from_the_readme_and_every_link_resolves():
         for target in re.findall(r"\]\(([^)#]+)\)", page.read_text()):
             if not target.startswith("http"):
                 assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+def test_the_report_orders_every_method():
+    from experiments.report import METHOD_ORDER
+
+    assert sorted(METHOD_ORDER) == config_options("method")

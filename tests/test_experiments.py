@@ -27,16 +27,22 @@ def test_experiment_composes_and_validates(experiment, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "experiment,job",
+    "experiment,job,tasks,weights",
     [
-        ("multimnist_compare", ["method=alphavil"]),
-        ("multimnist_noise", ["method=alphavil"]),
-        ("known_effect", ["task=multimnist_low_mixed", "method=alphavil"]),
-        ("oracle", ["method=static", "method.aux_weight=0.3"]),
-        ("oracle_mixed", ["task=multimnist_low_mixed", "method=static", "method.weights={left_coarse:3,right:0}"]),
+        ("multimnist_compare", ["method=alphavil"], ["left", "right"], None),
+        ("multimnist_noise", ["method=alphavil"], ["left", "right", "noise"], None),
+        ("known_effect", ["task=multimnist_low_mixed", "method=alphavil"], ["left", "left_coarse", "right"], None),
+        ("oracle", ["method=static", "method.aux_weight=0.3"], ["left", "left_coarse"], [1.0, 0.3]),
+        (
+            "oracle_mixed",
+            ["task=multimnist_low_mixed", "method=static", "method.weights={left_coarse:3,right:0}"],
+            ["left", "left_coarse", "right"],
+            [1.0, 3.0, 0.0],
+        ),
     ],
 )
-def test_multimnist_experiments_run_one_job(experiment, job, tiny_data, tmp_path):
+def test_multimnist_experiments_run_one_job(experiment, job, tasks, weights, tiny_data, tmp_path):
+    """One job of each experiment trains the experiment's tasks, with its batch size (64) and its weights."""
     cfg = compose_config(
         [
             f"experiment={experiment}",
@@ -51,7 +57,12 @@ def test_multimnist_experiments_run_one_job(experiment, job, tiny_data, tmp_path
         ],
         output_dir=tmp_path / "run",
     )
-    assert train(cfg)["epochs"] == 1
+    results = train(cfg)
+    assert results["tasks"] == tasks and len(results["weight_history"]) == 1
+    if weights is not None:
+        assert list(results["weights"].values()) == pytest.approx(weights)
+    if experiment in ("known_effect", "oracle", "oracle_mixed"):  # batch 64: the 64 target examples in one step
+        assert cfg.task.batch_size == 64 and cfg.trainer.max_epochs == 1
 
 
 def test_glue_experiment_runs_one_job(tiny_glue, tmp_path):

@@ -229,15 +229,22 @@ def test_a_resumed_run_tests_its_own_best_checkpoint(tiny_cfg, tmp_path):
         def on_train_start(self, trainer, module):
             shutil.rmtree(original)
 
-    # one more epoch: whichever epoch is best, its checkpoint is in this run's folder
+    class WorseThird(Callback):
+        """The third epoch scores below every other, so the best checkpoint stays the original run's."""
+
+        def on_validation_end(self, trainer, module):  # before the checkpoint callbacks, which Lightning runs last
+            module.dev_scores[-1] = -1.0
+            trainer.callback_metrics["dev/score"] = torch.tensor(-1.0)
+
     results = train(
         tiny_cfg("method=uniform", "trainer.max_epochs=3", f"ckpt_path={original}/checkpoints/last.ckpt"),
-        callbacks=[DeleteOriginal()],
+        callbacks=[DeleteOriginal(), WorseThird()],
     )
     assert not original.exists()
-    assert results["dev_history"][:2] == first["dev_history"] and results["target_test"] is not None
+    assert results["dev_history"][:2] == first["dev_history"] and results["best_epoch"] < 2
     own = list((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
-    assert len(own) == 1 and (results["best_epoch"] >= 2 or own[0].name == best.name)
+    assert [p.name for p in own] == [best.name]  # copied from the original folder before it disappeared
+    assert results["target_test"] == results["test"]["left"]["accuracy"]
 
 
 def test_a_resume_whose_best_checkpoint_is_gone_stops_before_training(tiny_cfg, tmp_path):
@@ -269,7 +276,7 @@ def test_a_bad_checkpoint_file_is_named(content, phrase, tiny_cfg, tmp_path):
 
 
 # --- Slurm: requeue through submitit, no mid-epoch checkpoints ---------------------------------------
-def test_slurm_launcher_requeues_and_the_run_continues_in_its_folder(tmp_path):
+def test_slurm_launcher_is_set_to_requeue_into_the_run_folder(tmp_path):
     cfg = compose_config(["hydra/launcher=slurm"])
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.max_num_timeout > 0 and launcher.signal_delay_s > 0
