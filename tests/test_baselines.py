@@ -169,10 +169,10 @@ def test_post_train_plans_auxiliaries_then_the_target():
     g = torch.Generator().manual_seed(0)
     first = method.plan_epoch(data, g)
     assert all("left" not in s.indices for s in first) and sum(len(s.indices["right"]) for s in first) == 100
-    assert method.w.tolist() == [0.0, 1.0]
+    assert method.phase_weights(0).tolist() == [0.0, 1.0]
     second = method.plan_epoch(replace(data, epoch=1), g)
     assert all(set(s.indices) == {"left"} for s in second) and second[0].block == "finetune"
-    assert method.w.tolist() == [1.0, 0.0]
+    assert method.phase_weights(1).tolist() == [1.0, 0.0] and method.w.tolist() == [1.0, 1.0]  # planning wrote none
 
 
 def test_post_train_resumed_with_more_epochs_keeps_the_phases_it_started_with(tiny_cfg):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import torch
+from torch import Tensor
 
 from src.data.schedule import Step, finish
 from src.methods.base import WeightingMethod
@@ -52,12 +52,16 @@ class PostTrain(WeightingMethod):
                 "for the target"
             )
 
+    def aux_phase(self, epoch: int) -> bool:
+        return epoch < (self.aux_epochs or 0) and len(self.names) > 1
+
+    def phase_weights(self, epoch: int) -> Tensor:
+        """1 for the tasks the epoch trains (the auxiliaries, then the target), 0 for the others."""
+        aux = self.aux_phase(epoch)
+        return self.w.new_tensor([float((t == self.target) != aux) for t in self.names])
+
     def plan_epoch(self, data, generator) -> list[Step]:
-        aux_phase = data.epoch < (self.aux_epochs or 0) and len(self.names) > 1
-        self.w = torch.tensor(
-            [float((t == self.target) != aux_phase) for t in self.names], dtype=self.w.dtype, device=self.w.device
-        )
-        if aux_phase:  # the batched schedule without the target's batches
+        if self.aux_phase(data.epoch):  # the batched schedule without the target's batches
             plan = self.batched_plan(data, generator)
             kept = [{t: i for t, i in s.indices.items() if t != self.target} for s in plan]
             return finish([Step(indices) for indices in kept if indices])
@@ -67,6 +71,7 @@ class PostTrain(WeightingMethod):
         return steps
 
     def step(self, module, step: Step) -> None:
+        self.w = self.phase_weights(module.current_epoch)
         if step.block == "finetune" and self.cfg.reset_optimizer:
             module.optimizers().optimizer.state.clear()  # fine-tuning starts from a fresh optimizer state
         module.backward_and_step(self.weighted_sum(module.task_losses(step.data)))
