@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -148,10 +149,13 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, A
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         except (StopRequested, SIGTERMException):  # ours mid-epoch; Lightning's between epochs or in validation
             raise Preempted(_resume_hint(cfg, trainer)) from None
-        results = _fit_results(cfg, datamodule, method, module)
+        results = _fit_results(cfg, datamodule, method, module, tests_best=trainer.checkpoint_callback is not None)
         if cfg.test:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+            try:
+                trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+            except SIGTERMException:  # Lightning's, raised as a SystemExit with status 0
+                raise Preempted(_resume_hint(cfg, trainer, "while testing, after training finished")) from None
             target = module.test_results[datamodule.target]
             results["target_test"] = target["score"]
             results["test"] = module.test_results
@@ -207,15 +211,18 @@ class Preempted(SystemExit):
         super().__init__(143)
 
 
-def _resume_hint(cfg: DictConfig, trainer: pl.Trainer) -> str:
+def _resume_hint(cfg: DictConfig, trainer: pl.Trainer, when: str = "") -> str:
+    """What stopped, what is kept, and the two commands that continue the run, quoted so they paste as printed."""
     last = last_checkpoint(cfg)
     where = f"The last checkpoint is {last}" if last.exists() else "No checkpoint was written yet"
-    overrides = " ".join(o for o in _overrides() if not o.startswith(("ckpt_path=", "hydra.run.dir=")))
+    kept = [o for o in _overrides() if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    command = shlex.join(["python", "-m", "src.run", *kept])
+    in_place = shlex.quote(f"hydra.run.dir={cfg.paths.output_dir}")
     return (
-        f"stopped by SIGTERM in epoch {trainer.current_epoch}; no results.json was written. {where}. Continue "
-        f"in this folder with `python -m src.run {overrides} hydra.run.dir={cfg.paths.output_dir}` (ckpt_path=auto "
-        f"finds last.ckpt there; a sweep: run it again with hydra.sweep.dir=<its folder>), or in a new one with "
-        f"`python -m src.run {overrides} ckpt_path={last}`"
+        f"stopped by SIGTERM {when or f'in epoch {trainer.current_epoch}'}; no results.json was written. {where}. "
+        f"Continue in this folder with `{command} {in_place}` (ckpt_path=auto finds last.ckpt there; a sweep: run "
+        f"it again with hydra.sweep.dir=<its folder>), or in a new one with "
+        f"`{command} {shlex.quote(f'ckpt_path={last}')}`"
     )
 
 
@@ -275,9 +282,12 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule) -> dict[str, Any]:
+def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule, tests_best: bool) -> dict[str, Any]:
+    """The run's record; the target's dev score and the tested epoch belong together: the best dev epoch's
+    checkpoint when a checkpoint callback keeps it (``tests_best``), else the last epoch's weights."""
     scores = module.dev_scores
     best = max(range(len(scores)), key=scores.__getitem__) if scores else None
+    tested = best if tests_best or best is None else len(scores) - 1
     budget, epochs_run = datamodule.budget(), len(module.epoch_seconds)
     return {
         "target": datamodule.target,
@@ -286,9 +296,11 @@ def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule) -
         "task_config": _choice("task"),
         "tasks": method.names,
         "target_metric": datamodule.tasks[0].headline,
-        "target_dev": scores[best] if best is not None else None,
+        "target_dev": scores[tested] if tested is not None else None,
         "target_test": None,
-        "best_epoch": best,
+        "best_epoch": best if tests_best else None,  # None: no checkpoint of the best epoch was kept
+        "tested_epoch": tested,
+        "tested_weights": "best" if tests_best else "last",
         "dev_history": scores,
         "dev_loss_history": module.dev_losses,
         "warnings": module.warnings,  # e.g. a diverging loss: such a run's numbers are not a method's result

@@ -383,3 +383,23 @@ def test_sigterm_during_validation_also_exits_143(tiny_cfg, caplog):
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
         train(tiny_cfg("method=uniform", "trainer.max_epochs=3", "task.eval_batch_size=16"), [SigtermInValidation()])
     assert stopped.value.code == 143 and "stopped by SIGTERM" in caplog.text
+
+
+def test_sigterm_while_testing_exits_143_with_a_resume_command_that_pastes(tiny_cfg, tmp_path, caplog, monkeypatch):
+    """Lightning's SIGTERMException while testing is a SystemExit with status 0: a scheduler would see success."""
+
+    class SigtermInTest(Callback):
+        def on_test_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    import shlex
+
+    typed = ["method=uniform", "task.train_examples={left: 50}"]  # as typed on a command line
+    monkeypatch.setattr("src.run._overrides", lambda: typed)
+    cfg = tiny_cfg("method=uniform", "trainer.max_epochs=1")
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
+        train(cfg, callbacks=[SigtermInTest()])
+    assert stopped.value.code == 143 and "stopped by SIGTERM while testing" in caplog.text
+    assert not (tmp_path / "run" / "results.json").exists()
+    command = caplog.text.split("Continue in this folder with `", 1)[1].split("`", 1)[0]
+    assert "task.train_examples={left: 50}" in shlex.split(command)  # one argument, as it was given

@@ -58,6 +58,9 @@ def test_callbacks_none_writes_no_checkpoints_and_tests_the_final_weights(tiny_c
     with torch.no_grad():
         by_hand = (model("left", batch).argmax(-1) == batch["labels"]).float().mean().item()
     assert results["target_test"] == pytest.approx(by_hand)
+    # the record's dev score is the tested epoch's, and no best epoch is named as its source
+    assert results["tested_weights"] == "last" and results["best_epoch"] is None
+    assert results["tested_epoch"] == 1 and results["target_dev"] == results["dev_history"][-1]
 
 
 def test_single_task_never_touches_the_auxiliary_head(tiny_cfg):
