@@ -78,7 +78,14 @@ def resume_path(cfg: DictConfig) -> Path | None:
         last = last_checkpoint(cfg)
         if last.exists():
             log.info("ckpt_path=auto: continuing from %s", last)
-        return last if last.exists() else None
+            return last
+        if found := sorted(p.name for p in last.parent.glob("*.ckpt")):
+            # a run was here: starting over would overwrite its record and leave its checkpoints beside new ones
+            raise ConfigError(
+                f"{last.parent} holds {', '.join(found)} but no last.ckpt to continue from: resume from one of them "
+                f"with ckpt_path=<file> into a new folder, or start this run in a new folder"
+            )
+        return None
     return Path(cfg.ckpt_path)
 
 

@@ -121,6 +121,27 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={cfg.seed}: must be >= 0")
     _check_model_reads_task(cfg)
     _check_batching(cfg)
+    _check_entries(cfg)
+
+
+def _check_entries(cfg: DictConfig) -> None:
+    """Every ``logger`` and ``callbacks`` entry names a Lightning Logger or Callback class, before any is built
+    (instantiating an arbitrary ``_target_`` would run it)."""
+    from hydra.utils import get_object
+    from lightning_fabric.loggers import Logger
+    from pytorch_lightning.callbacks import Callback
+
+    for section, base in (("logger", Logger), ("callbacks", Callback)):
+        for name, entry in (cfg.get(section) or {}).items():
+            target = entry.get("_target_") if isinstance(entry, DictConfig) else None
+            if target is None:
+                raise ConfigError(f"{section}.{name}: each entry needs a _target_ naming a {base.__name__} class")
+            try:
+                obj = get_object(target)
+            except Exception as e:
+                raise ConfigError(f"{section}.{name}._target_={target}: cannot be imported ({e})") from None
+            if not (isinstance(obj, type) and issubclass(obj, base)):
+                raise ConfigError(f"{section}.{name}._target_={target}: not a Lightning {base.__name__} class")
 
 
 def _check_batching(cfg: DictConfig) -> None:

@@ -208,6 +208,12 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     ("batch-size-zero", config("task.batch_size=0"), "batch_size=0: must be a positive"),
     ("dev-fraction-one", config("task.dev_fraction=1"), "dev_fraction=1: nothing would be left to train on"),
     ("dev-fraction-zero", config("task.dev_fraction=0"), "dev_fraction=0.0: must be a fraction"),
+    (
+        "logger-not-a-logger",
+        config("+logger.x={_target_: shutil.copyfile, src: /etc/hostname, dst: /tmp/alphavil_copied}"),
+        "logger.x._target_=shutil.copyfile: not a Lightning Logger class",
+    ),
+    ("callback-without-target", config("+callbacks.x={every: 1}"), "callbacks.x: each entry needs a _target_"),
     ("budget-unknown", config("task.budget=random"), "budget='random': must be one of equal"),
     ("batching-unknown", config("task.batching=random"), "batching='random': must be one of mixed"),
     ("batching-sampled-gradient-method", config("method=pcgrad", "task.batching=sampled"), "method PCGrad takes mixed"),
@@ -312,10 +318,11 @@ def test_the_catalogue_is_long_enough():
     assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
 
 
-def test_the_readme_counts_the_catalogue_as_it_is():
+def test_the_docs_count_the_catalogue_as_it_is():
     import re
 
     from tests.conftest import ROOT
 
-    counts = re.findall(r"(\d+) bad inputs", (ROOT / "README.md").read_text())
+    text = "".join(p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+    counts = re.findall(r"(\d+) bad inputs", text)
     assert counts and set(counts) == {str(len(CASES))}

@@ -403,3 +403,12 @@ def test_sigterm_while_testing_exits_143_with_a_resume_command_that_pastes(tiny_
     assert not (tmp_path / "run" / "results.json").exists()
     command = caplog.text.split("Continue in this folder with `", 1)[1].split("`", 1)[0]
     assert "task.train_examples={left: 50}" in shlex.split(command)  # one argument, as it was given
+
+
+def test_a_resume_in_place_without_last_ckpt_refuses_instead_of_starting_over(tiny_cfg, tmp_path):
+    train(tiny_cfg("method=uniform", "ckpt_path=auto", "trainer.max_epochs=1", "test=false"))
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").unlink()
+    before = (tmp_path / "run" / "results.json").read_text()
+    with pytest.raises(ConfigError, match=r"holds best-epoch000.ckpt but no last.ckpt to continue from"):
+        train(tiny_cfg("method=uniform", "ckpt_path=auto", "trainer.max_epochs=2"))
+    assert (tmp_path / "run" / "results.json").read_text() == before
