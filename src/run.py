@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -149,6 +150,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, A
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         except (StopRequested, SIGTERMException):  # ours mid-epoch; Lightning's between epochs or in validation
             raise Preempted(_resume_hint(cfg, trainer)) from None
+        except SystemExit:
+            _interrupted(cfg, trainer)
+            raise
         results = _fit_results(cfg, datamodule, method, module, tests_best=trainer.checkpoint_callback is not None)
         if cfg.test:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -156,6 +160,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, A
                 trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             except SIGTERMException:  # Lightning's, raised as a SystemExit with status 0
                 raise Preempted(_resume_hint(cfg, trainer, "while testing, after training finished")) from None
+            except SystemExit:
+                _interrupted(cfg, trainer, "while testing, after training finished")
+                raise
             target = module.test_results[datamodule.target]
             results["target_test"] = target["score"]
             results["test"] = module.test_results
@@ -200,18 +207,27 @@ def _end_process_group() -> None:
 
 
 class Preempted(SystemExit):
-    """The run received SIGTERM (Slurm preemption, ``scancel``, a stopped container) and stopped.
+    """The run received SIGTERM (Slurm preemption, ``scancel``, a stopped container) or SIGINT (Ctrl-C) and stopped.
 
-    A ``SystemExit`` with status 143 (128 + SIGTERM), so it is not caught as a failed job: a sequential
-    sweep stops here too, as the process it runs in is being stopped, and a scheduler sees a non-zero exit.
+    A ``SystemExit`` with status 128 + the signal's number (143, 130), so it is not caught as a failed job: a
+    sequential sweep stops here too, as the process it runs in is being stopped, and a scheduler sees a
+    non-zero exit.
     """
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, code: int = 128 + signal.SIGTERM):
         log.error(message)
-        super().__init__(143)
+        super().__init__(code)
 
 
-def _resume_hint(cfg: DictConfig, trainer: pl.Trainer, when: str = "") -> str:
+def _interrupted(cfg: DictConfig, trainer: pl.Trainer, when: str = "") -> None:
+    """Lightning answers Ctrl-C with ``sys.exit(1)`` and SIGINT ignored from then on: status 130 and the resume
+    commands instead, and Ctrl-C works again."""
+    if trainer.interrupted:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise Preempted(_resume_hint(cfg, trainer, when, "SIGINT (Ctrl-C)"), 128 + signal.SIGINT) from None
+
+
+def _resume_hint(cfg: DictConfig, trainer: pl.Trainer, when: str = "", stopped_by: str = "SIGTERM") -> str:
     """What stopped, what is kept, and the two commands that continue the run, quoted so they paste as printed."""
     last = last_checkpoint(cfg)
     where = f"The last checkpoint is {last}" if last.exists() else "No checkpoint was written yet"
@@ -219,7 +235,7 @@ def _resume_hint(cfg: DictConfig, trainer: pl.Trainer, when: str = "") -> str:
     command = shlex.join(["python", "-m", "src.run", *kept])
     in_place = shlex.quote(f"hydra.run.dir={cfg.paths.output_dir}")
     return (
-        f"stopped by SIGTERM {when or f'in epoch {trainer.current_epoch}'}; no results.json was written. {where}. "
+        f"stopped by {stopped_by} {when or f'in epoch {trainer.current_epoch}'}; no results.json was written. {where}. "
         f"Continue in this folder with `{command} {in_place}` (ckpt_path=auto finds last.ckpt there; a sweep: run "
         f"it again with hydra.sweep.dir=<its folder>), or in a new one with "
         f"`{command} {shlex.quote(f'ckpt_path={last}')}`"

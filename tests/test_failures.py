@@ -412,3 +412,17 @@ def test_a_resume_in_place_without_last_ckpt_refuses_instead_of_starting_over(ti
     with pytest.raises(ConfigError, match=r"holds best-epoch000.ckpt but no last.ckpt to continue from"):
         train(tiny_cfg("method=uniform", "ckpt_path=auto", "trainer.max_epochs=2"))
     assert (tmp_path / "run" / "results.json").read_text() == before
+
+
+def test_ctrl_c_exits_130_with_the_resume_commands(tiny_cfg, tmp_path, caplog):
+    class CtrlC(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.current_epoch == 1 and batch_idx == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
+        train(tiny_cfg("method=uniform", "trainer.max_epochs=3"), callbacks=[CtrlC()])
+    assert stopped.value.code == 130 and "stopped by SIGINT (Ctrl-C) in epoch 1" in caplog.text
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0  # the last whole epoch's
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again
