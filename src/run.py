@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -366,7 +367,18 @@ def _overrides() -> list[str]:
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the target's best dev score (what the Optuna sweeper maximises)."""
-    return train(cfg)["target_dev"]
+    try:
+        return train(cfg)["target_dev"]
+    except ConfigError:
+        if not _multirun():  # a sweep keeps the folder, so its report lists the job that failed
+            _remove_unused_run_folder(Path(cfg.paths.output_dir))
+        raise
+
+
+def _remove_unused_run_folder(folder: Path) -> None:
+    """A single run refused before it started leaves no folder: Hydra made it with only its config and log."""
+    if folder.is_dir() and {p.name for p in folder.iterdir()} <= {".hydra", "run.log"}:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ def test_bad_config_exits_non_zero_before_loading_data(tmp_path):
     assert proc.returncode != 0
     assert "task.target='top' is not in task group 'multimnist'" in proc.stderr
     assert "MNIST file" not in proc.stderr  # it failed before looking for data
+    assert not (tmp_path / "run").exists()  # nothing was written: no run folder either
 
 
 # One value outside its domain for every option of every method (a new option must be added here).
