@@ -144,6 +144,28 @@ def rename_column(w: World) -> None:
         frame.rename(columns={"sentence1": "premise"}).to_parquet(w.parquet("rte", split))
 
 
+def edit_parquet(task: str, split: str, column: str, row: int | None, value) -> Callable[[World], None]:
+    """Set ``column`` at ``row`` (every row: ``None``) of a GLUE split to ``value``."""
+
+    def edit(w: World) -> None:
+        frame = pd.read_parquet(w.parquet(task, split))
+        if not isinstance(value, float):  # a string or an int in a column of another type
+            frame[column] = frame[column].astype(object)
+        frame.loc[frame.index if row is None else [row], column] = value
+        frame.to_parquet(w.parquet(task, split))
+
+    return edit
+
+
+def swap_mnist(w: World) -> None:
+    folder = w.mnist / "mnist"
+    for kind in ("images-idx3", "labels-idx1"):
+        train, test = folder / f"train-{kind}-ubyte.gz", folder / f"t10k-{kind}-ubyte.gz"
+        train.rename(folder / "swap.gz")
+        test.rename(train)
+        (folder / "swap.gz").rename(test)
+
+
 def idx_with_wrong_size(w: World) -> None:
     path = w.mnist / "mnist" / "train-labels-idx1-ubyte.gz"
     raw = gzip.decompress(path.read_bytes())
@@ -261,6 +283,23 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
         "could not load GLUE rte (train) from",
     ),  # fmt: skip
     ("glue-column-renamed", glue_run(rename_column), "lacks the column(s) ['sentence1']"),
+    (
+        "glue-label-nan",
+        glue_run(edit_parquet("stsb", "train", "label", 3, float("nan")), "task.auxiliaries=[stsb]"),
+        "stsb/train-00000-of-00001.parquet: column 'label', row 3: None is not a finite number",  # NaN reads as null
+    ),
+    (
+        "glue-label-out-of-range",
+        glue_run(edit_parquet("rte", "train", "label", 5, 7)),
+        "rte/train-00000-of-00001.parquet: column 'label', row 5: 7 is not a class in 0..1",
+    ),
+    ("glue-test-unlabelled", glue_run(edit_parquet("rte", "validation", "label", None, -1)), "has no labels"),
+    (
+        "glue-text-empty",
+        glue_run(edit_parquet("mrpc", "train", "sentence2", 2, "  ")),
+        "column 'sentence2', row 2: the text is empty or missing",
+    ),
+    ("mnist-train-test-swapped", mnist_run(breaking=swap_mnist), "train and test look swapped"),
     (
         "glue-readme-missing",
         glue_run(remove(lambda w: w.glue / "glue" / "README.md")),

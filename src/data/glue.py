@@ -110,6 +110,35 @@ def check_local_copy(source: str) -> None:
         )
 
 
+def check_rows(ds, spec: TaskSpec, split: str, text: list[str], files: list[Path]) -> None:
+    """Refuse what would train or score wrongly without a word, naming the file, the column and a row: a label
+    outside the task's classes, a regression label that is not a finite number, a split with no labels (GLUE's
+    hidden test labels are -1), an empty or missing text."""
+    import math
+
+    where = ", ".join(str(f) for f in files if f.suffix != ".md") or f"GLUE {spec.name} ({split})"
+    labels = ds["label"]
+    if spec.regression:
+        bad = next((i for i, y in enumerate(labels) if not isinstance(y, int | float) or not math.isfinite(y)), None)
+        what = "a finite number"
+    else:
+        if labels and all(y == -1 for y in labels):
+            raise DataError(
+                f"{where}: the {split} split of {spec.name} has no labels (every label is -1, as in GLUE's hidden "
+                "test split); score on a labelled split"
+            )
+        bad = next((i for i, y in enumerate(labels) if not isinstance(y, int) or not 0 <= y < spec.num_outputs), None)
+        what = f"a class in 0..{spec.num_outputs - 1}"
+    if bad is not None:
+        raise DataError(f"{where}: column 'label', row {bad}: {labels[bad]!r} is not {what}")
+    for column in text:
+        values = ds[column]
+        if (
+            row := next((i for i, t in enumerate(values) if not isinstance(t, str) or not t.strip()), None)
+        ) is not None:
+            raise DataError(f"{where}: column {column!r}, row {row}: the text is empty or missing ({values[row]!r})")
+
+
 class TextData:
     """Tokenized examples of one split with a padding collator, as a :class:`~src.data.schedule.TaskData`."""
 
@@ -205,6 +234,8 @@ class GLUEDataModule(MultiTaskDataModule):
                 "A local copy must keep the Hub's column names."
             )
 
+        check_rows(ds, TASKS[task], split, [c for c in (first, second) if c], source_files(self.source, task, split))
+
         def encode(rows):
             args = (rows[first],) if second is None else (rows[first], rows[second])
             return tokenizer(*args, truncation=True, max_length=self.max_length)
@@ -234,6 +265,13 @@ class GLUEDataModule(MultiTaskDataModule):
             train[spec.name] = TextData(self._load_split(spec.name, "train", tokenizer), collator)
             for name, split in test_splits(spec.name).items():
                 test[name] = TextData(self._load_split(spec.name, split, tokenizer), collator)
+        for spec in self.tasks:
+            for name in test_splits(spec.name):
+                if len(train[spec.name]) < len(test[name]):  # GLUE's train splits are the larger, in every task
+                    raise DataError(
+                        f"GLUE {spec.name}: its train split has {len(train[spec.name])} rows and its test split "
+                        f"({test_splits(spec.name)[name]}) {len(test[name])}: they look swapped; check the file names"
+                    )
         full = train[self.target]
         n = len(full)
         dev_idx, train_idx = seeded_split(n, max(1, round(n * self.dev_fraction)), self.seed)

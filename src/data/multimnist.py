@@ -214,6 +214,12 @@ class MultiMNISTDataModule(MultiTaskDataModule):
 
     def load(self):
         train, test = self.split("train"), self.split("test")
+        if len(train["x"]) < len(test["x"]):  # MNIST's train split is six times its test split
+            folder = Path(self.data_dir) / "mnist"
+            raise DataError(
+                f"the MNIST train files in {folder} hold {len(train['x'])} images and the test files "
+                f"{len(test['x'])}: train and test look swapped (train-* should be the larger); check the file names"
+            )
         n = len(train["x"])
         dev_idx, train_idx = seeded_split(n, round(n * self.dev_fraction), self.seed)
         tasks = [t.name for t in self.tasks]
