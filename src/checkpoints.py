@@ -13,6 +13,7 @@ a Slurm job requeued after preemption) picks up where it stopped; a fresh folder
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,8 +132,31 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
-class RunCheckpoint(ModelCheckpoint):
-    """Lightning's ``ModelCheckpoint`` that, resumed in another folder, keeps its best checkpoint in its own.
+class DurableCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose files are whole or absent: each is written beside its name and
+    renamed over it, so a kill while saving leaves the previous file as it was."""
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        part = f"{filepath}.part"
+        super()._save_checkpoint(trainer, part)
+        if trainer.is_global_zero:
+            os.replace(part, filepath)
+        trainer.strategy.barrier("checkpoint_renamed")
+        self._last_checkpoint_saved = filepath
+
+
+class LastCheckpoint(DurableCheckpoint):
+    """``last.ckpt`` of every epoch, for resuming; durable (see :class:`DurableCheckpoint`)."""
+
+
+class RunCheckpoint(DurableCheckpoint):
+    """The best epoch's checkpoint: durable, kept until the epoch's last.ckpt names its successor, and, resumed in
+    another folder, copied into this run's own.
+
+    Lightning deletes the replaced best as soon as the new one is written, before the epoch's last.ckpt (which
+    records which best is current) is; a kill between the two would leave a last.ckpt naming a deleted file.
+    Here the replaced best is deleted when the next epoch starts (or training ends), after every checkpoint of
+    the epoch is written.
 
     Lightning restores ``best_model_path`` from the resumed checkpoint even when it lies in the earlier
     run's folder; testing would then read a file this run does not own (and fail if it was deleted). The
@@ -143,6 +167,23 @@ class RunCheckpoint(ModelCheckpoint):
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         self._trainer = trainer  # its ckpt_path, while restoring, is the checkpoint being resumed
+        self._replaced: list[str] = []
+
+    def _remove_checkpoint(self, trainer, filepath: str) -> None:
+        self._replaced.append(filepath)  # deleted once the epoch's last.ckpt names its successor
+
+    def _remove_replaced(self, trainer) -> None:
+        for path in self._replaced:
+            super()._remove_checkpoint(trainer, path)
+        self._replaced = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self._remove_replaced(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._remove_replaced(trainer)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)

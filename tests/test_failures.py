@@ -426,3 +426,32 @@ def test_ctrl_c_exits_130_with_the_resume_commands(tiny_cfg, tmp_path, caplog):
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 0  # the last whole epoch's
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again
+
+
+def test_a_kill_while_the_checkpoints_are_saved_leaves_a_run_that_resumes_exactly(tiny_cfg, tmp_path, monkeypatch):
+    """Killed (here: an exception inside Lightning's save) after epoch 1's new best is written and before its
+    last.ckpt is: the best that the previous last.ckpt names is still there, so the run resumes in place and
+    ends as an uninterrupted one does."""
+    import shutil
+
+    from pytorch_lightning import Trainer
+
+    whole = train(tiny_cfg("method=uniform", "trainer.max_epochs=3"))
+    assert whole["dev_history"][1] > whole["dev_history"][0]  # epoch 1 writes a new best, replacing epoch 0's
+    shutil.rmtree(tmp_path / "run")
+
+    save = Trainer.save_checkpoint
+
+    def killed_while_saving_last(trainer, filepath, *args, **kwargs):
+        if "last.ckpt" in str(filepath) and trainer.current_epoch == 1:
+            raise SystemExit(137)  # SIGKILL can't be caught; the process just stops here
+        return save(trainer, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", killed_while_saving_last)
+    with pytest.raises(SystemExit):
+        train(tiny_cfg("method=uniform", "trainer.max_epochs=3", "ckpt_path=auto"))
+    monkeypatch.setattr(Trainer, "save_checkpoint", save)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 0  # whole, epoch 0's
+    resumed = train(tiny_cfg("method=uniform", "trainer.max_epochs=3", "ckpt_path=auto"))
+    assert resumed["dev_history"] == whole["dev_history"] and resumed["target_test"] == whole["target_test"]
