@@ -152,3 +152,51 @@ def test_every_method_option_outside_its_domain_is_refused_by_name(method, optio
         validate(compose_config([f"method={method}", f"method.{option}={value}"], output_dir=tmp_path))
     text = f"{refused.value} {refused.value.__cause__}"
     assert f"{option}=" in text or f"method.{option}" in text, text
+
+
+# Every numeric option of task, model and trainer, with a value outside its domain.
+OUT_OF_DOMAIN_OPTIONS = {
+    "task.batch_size": "0",
+    "task.eval_batch_size": "-1",
+    "task.max_train_examples": "0",
+    "task.max_eval_examples": "0",
+    "task.dev_examples": "0",
+    "task.train_examples": "{left: 0}",
+    "task.budget_fraction": "1.5",
+    "task.budget_examples": "{right: -5}",
+    "task.temperature": "0.5",
+    "task.dev_fraction": "0",
+    "task.num_workers": "-1",
+    "seed": "-1",
+    "model.optimizer.lr": "nan",
+    "model.optimizer.weight_decay": "-0.1",
+    "model.net.hidden": "0",
+    "model.net.head_hidden": "-3",
+    "model.net.dropout": "1",
+    "trainer.max_epochs": "0",
+    "trainer.num_nodes": "0",
+    "trainer.log_every_n_steps": "0",
+    "trainer.num_sanity_val_steps": "-1",
+}
+
+
+@pytest.mark.parametrize("key,value", sorted(OUT_OF_DOMAIN_OPTIONS.items()))
+def test_every_numeric_option_outside_its_domain_is_refused_by_name(key, value, tmp_path):
+    with pytest.raises((ConfigError, ConfigCompositionException, ValidationError)) as refused:
+        validate(compose_config([f"{key}={value}"], output_dir=tmp_path))
+    name = key.rsplit(".", 1)[-1]
+    assert f"{name}=" in str(refused.value) or f"{name}." in str(refused.value), str(refused.value)
+
+
+def test_the_numeric_option_table_covers_every_numeric_option(tmp_path):
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    cfg = compose_config([], output_dir=tmp_path)
+    numeric = {"int", "float", "int | None", "float | None", "dict[str, int]", "dict[str, float]"}
+    found = {"seed"}
+    for group, node in (("task", cfg.task), ("model", cfg.model), ("model.optimizer", cfg.model.optimizer),
+                        ("model.net", cfg.model.net), ("trainer", cfg.trainer)):  # fmt: skip
+        found |= {f"{group}.{f.name}" for f in fields(OmegaConf.get_type(node)) if str(f.type) in numeric}
+    assert found - {"task.seed"} == set(OUT_OF_DOMAIN_OPTIONS)  # task.seed is ${seed}
