@@ -284,6 +284,11 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     ),  # fmt: skip
     ("glue-column-renamed", glue_run(rename_column), "lacks the column(s) ['sentence1']"),
     (
+        "glue-readme-names-a-gone-folder",
+        glue_run(lambda w: shutil.rmtree(w.glue / "glue" / "cola")),
+        "names folders that are not in",
+    ),
+    (
         "glue-label-nan",
         glue_run(edit_parquet("stsb", "train", "label", 3, float("nan")), "task.auxiliaries=[stsb]"),
         "stsb/train-00000-of-00001.parquet: column 'label', row 3: None is not a finite number",  # NaN reads as null

@@ -10,6 +10,7 @@ tested on validation_matched, and validation_mismatched is reported beside it as
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from torch import Tensor
@@ -107,6 +108,14 @@ def check_local_copy(source: str) -> None:
             f"the local GLUE copy {source} has no README.md with a `configs:` block: datasets needs it to find "
             "each task's files (config_name: <task>, data_files: <task>/<split>-*). Copy the Hub's README.md "
             "(nyu-mll/glue) beside the task folders."
+        )
+    # datasets resolves every config's files when it reads any one of them: a folder the README names that is
+    # gone fails the load of an intact task, and its error names neither
+    listed = re.findall(r"^\s*path:\s*([^\s/]+)/", text, re.M)
+    if gone := sorted({d for d in listed if not (Path(source) / d).is_dir()}):
+        raise DataError(
+            f"{readme} names folders that are not in {source}: {', '.join(gone)}. Restore them, or remove their "
+            "entries from the README's configs: block"
         )
 
 
