@@ -132,8 +132,31 @@ def cluster_plugins() -> list[Any] | None:
 def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]:
     """Fit, test at the best target-dev checkpoint, write ``results.json``; returns the results.
 
-    ``callbacks`` join the configured ones (see :func:`build`).
+    ``callbacks`` join the configured ones (see :func:`build`). SIGTERM stops the run with status 143 and the
+    resume commands in every phase: while setting up and loading data (here), and in training, validation and
+    testing (Lightning's handler, mapped below).
     """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        return _train(cfg, callbacks)
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        return _train(cfg, callbacks)
+    except StopRequested:  # before Lightning's own handler was in place: validating, building, loading data
+        raise Preempted(_resume_hint(cfg, None, "while setting up, before training")) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM outside Lightning's loops stops the run at once; inside them Lightning's handler (which calls
+    this one too) notes it and the run stops at the next step, at an epoch boundary for its checkpoints."""
+    if signal.getsignal(signal.SIGTERM) is _stop_on_sigterm:
+        raise StopRequested("SIGTERM received")
+
+
+def _train(cfg: DictConfig, callbacks: Sequence[pl.Callback]) -> dict[str, Any]:
     validate(cfg)
     if (done := finished(cfg)) is not None:
         return done
@@ -228,7 +251,7 @@ def _interrupted(cfg: DictConfig, trainer: pl.Trainer, when: str = "") -> None:
         raise Preempted(_resume_hint(cfg, trainer, when, "SIGINT (Ctrl-C)"), 128 + signal.SIGINT) from None
 
 
-def _resume_hint(cfg: DictConfig, trainer: pl.Trainer, when: str = "", stopped_by: str = "SIGTERM") -> str:
+def _resume_hint(cfg: DictConfig, trainer: pl.Trainer | None, when: str = "", stopped_by: str = "SIGTERM") -> str:
     """What stopped, what is kept, and the two commands that continue the run, quoted so they paste as printed."""
     last = last_checkpoint(cfg)
     where = f"The last checkpoint is {last}" if last.exists() else "No checkpoint was written yet"

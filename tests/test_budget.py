@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 
@@ -169,12 +168,3 @@ def test_dev_examples_caps_the_dev_split_alone(tiny_cfg):
     results = train(tiny_cfg("method=alphavil", "task.dev_examples=20", "trainer.max_epochs=1"))
     assert results["dev_examples"] == 20
     assert results["test"]["left"]["score"] is not None
-
-
-def test_a_finished_run_started_again_in_its_folder_keeps_its_results(tiny_cfg, tmp_path):
-    first = train(tiny_cfg("method=uniform", "ckpt_path=auto"))
-    again = train(tiny_cfg("method=uniform", "ckpt_path=auto"))
-    assert again == json.loads((tmp_path / "run" / "results.json").read_text())
-    assert again["wall_seconds"] == first["wall_seconds"]
-    with pytest.raises(ConfigError, match="holds a finished run with other settings"):
-        train(tiny_cfg("method=uniform", "ckpt_path=auto", "task.budget=proportional"))

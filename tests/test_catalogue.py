@@ -251,6 +251,9 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     ("dropout-one", config("model.net.dropout=1"), "dropout=1.0: must be in [0, 1)"),
     ("alphavil-rho-gone", config("method=alphavil", "method.rho=0.5"), "method.rho"),
     ("alphavil-bounds-crossed", config("method=alphavil", "method.alpha_min=3"), "alpha_min=3.0: must be below"),
+    ("alphavil-w-min-above-alpha-max", config("method=alphavil", "method.w_min=5"), "w_min=5.0: must be at most"),
+    ("alphavil-alpha-lr-inf", config("method=alphavil", "method.alpha_lr=inf"), "alpha_lr=inf: must be a positive"),
+    ("auto-lambda-init-negative", config("method=auto_lambda", "method.init=-1"), "init=-1.0: must be a positive"),
     ("diw-features-unknown", config("method=diw", "method.features=pixels"), "features='pixels': must be one of"),
     ("static-weight-negative", config("method=static", "method.weights={right: -1}"), "must be a finite number >= 0"),
     # configs: a model for the other task group

@@ -455,3 +455,46 @@ def test_a_kill_while_the_checkpoints_are_saved_leaves_a_run_that_resumes_exactl
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 0  # whole, epoch 0's
     resumed = train(tiny_cfg("method=uniform", "trainer.max_epochs=3", "ckpt_path=auto"))
     assert resumed["dev_history"] == whole["dev_history"] and resumed["target_test"] == whole["target_test"]
+
+
+def test_a_finished_run_started_again_in_its_folder_keeps_its_record(tiny_cfg, tmp_path):
+    first = train(tiny_cfg("method=uniform", "ckpt_path=auto"))
+    again = train(tiny_cfg("method=uniform", "ckpt_path=auto"))
+    assert again == json.loads((tmp_path / "run" / "results.json").read_text())
+    assert again["wall_seconds"] == first["wall_seconds"]
+    with pytest.raises(ConfigError, match="holds a finished run with other settings"):
+        train(tiny_cfg("method=uniform", "ckpt_path=auto", "task.budget=proportional"))
+
+
+@pytest.mark.slow
+def test_a_config_refused_at_validation_leaves_no_run_folder(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "src.run", "+method.typo=1", f"hydra.run.dir={run}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "method.typo: not an option of method" in proc.stderr
+    assert not run.exists()
+
+
+def test_sigterm_while_the_data_loads_exits_143_with_the_resume_commands(tiny_cfg, caplog, monkeypatch):
+    from src.data.base import MultiTaskDataModule
+
+    real = MultiTaskDataModule.setup
+
+    def setup_and_sigterm(self, stage=None):
+        os.kill(os.getpid(), signal.SIGTERM)  # the default action would end the process without a word
+        return real(self, stage)
+
+    monkeypatch.setattr(MultiTaskDataModule, "setup", setup_and_sigterm)
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
+        train(tiny_cfg("method=uniform", "trainer.max_epochs=1"))
+    assert (
+        stopped.value.code == 143 and "stopped by SIGTERM" in caplog.text and "Continue in this folder" in caplog.text
+    )
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
