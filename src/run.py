@@ -145,6 +145,9 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, A
         return _train(cfg, callbacks)
     except StopRequested:  # before Lightning's own handler was in place: validating, building, loading data
         raise Preempted(_resume_hint(cfg, None, "while setting up, before training")) from None
+    except KeyboardInterrupt:  # Ctrl-C outside Lightning's loops (inside them Lightning exits 1: _interrupted)
+        hint = _resume_hint(cfg, None, "while setting up, before training", "SIGINT (Ctrl-C)")
+        raise Preempted(hint, 128 + signal.SIGINT) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -498,3 +498,19 @@ def test_sigterm_while_the_data_loads_exits_143_with_the_resume_commands(tiny_cf
         stopped.value.code == 143 and "stopped by SIGTERM" in caplog.text and "Continue in this folder" in caplog.text
     )
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_without_a_checkpoint_callback_the_record_names_the_tested_epoch(tiny_cfg):
+    results = train(tiny_cfg("method=uniform", "callbacks=none", "trainer.max_epochs=3"))
+    assert results["tested_weights"] == "last" and results["tested_epoch"] == 2 and results["best_epoch"] is None
+    assert results["target_dev"] == results["dev_history"][2]
+
+
+def test_ctrl_c_before_training_exits_130(tiny_cfg, caplog, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("src.run.build", interrupted)
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
+        train(tiny_cfg("method=uniform"))
+    assert stopped.value.code == 130 and "stopped by SIGINT (Ctrl-C) while setting up" in caplog.text
