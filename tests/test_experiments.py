@@ -322,3 +322,17 @@ def test_bench_at_matched_budget_gives_alphavil_and_sampled_weights_the_same_exa
     assert set(rows) - {"method"} == {"uniform · sampled", "uniform · mixed"} | set(METHODS) - {"uniform"}
     assert rows["alphavil"][1:3] == rows["uniform · sampled"][1:3] == ["192", "6"]  # 96 + 96 examples, 3 + 3 steps
     assert rows["uniform · mixed"][1:3] == ["192", "3"]
+
+
+def test_multimnist_compare_sweeps_every_method_it_finds():
+    """The sweep's method list is discovered (a glob over conf/method), so a new method joins it."""
+    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from tests.conftest import config_options
+
+    params = yaml.safe_load((ROOT / "experiments/conf/experiment/multimnist_compare.yaml").read_text())
+    sweep = params["hydra"]["sweeper"]["params"]["method"]
+    glob = OverridesParser.create().parse_overrides([f"method={sweep}"])[0].value()
+    registered = config_options("method") + [f"base_{m}" for m in config_options("method")]  # the ConfigStore's too
+    assert sorted(glob.filter(registered)) == sorted(set(config_options("method")) - {"static"})
