@@ -167,7 +167,13 @@ class RunCheckpoint(DurableCheckpoint):
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         self._trainer = trainer  # its ckpt_path, while restoring, is the checkpoint being resumed
-        self._replaced: list[str] = []
+        self._replaced: list[str] = getattr(self, "_replaced", [])
+        if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
+            for part in Path(self.dirpath).glob("*.part"):  # a write a kill cut short
+                part.unlink()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "replaced": list(getattr(self, "_replaced", []))}
 
     def _remove_checkpoint(self, trainer, filepath: str) -> None:
         self._replaced.append(filepath)  # deleted once the epoch's last.ckpt names its successor
@@ -187,6 +193,11 @@ class RunCheckpoint(DurableCheckpoint):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
+        # replaced bests the stopped run had yet to delete (it stopped before its next epoch started)
+        here = Path(self.dirpath).resolve() if self.dirpath else None  # never another run's folder
+        self._replaced = [
+            p for p in state_dict.get("replaced", []) if p != self.best_model_path and Path(p).parent.resolve() == here
+        ]
         if not self.best_model_path or self.dirpath is None:
             return
         recorded = Path(self.best_model_path)

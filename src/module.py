@@ -86,6 +86,7 @@ class MultiTaskModule(pl.LightningModule):
         # dev examples a method trained its weights on
         self.spent = {"optimizer_steps": 0, "forward_passes": 0, "backward_passes": 0, "dev_examples_used": 0}
         self._in_step = False
+        self.peak_gpu_mb: float | None = None  # peak allocated GPU memory of training, on CUDA
         model.trunk.register_forward_pre_hook(self._count_forward)
         self.test_results: dict[str, dict[str, float]] = {}
         self.test_heads: dict[str, str] = {}
@@ -277,6 +278,14 @@ class MultiTaskModule(pl.LightningModule):
                 f"({self.trainer.world_size} here); use trainer.devices=1 and run seeds in parallel with a launcher"
             )
         self.method.check_trainer(self.trainer)
+
+    def on_train_start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def on_train_end(self) -> None:
+        if self.device.type == "cuda":  # before teardown moves the model back to the CPU
+            self.peak_gpu_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()

@@ -143,13 +143,16 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, A
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         return _train(cfg, callbacks)
-    except StopRequested:  # before Lightning's own handler was in place: validating, building, loading data
-        raise Preempted(_resume_hint(cfg, None, "while setting up, before training")) from None
+    except StopRequested:  # outside Lightning's loops: validating, building, loading data, between fit and test
+        raise Preempted(_resume_hint(cfg, None, _PHASE["now"])) from None
     except KeyboardInterrupt:  # Ctrl-C outside Lightning's loops (inside them Lightning exits 1: _interrupted)
-        hint = _resume_hint(cfg, None, "while setting up, before training", "SIGINT (Ctrl-C)")
-        raise Preempted(hint, 128 + signal.SIGINT) from None
+        raise Preempted(_resume_hint(cfg, None, _PHASE["now"], "SIGINT (Ctrl-C)"), 128 + signal.SIGINT) from None
     finally:
+        _PHASE["now"] = "while setting up, before training"
         signal.signal(signal.SIGTERM, previous)
+
+
+_PHASE = {"now": "while setting up, before training"}  # where a signal outside Lightning's loops lands
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
@@ -180,7 +183,9 @@ def _train(cfg: DictConfig, callbacks: Sequence[pl.Callback]) -> dict[str, Any]:
         except SystemExit:
             _interrupted(cfg, trainer)
             raise
-        results = _fit_results(cfg, datamodule, method, module, tests_best=trainer.checkpoint_callback is not None)
+        _PHASE["now"] = "after training, before its test"
+        keeps_best = trainer.checkpoint_callback is not None and trainer.checkpoint_callback.monitor is not None
+        results = _fit_results(cfg, datamodule, method, module, tests_best=keeps_best)
         if cfg.test:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             try:
@@ -193,10 +198,13 @@ def _train(cfg: DictConfig, callbacks: Sequence[pl.Callback]) -> dict[str, Any]:
             target = module.test_results[datamodule.target]
             results["target_test"] = target["score"]
             results["test"] = module.test_results
+        _PHASE["now"] = "after testing, while writing results.json"
         results["wall_seconds"] = time.perf_counter() - start
         if trainer.is_global_zero:  # one results.json, whatever the number of processes
             out_dir.mkdir(parents=True, exist_ok=True)
             write_atomically(out_dir / "results.json", json.dumps(results, indent=2))
+        if trainer.received_sigterm:  # noted by Lightning in the last test batch, too late for it to stop the loop
+            raise Preempted(f"stopped by SIGTERM after testing; results.json was written: {out_dir / 'results.json'}")
         headline = {
             f"final/{k}": results[k] for k in ("target_dev", "target_test", "best_epoch") if results.get(k) is not None
         }
@@ -311,10 +319,8 @@ def peak_memory_mb(module: MultiTaskModule) -> float:
     """The peak memory of training: the GPU's allocated memory on CUDA, else the process's peak resident size."""
     import resource
 
-    import torch
-
-    if module.device.type == "cuda":
-        return torch.cuda.max_memory_allocated(module.device) / 2**20
+    if module.peak_gpu_mb is not None:  # measured before Lightning moved the model back to the CPU
+        return module.peak_gpu_mb
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -329,7 +335,7 @@ def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule, t
     """The run's record; the target's dev score and the tested epoch belong together: the best dev epoch's
     checkpoint when a checkpoint callback keeps it (``tests_best``), else the last epoch's weights."""
     scores = module.dev_scores
-    best = max(range(len(scores)), key=scores.__getitem__) if scores else None
+    best = max(range(len(scores)), key=lambda e: -math.inf if math.isnan(scores[e]) else scores[e]) if scores else None
     tested = best if tests_best or best is None else len(scores) - 1
     budget, epochs_run = datamodule.budget(), len(module.epoch_seconds)
     return {

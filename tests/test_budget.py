@@ -168,3 +168,17 @@ def test_dev_examples_caps_the_dev_split_alone(tiny_cfg):
     results = train(tiny_cfg("method=alphavil", "task.dev_examples=20", "trainer.max_epochs=1"))
     assert results["dev_examples"] == 20
     assert results["test"]["left"]["score"] is not None
+
+
+def test_a_sampled_step_smaller_than_the_processes_is_dropped_on_every_process():
+    from src.data.schedule import Step, shard
+
+    steps = [
+        Step(indices={"t": torch.arange(4)}),
+        Step(indices={"a": torch.arange(1)}),
+        Step(indices={"a": torch.arange(3)}),
+    ]
+    for rank in (0, 1):
+        kept = shard(steps, rank, 2)
+        assert [list(s.indices) for s in kept] == [["t"], ["a"]]  # the one-example step is gone, everywhere
+        assert [s.counts for s in kept] == [{"t": 4}, {"a": 3}]

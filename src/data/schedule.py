@@ -231,6 +231,8 @@ def shard(steps: list[Step], rank: int, world: int) -> list[Step]:
     out = []
     for s in steps:
         kept = {k: v for k, v in s.indices.items() if len(v) >= world}
+        if not kept:  # a sampled step of a last batch smaller than the processes: dropped on every process alike
+            continue
         out.append(
             replace(
                 s, indices={k: v[rank::world] for k, v in kept.items()}, counts={k: len(v) for k, v in kept.items()}
