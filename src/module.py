@@ -37,11 +37,13 @@ class StopRequested(Exception):
 
 @dataclass
 class TaskGradients:
-    """Per-task gradients: ``shared[i]`` is task ``tasks[i]``'s on the trunk (flat), ``heads[t]`` on t's head."""
+    """Per-task gradients: ``shared[i]`` is task ``tasks[i]``'s on the trunk (flat), ``heads[t]`` on t's head;
+    ``losses[i]`` is the whole step's mean loss of task ``tasks[i]`` (detached), for rules that read it (GradNorm)."""
 
     tasks: list[str]
     shared: Tensor
     heads: dict[str, Tensor]
+    losses: Tensor | None = None
 
 
 class MultiTaskModule(pl.LightningModule):
@@ -200,8 +202,41 @@ class MultiTaskModule(pl.LightningModule):
             heads[task] = flat_grad(grads[len(shared) :], own)
         # taken with autograd.grad, these are not reduced by DDP: every process combines the same ones
         return TaskGradients(
-            list(losses), self.reduce_mean(torch.stack(rows)), {t: self.reduce_mean(g) for t, g in heads.items()}
+            list(losses),
+            self.reduce_mean(torch.stack(rows)),
+            {t: self.reduce_mean(g) for t, g in heads.items()},
+            self.reduce_mean(torch.stack([loss.detach().float() for loss in losses.values()])),
         )
+
+    def example_gradients(self, task: str, batch: Mapping[str, Tensor], chunk_size: int | None = None) -> Tensor:
+        """Each example's gradient of ``task``'s loss on the shared parameters: ``[examples, shared]`` (SLGrad).
+
+        ``torch.func``'s ``vmap(grad(...))`` over the batch (in ``chunk_size`` pieces to bound memory), on the
+        model as it is (call it inside :meth:`evaluating` for gradients free of dropout noise); counted as one
+        backward pass. A model whose forward ``vmap`` cannot trace gets the same gradients one example at a time.
+        """
+        from torch.func import functional_call, grad, vmap
+
+        names = list(self.shared_parameters())
+        fixed = {n: p.detach() for n, p in self.model.named_parameters() if n not in names}
+        fixed.update(self.model.named_buffers())
+
+        def loss_of_one(shared: tuple[Tensor, ...], example: dict[str, Tensor]) -> Tensor:
+            one = {k: v.unsqueeze(0) for k, v in example.items()}
+            outputs = functional_call(self.model, {**fixed, **dict(zip(names, shared))}, (task, one))
+            return self.specs[task].loss(outputs, one["labels"]).sum()
+
+        shared = tuple(p.detach() for p in self.shared_parameters().values())
+        batch = dict(batch)
+        self.spent["backward_passes"] += 1
+        try:
+            grads = vmap(grad(loss_of_one), in_dims=(None, 0), chunk_size=chunk_size)(shared, batch)
+        except RuntimeError as error:  # data-dependent control flow in the forward (some Hub encoders)
+            log.debug("vmap over examples failed (%s); taking them one at a time", error)
+            n = len(batch["labels"])
+            rows = [grad(loss_of_one)(shared, {k: v[i] for k, v in batch.items()}) for i in range(n)]
+            grads = tuple(torch.stack(g) for g in zip(*rows))
+        return torch.cat([g.reshape(len(g), -1) for g in grads], dim=1)
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:

@@ -123,6 +123,8 @@ OUT_OF_DOMAIN = {
     "forkmerge": {"alphas": "[]", "merge_examples": "0"},
     "gcs": {"variant": "sometimes"},
     "hydalearn": {"lookahead_lr": "-1", "max_weight": "inf"},
+    "gradnorm": {"alpha": "-1", "lr": "0", "min_weight": "-1"},
+    "slgrad": {"chunk_size": "0"},
     "ol_aux": {"beta": "0", "horizon": "0", "similarity": "l1"},
     "post_train": {"aux_epochs": "-1", "reset_optimizer": "maybe"},
     "static": {"weights": "{right: -1}", "aux_weight": "inf"},
