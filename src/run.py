@@ -371,6 +371,7 @@ def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule, t
         "peak_memory_mb": peak_memory_mb(module),
         "weights": method.weights(),
         **method.histories(),
+        **{k: v for cb in module.trainer.callbacks if hasattr(cb, "results") for k, v in cb.results().items()},
         "seed": cfg.seed,
         "epochs": cfg.trainer.max_epochs,
         "overrides": _overrides(),
