@@ -10,7 +10,7 @@ TORCH_INDEX_URL ?=
 ARGS ?=
 DIR ?=
 
-.PHONY: help install test test-slow test-all lint format run sweep bench report
+.PHONY: help install test test-slow test-all lint format run sweep bench report transfer
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -47,3 +47,6 @@ bench: ## Cost benchmark: seconds per 1,000 examples and peak memory per method
 
 report: ## Tables and plots from a multirun folder: make report DIR=logs/multiruns/<date>
 	$(PYTHON) -m experiments.report $(DIR) $(ARGS)
+
+transfer: ## Measured effect of each auxiliary against each method's weights: make transfer DIR="<folders>"
+	$(PYTHON) -m experiments.transfer $(DIR) $(ARGS)
