@@ -1,6 +1,7 @@
 """Cost benchmark: each method's wall seconds per 1,000 training examples and peak memory, side by side.
 
-    python -m experiments.bench [--groups multimnist glue processes budget] [--repeats 3] [--train-examples 10000]
+    python -m experiments.bench [--groups multimnist glue glue_speed processes budget] [--repeats 3]
+        [--train-examples 10000]
         [--glue-examples 160] [--budget equal fraction]
 
 One process, one method after another on the same data: MultiMNIST with the LeNet, and GLUE (RTE with
@@ -15,7 +16,9 @@ MultiMNIST, each run a ``python -m src.run`` subprocess, timed by its own epoch 
 ``budget``: every method at one matched budget on the known-effect setting ``multimnist_low_coarse`` (1,000
 target examples beside 54,000 of an auxiliary), seconds per epoch beside the examples and optimizer steps the
 epoch took, against fixed weights on sampled batches (αVIL's examples and steps): the cost of a comparison at
-equal budget is the budget's, not a method's defaults.
+equal budget is the budget's, not a method's defaults. ``glue_speed``: GLUE's fast CPU path piece by piece,
+uniform's training examples per second in float32, under bf16 autocast, and under bf16 with batches grouped by
+length (the GLUE default on a CPU with AVX512-BF16: ``trainer=auto``, ``task.group_by_length=50``).
 """
 
 from __future__ import annotations
@@ -154,6 +157,39 @@ def run_group(name: str, overrides: list[str], out: Path, repeats: int = 3) -> l
     return lines
 
 
+GLUE_PATHS = {  # GLUE's fast path, piece by piece: float32 as planned, bf16 autocast, bf16 with length grouping
+    "float32": ["trainer.precision=32-true", "task.group_by_length=null"],
+    "bf16": ["trainer.precision=bf16-mixed", "task.group_by_length=null"],
+    "bf16 + length grouping": ["trainer.precision=bf16-mixed", "task.group_by_length=50"],
+}
+
+
+def glue_speed(overrides: list[str], out: Path, repeats: int = 3) -> list[str]:
+    """Uniform's training examples per second on GLUE under each of :data:`GLUE_PATHS`, taking turns."""
+    common = [*overrides, *ONE_EPOCH, "method=uniform", "trainer.accelerator=cpu"]
+    bench_method([*common, *GLUE_PATHS["float32"]], out / "warmup")
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in GLUE_PATHS}
+    for _ in range(repeats):
+        for name, path in GLUE_PATHS.items():
+            runs[name].append(bench_method([*common, *path], out / name.replace(" ", "")))
+    base = statistics.median(1000 / r["s_per_1k"] for r in runs["float32"])
+    lines = [
+        "### GLUE throughput (MiniLM, uniform; rte with mrpc, stsb)",
+        "",
+        f"Training examples per second over one epoch, median of {repeats} (min–max); the same plan in every row.",
+        "",
+        "| path | examples | examples / s | × float32 | peak RSS (MB) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, rs in runs.items():
+        rates = [1000 / r["s_per_1k"] for r in rs]
+        lines.append(
+            f"| {name} | {rs[0]['examples']} | {statistics.median(rates):.1f} ({min(rates):.1f}–{max(rates):.1f}) | "
+            f"{statistics.median(rates) / base:.2f} | {max(r['peak_mb'] for r in rs):.0f} |"
+        )
+    return [*lines, ""]
+
+
 def budget_group(rule: list[str], out: Path, repeats: int = 3, extra: list[str] | None = None) -> list[str]:
     """Seconds per epoch of every method at one budget, beside what the epoch trained on and its steps."""
     common = [
@@ -223,7 +259,7 @@ def process_scaling(train_examples: int, out: Path, repeats: int, extra: list[st
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    groups = ["multimnist", "glue", "processes", "budget"]
+    groups = ["multimnist", "glue", "glue_speed", "processes", "budget"]
     parser.add_argument("--groups", nargs="+", default=groups, choices=groups)
     parser.add_argument(
         "--budget", nargs="+", default=["equal", "fraction"], help="task.budget rules for the budget group"
@@ -245,28 +281,25 @@ def main(argv: list[str] | None = None) -> None:
             args.repeats,
         )
     data = Path(os.environ.get("ALPHAVIL_DATA_DIR", ROOT / "data"))
-    if "glue" in args.groups:
-        if (data / "models" / "all-MiniLM-L6-v2").exists() and (data / "glue").exists():
-            lines += run_group(
-                "GLUE (MiniLM; rte with mrpc, stsb)",
-                [
-                    "task=glue_rte",
-                    "model=minilm",
-                    "task.auxiliaries=[mrpc,stsb]",
-                    f"task.max_train_examples={args.glue_examples}",
-                    "task.max_eval_examples=64",
-                    "model.max_length=128",
-                ],
-                args.out / "glue",
-                args.repeats,
-            )
+    glue = [
+        "task=glue_rte",
+        "model=minilm",
+        "task.auxiliaries=[mrpc,stsb]",
+        f"task.max_train_examples={args.glue_examples}",
+        "task.max_eval_examples=64",
+        "model.max_length=128",
+    ]
+    have_glue = (data / "models" / "all-MiniLM-L6-v2").exists() and (data / "glue").exists()
+    for group in ("glue", "glue_speed"):
+        if group not in args.groups:
+            continue
+        if not have_glue:
+            missing = f"skipped: no MiniLM encoder or GLUE copy under {data} (ALPHAVIL_DATA_DIR)"
+            lines += [f"### {group}", "", missing, ""]
+        elif group == "glue":
+            lines += run_group("GLUE (MiniLM; rte with mrpc, stsb)", glue, args.out / "glue", args.repeats)
         else:
-            lines += [
-                "### GLUE",
-                "",
-                f"skipped: no MiniLM encoder or GLUE copy under {data} (set ALPHAVIL_DATA_DIR)",
-                "",
-            ]
+            lines += glue_speed(glue, args.out / "glue_speed", args.repeats)
     if "processes" in args.groups:
         lines += process_scaling(args.train_examples, args.out / "processes", args.repeats)
     if "budget" in args.groups:

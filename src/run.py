@@ -80,6 +80,7 @@ def build(
         # each process takes its share of every planned step (src.data.schedule.shard), not a sampler's
         use_distributed_sampler=False,
         strategy=ddp_strategy(cfg.trainer.strategy),
+        precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
     )
     if trainer.world_size > 1 and _multirun() and not _on_slurm():
         # Lightning starts the other processes by re-running the command line, which in a local multirun is
@@ -106,6 +107,31 @@ def _on_slurm() -> bool:
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
     return SLURMEnvironment.detect()
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bfloat16 in hardware (AVX512-BF16 or AMX): bf16 autocast pays there."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:  # not Linux: no way to tell, so no
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: Any, accelerator: str) -> Any:
+    """``auto``: ``bf16-mixed`` where the hardware computes bfloat16 (a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX), else ``32-true``. Any other value is Lightning's, unchanged."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    fast = torch.cuda.is_bf16_supported() if on_gpu else accelerator in ("auto", "cpu") and cpu_has_bf16()
+    resolved = "bf16-mixed" if fast else "32-true"
+    log.info("trainer.precision=auto: %s (%s)", resolved, "GPU" if on_gpu else "CPU")
+    return resolved
 
 
 def ddp_strategy(name: str) -> str:
@@ -369,6 +395,7 @@ def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule, t
         "passes": {"forward": module.spent["forward_passes"], "backward": module.spent["backward_passes"]},
         "dev_examples_used": module.spent["dev_examples_used"],
         "peak_memory_mb": peak_memory_mb(module),
+        "precision": str(module.trainer.precision),  # as resolved (trainer.precision=auto: what the hardware got)
         "weights": method.weights(),
         **method.histories(),
         **{k: v for cb in module.trainer.callbacks if hasattr(cb, "results") for k, v in cb.results().items()},

@@ -161,6 +161,9 @@ class GLUETaskConfig(TaskConfig):
     eval_batch_size: int = 64
     data_dir: str = "${paths.data_dir}"
     cache_dir: str = "${paths.cache_dir}"
+    # examples of a task regrouped by length inside each window of this many steps (padding follows the
+    # longest example of a batch); null: batches as planned. Budgets and steps are unchanged.
+    group_by_length: int | None = 50
 
     def __post_init__(self) -> None:
         if self.auxiliaries != "auto" and not isinstance(self.auxiliaries, list | tuple):
@@ -169,6 +172,7 @@ class GLUETaskConfig(TaskConfig):
         if self.tokenizer is None:
             raise ConfigError("tokenizer=None: GLUE tasks need an encoder model; use model=encoder or model=minilm")
         positive(self, "max_length")
+        positive(self, "group_by_length", allow_none=True)
 
 
 # --- method --------------------------------------------------------------------------------------
@@ -257,11 +261,11 @@ class TrainerConfig:
 
     _target_: str = "pytorch_lightning.Trainer"
     max_epochs: int = 10
-    accelerator: str = "cpu"
+    accelerator: str = "auto"  # a GPU when there is one
     devices: Any = 1
     strategy: str = "auto"
     num_nodes: int = 1
-    precision: Any = "32-true"
+    precision: Any = "32-true"  # auto: bf16-mixed where the hardware computes bf16 (src/run.py:resolve_precision)
     num_sanity_val_steps: int = 0
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True

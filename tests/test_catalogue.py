@@ -107,6 +107,16 @@ def glue_run(breaking: Callable[[World], None], *overrides: str) -> Callable[[Wo
     return run
 
 
+def hub_offline(w: World) -> None:
+    """A Hub name that is neither cached nor reachable (offline mode: no 30 s of retries)."""
+    from unittest import mock
+
+    import huggingface_hub.constants
+
+    with mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True):
+        train(w.glue_cfg("model.pretrained=alphavil-tests/not-a-cached-model"))
+
+
 def resume(*overrides: str, breaking: Callable[[World], None] = lambda w: None) -> Callable[[World], None]:
     """Resume from the (possibly broken) checkpoint with ``overrides``."""
 
@@ -314,6 +324,7 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
         "has no README.md with a `configs:` block",
     ),  # fmt: skip
     ("encoder-folder-missing", glue_run(lambda w: shutil.rmtree(w.encoder)), "encoder folder"),
+    ("encoder-hub-offline", hub_offline, "from the Hugging Face Hub or its local cache"),
     (
         "encoder-weights-truncated",
         glue_run(truncate(lambda w: w.encoder / "model.safetensors")),

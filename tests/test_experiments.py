@@ -336,3 +336,25 @@ def test_multimnist_compare_sweeps_every_method_it_finds():
     glob = OverridesParser.create().parse_overrides([f"method={sweep}"])[0].value()
     registered = config_options("method") + [f"base_{m}" for m in config_options("method")]  # the ConfigStore's too
     assert sorted(glob.filter(registered)) == sorted(set(config_options("method")) - {"static"})
+
+
+def test_glue_speed_bench_times_float32_bf16_and_length_grouping(tiny_glue, tmp_path):
+    from experiments.bench import GLUE_PATHS, glue_speed
+
+    overrides = [
+        "task=glue_rte",
+        "model=minilm",
+        "task.auxiliaries=[mrpc]",
+        f"paths.data_dir={tiny_glue}",
+        f"paths.cache_dir={tmp_path}/cache",
+        f"model.pretrained={tiny_glue}/models/tiny-bert",
+        "task.max_train_examples=24",
+        "task.max_eval_examples=16",
+        "task.batch_size=8",
+        "model.max_length=32",
+    ]
+    lines = glue_speed(overrides, tmp_path / "bench", repeats=1)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
+    assert set(rows) - {"path"} == set(GLUE_PATHS)
+    assert len({rows[p][1] for p in GLUE_PATHS}) == 1 and int(rows["float32"][1]) == 48  # one plan: 24 rte + 24 mrpc
+    assert rows["float32"][3] == "1.00" and float(rows["bf16"][2].split()[0]) > 0

@@ -13,6 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from src.config import ConfigError, validate
 from src.data.base import DataError
 from src.data.glue import TASKS, GLUEDataModule
+from src.data.schedule import DEV
 from src.data.tasks import headline_value
 from src.run import build, train
 from tests.conftest import METHODS, compose_config
@@ -187,3 +188,73 @@ def test_an_encoder_stored_in_half_precision_trains_in_float32(tmp_path):
     BertModel.from_pretrained(folder).half().save_pretrained(folder)
     trunk = EncoderTrunk(str(folder))
     assert {p.dtype for p in trunk.parameters()} == {torch.float32}
+
+
+def test_glue_defaults_to_the_hardwares_fast_path():
+    """task=glue_* composes trainer=auto: a GPU when there is one, bf16 where the hardware computes it."""
+    cfg = compose_config(["task=glue_rte"])
+    assert cfg.trainer.accelerator == "auto" and cfg.trainer.precision == "auto"
+    assert compose_config(["task=glue_rte", "trainer=gpu"]).trainer.precision == "bf16-mixed"
+    assert compose_config([]).trainer.precision == "32-true"  # MultiMNIST keeps float32
+    assert compose_config([]).trainer.accelerator == "auto"
+
+
+def test_precision_auto_resolves_by_the_cpus_flags(monkeypatch):
+    import src.run as run
+
+    assert run.cpu_has_bf16("processor : 0\nflags : fpu sse avx512f avx512_bf16 amx_tile\n")
+    assert run.cpu_has_bf16("flags : fpu amx_bf16\n")
+    assert not run.cpu_has_bf16("flags : fpu sse avx512f\n")
+    monkeypatch.setattr(run, "cpu_has_bf16", lambda: True)
+    assert run.resolve_precision("auto", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(run, "cpu_has_bf16", lambda: False)
+    assert run.resolve_precision("auto", "cpu") == "32-true"
+    assert run.resolve_precision("16-mixed", "cpu") == "16-mixed"  # any other value is Lightning's
+
+
+def test_a_glue_run_records_the_precision_it_resolved(glue_cfg):
+    from src.run import cpu_has_bf16
+
+    results = train(glue_cfg("task=glue_rte", "method=single_task", "trainer.precision=auto", "trainer.max_epochs=1"))
+    assert results["precision"] == ("bf16-mixed" if cpu_has_bf16() else "32-true")
+
+
+def test_group_by_length_keeps_every_step_and_budget_and_regroups_by_length():
+    from src.data.schedule import EpochData, epoch_generator, group_by_length, mixed_plan
+
+    sizes = {"t": 96, "a": 300, DEV: 40}
+    data = EpochData(sizes, batch_size=8, budget={"t": 96, "a": 96})
+    steps = mixed_plan(data, ["t", "a"], epoch_generator(0, 0), with_dev=True)
+    lengths = {k: torch.randint(5, 120, (n,), generator=torch.Generator().manual_seed(1)) for k, n in sizes.items()}
+    grouped = group_by_length(steps, lengths, window=6, generator=torch.Generator().manual_seed(3))
+    again = group_by_length(steps, lengths, window=6, generator=torch.Generator().manual_seed(3))
+    assert [s.indices.keys() for s in grouped] == [s.indices.keys() for s in steps]
+    for before, after, same in zip(steps, grouped, again):
+        for key in before.indices:
+            assert len(after.indices[key]) == len(before.indices[key])
+            assert torch.equal(after.indices[key], same.indices[key])  # seeded: reproducible
+
+    def pool(plan, key, start):
+        return sorted(torch.cat([s.indices[key] for s in plan[start : start + 6]]).tolist())
+
+    for start in range(0, len(steps), 6):  # the same examples inside each window, only regrouped
+        for key in sizes:
+            assert pool(grouped, key, start) == pool(steps, key, start)
+
+    def padding(plan):  # padded tokens: what grouping saves
+        return sum(int(len(i) * lengths[k][i].max() - lengths[k][i].sum()) for s in plan for k, i in s.indices.items())
+
+    assert padding(grouped) < 0.5 * padding(steps)
+
+
+def test_glue_groups_batches_by_length_by_default(glue_cfg):
+    dm, module, trainer = build(glue_cfg("task=glue_rte", "method=uniform", "task.auxiliaries=[mrpc]"))
+    assert dm.group_by_length == 50
+    dm.setup()
+    lengths = dm.lengths()
+    assert set(lengths) == {"rte", "mrpc", DEV}
+    for i in range(5):  # the tokens of one example: its attention mask's sum when batched alone
+        one = dm.train_sets["rte"].batch(torch.tensor([i]))
+        assert int(one["attention_mask"].sum()) == int(lengths["rte"][i])
+    with pytest.raises(ConfigError, match="group_by_length=0"):
+        validate(glue_cfg("task=glue_rte", "task.group_by_length=0"))

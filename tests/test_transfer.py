@@ -34,7 +34,7 @@ def result(setting: str, choice: str, seed: int, test: float, dev: float, aux: l
 def grid(setting: str, aux: list[str], rows: dict[str, tuple[dict, list[float], float]]) -> list[dict]:
     """``rows``: key → (aux weights, test per seed, dev); single_task when every weight is 0."""
     out = []
-    for name, (weights, tests, dev) in rows.items():
+    for weights, tests, dev in rows.values():
         choice = "single_task" if not any(weights.values()) else "static"
         overrides = [f"method.weights={json.dumps(weights)}"] if choice == "static" else []
         for seed, test in enumerate(tests):
@@ -43,9 +43,7 @@ def grid(setting: str, aux: list[str], rows: dict[str, tuple[dict, list[float], 
 
 
 def learned(setting: str, aux: list[str], history: list[dict]) -> list[dict]:
-    return [
-        result(setting, "alphavil", s, 0.8, 0.8, aux, schedule="blocks", weight_history=history) for s in range(3)
-    ]
+    return [result(setting, "alphavil", s, 0.8, 0.8, aux, schedule="blocks", weight_history=history) for s in range(3)]
 
 
 def runs_of(tmp_path: Path, results: list[dict]) -> Path:
@@ -114,9 +112,7 @@ def test_agreement_and_report_with_a_method_and_the_probe(tmp_path):
         "two", ["a", "b"], [{"t": 1.0, "a": 0.9, "b": 0.1}] * 2
     )
     probe = {"lookahead": {"t": 0.1, "a": -0.01, "b": 0.02}, "cosine": {}, "influence": {}, "probed_steps": {"t": 4}}
-    probed = [
-        result("two", "uniform", s, 0.7, 0.7, ["a", "b"], schedule="mixed", relatedness=probe) for s in range(2)
-    ]
+    probed = [result("two", "uniform", s, 0.7, 0.7, ["a", "b"], schedule="mixed", relatedness=probe) for s in range(2)]
     pts = points(ONE + TWO + method + probed)
     assert agreement(pts, "alphavil") == (pytest.approx(1.0), pytest.approx(math.nan, nan_ok=True), 3)
     rho, sign, count = agreement(pts, "probe: lookahead")  # a helps (−0.01: wrong sign), b hurts (0.02: wrong)

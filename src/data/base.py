@@ -19,6 +19,7 @@ from src.data.schedule import (
     epoch_budget,
     epoch_generator,
     eval_loader,
+    group_by_length,
     shard,
     step_loader,
 )
@@ -43,6 +44,11 @@ class Subset:
 
     def batch(self, indices: Tensor) -> dict[str, Tensor]:
         return self.data.batch(self.indices[indices])
+
+    def lengths(self) -> Tensor | None:
+        """The examples' lengths, for data that has them (text)."""
+        inner = getattr(self.data, "lengths", None)
+        return None if inner is None else inner()[self.indices]
 
 
 def content_key(files: Iterable[Path], *extra: object, length: int = 16) -> str:
@@ -127,6 +133,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
         dev_fraction: float = 0.1,
         seed: int = 0,
         num_workers: int = 0,
+        group_by_length: int | None = None,
     ):
         super().__init__()
         check_tasks(type(self).GROUP, list(type(self).TASKS), target, auxiliaries)
@@ -138,6 +145,8 @@ class MultiTaskDataModule(pl.LightningDataModule):
         self.budget_fraction, self.budget_examples = budget_fraction, dict(budget_examples or {})
         self.dev_examples = dev_examples
         self.dev_fraction, self.seed, self.num_workers = dev_fraction, seed, num_workers
+        self.group_by_length = group_by_length  # a window of steps; None: batches as planned
+        self._lengths: dict[str, Tensor] | None = None
         self.planner: Planner | None = None
         self.train_sets: dict[str, TaskData] = {}
         self.dev_set: TaskData | None = None
@@ -199,8 +208,19 @@ class MultiTaskDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
-        steps = shard(self.plan(epoch), rank, world)  # one plan; each process takes its share of every step
+        steps = self.plan(epoch)
+        if self.group_by_length:  # the same regrouping on every process: it depends on (seed, epoch) only
+            steps = group_by_length(steps, self.lengths(), self.group_by_length, epoch_generator(self.seed + 1, epoch))
+        steps = shard(steps, rank, world)  # one plan; each process takes its share of every step
         return step_loader(steps, {**self.train_sets, DEV: self.dev_set}, self.num_workers)
+
+    def lengths(self) -> dict[str, Tensor]:
+        """Each training split's (and the dev split's) example lengths, for splits that have them (text)."""
+        if self._lengths is None:
+            splits = {**self.train_sets, DEV: self.dev_set}
+            found = {k: getattr(d, "lengths", lambda: None)() for k, d in splits.items()}
+            self._lengths = {k: v for k, v in found.items() if v is not None}
+        return self._lengths
 
     def val_dataloader(self) -> DataLoader:
         return eval_loader(self.dev_set, self.eval_batch_size, self.num_workers)

@@ -13,6 +13,7 @@ import logging
 import re
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from src.data.base import DataError, MultiTaskDataModule, Subset, content_key, seeded_split
@@ -156,6 +157,10 @@ class TextData:
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def lengths(self) -> Tensor:
+        """Each example's number of tokens (what padding a batch follows)."""
+        return torch.tensor([len(ids) for ids in self.dataset["input_ids"]])
 
     def batch(self, indices: Tensor) -> dict[str, Tensor]:
         rows = self.dataset[indices.tolist()]

@@ -218,6 +218,33 @@ def finish(steps: list[Step]) -> list[Step]:
     return steps
 
 
+def group_by_length(
+    steps: list[Step], lengths: Mapping[str, Tensor], window: int, generator: torch.Generator
+) -> list[Step]:
+    """The plan with each key's examples regrouped by length inside every ``window`` consecutive steps.
+
+    Padding follows the longest example of a batch, so batches of similar lengths waste less work. Within a
+    window, a key's examples are sorted by length (ties in a seeded random order) and dealt back in runs of
+    the steps' own sizes to the steps in a seeded random order: every step keeps its tasks and their batch
+    sizes, so the budget, the optimizer steps and the examples each task sees are the plan's, and only which
+    examples share a batch changes. Keys without ``lengths`` (images) are left as they are.
+    """
+    out = [replace(s, indices=dict(s.indices)) for s in steps]
+    for key, length in lengths.items():
+        for start in range(0, len(out), window):
+            holding = [i for i in range(start, min(start + window, len(out))) if key in out[i].indices]
+            if len(holding) < 2:
+                continue
+            pooled = torch.cat([out[i].indices[key] for i in holding])
+            tie = torch.randperm(len(pooled), generator=generator)
+            pooled = pooled[tie][torch.argsort(length[pooled[tie]], stable=True)]
+            order = [holding[j] for j in torch.randperm(len(holding), generator=generator).tolist()]
+            pieces = pooled.split([len(out[i].indices[key]) for i in order])
+            for i, piece in zip(order, pieces):
+                out[i].indices[key] = piece
+    return out
+
+
 def shard(steps: list[Step], rank: int, world: int) -> list[Step]:
     """This process's share of each planned step: every ``world``-th example of each key, from ``rank``.
 

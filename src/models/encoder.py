@@ -36,6 +36,13 @@ def load_pretrained(load: Callable[[str], Any], name: str, what: str) -> Any:
         return load(name)
     except Exception as e:
         cause = e.__cause__ or e
+        if not looks_like_a_path(name) and not folder.is_dir():  # a Hub name: not reachable, not in the cache
+            raise DataError(
+                f"could not load the {what} {name} from the Hugging Face Hub or its local cache "
+                f"({type(cause).__name__}: {cause}). Offline, point model.pretrained at a folder that holds its files "
+                "(model.pretrained=/path/to/roberta-base, or model=minilm for the all-MiniLM-L6-v2 copy under "
+                "ALPHAVIL_DATA_DIR/models), or fill the cache once where the Hub is reachable."
+            ) from e
         broken = unreadable_files(folder) if folder.is_dir() else []
         where = f"{', '.join(str(p) for p in broken)} cannot be read" if broken else f"the files in {name}"
         raise DataError(
