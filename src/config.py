@@ -25,6 +25,7 @@ from src.schema import (
     LeNetModelConfig,
     MultiMNISTTaskConfig,
     PathsConfig,
+    TextTaskConfig,
     TrainerConfig,
 )
 
@@ -102,6 +103,7 @@ def register() -> None:
     cs.store(name="base_config", node=Config)
     cs.store(group="task", name="base_multimnist", node=_schema(MultiMNISTTaskConfig))
     cs.store(group="task", name="base_glue", node=_schema(GLUETaskConfig))
+    cs.store(group="task", name="base_text", node=_schema(TextTaskConfig))
     for target in GLUE_TASKS:  # task=glue_rte is task=glue with task.target=rte: one config, nine names
         alias = {"defaults": ["glue"], "task": {"target": target}}
         cs.store(group="task", name=f"glue_{target}", node=alias, package="_global_")

@@ -395,6 +395,7 @@ def _fit_results(cfg: DictConfig, datamodule, method, module: MultiTaskModule, t
         "passes": {"forward": module.spent["forward_passes"], "backward": module.spent["backward_passes"]},
         "dev_examples_used": module.spent["dev_examples_used"],
         "peak_memory_mb": peak_memory_mb(module),
+        **(datamodule.record() if hasattr(datamodule, "record") else {}),  # text tasks: string labels' order
         "precision": str(module.trainer.precision),  # as resolved (trainer.precision=auto: what the hardware got)
         "weights": method.weights(),
         **method.histories(),

@@ -117,12 +117,13 @@ class TaskConfig:
         from src.data.base import check_tasks
 
         auxiliaries = [] if self.auxiliaries == "auto" else list(self.auxiliaries)
+        offered = [*datamodule.TASKS, *(getattr(self, "tasks", None) or {})]  # a text group's own tasks too
         try:
-            check_tasks(datamodule.GROUP, list(datamodule.TASKS), self.target, auxiliaries)
+            check_tasks(datamodule.GROUP, offered, self.target, auxiliaries)
         except ValueError as e:
             raise ConfigError(str(e).removeprefix("task.")) from None
         if self.auxiliaries == "auto":
-            auxiliaries = [t for t in datamodule.TASKS if t != self.target]
+            auxiliaries = [t for t in offered if t != self.target]
         training = [self.target, *auxiliaries]
         for task, n in self.train_examples.items():
             if task not in training:
@@ -151,28 +152,42 @@ class MultiMNISTTaskConfig(TaskConfig):
 
 
 @dataclass
-class GLUETaskConfig(TaskConfig):
-    _target_: str = "src.data.glue.GLUEDataModule"
-    auxiliaries: Any = "auto"  # a list, or auto: every other GLUE task the source has
-    source: str = "auto"  # auto (<data_dir>/glue if present, else the Hub) | a Hub name | a folder
+class TextTaskConfig(TaskConfig):
+    """Text tasks declared in configuration (``task.tasks``: name → entry, src/data/text.py)."""
+
+    _target_: str = "src.data.text.TextTaskGroup"
+    auxiliaries: Any = "auto"  # a list, or auto: every other task listed
     tokenizer: Any = "${oc.select:model.pretrained,null}"
     max_length: int = "${oc.select:model.max_length,128}"  # type: ignore[assignment]
     batch_size: int = 16
     eval_batch_size: int = 64
-    data_dir: str = "${paths.data_dir}"
     cache_dir: str = "${paths.cache_dir}"
     # examples of a task regrouped by length inside each window of this many steps (padding follows the
     # longest example of a batch); null: batches as planned. Budgets and steps are unchanged.
     group_by_length: int | None = 50
+    tasks: dict[str, Any] = field(default_factory=dict)  # name → {path or data_files, text, label, ...}
 
     def __post_init__(self) -> None:
         if self.auxiliaries != "auto" and not isinstance(self.auxiliaries, list | tuple):
-            raise ConfigError(f"auxiliaries={self.auxiliaries!r}: must be a list of GLUE tasks or auto")
+            raise ConfigError(f"auxiliaries={self.auxiliaries!r}: must be a list of tasks or auto")
+        if self._target_ == TextTaskConfig._target_ and not self.tasks:
+            raise ConfigError(
+                "tasks is empty: list your tasks under task.tasks (name: {data_files or path, text, label})"
+            )
         super().__post_init__()
         if self.tokenizer is None:
-            raise ConfigError("tokenizer=None: GLUE tasks need an encoder model; use model=encoder or model=minilm")
+            raise ConfigError("tokenizer=None: text tasks need an encoder model; use model=encoder or model=minilm")
         positive(self, "max_length")
         positive(self, "group_by_length", allow_none=True)
+
+
+@dataclass
+class GLUETaskConfig(TextTaskConfig):
+    """GLUE: the text task group with GLUE's nine tasks as presets, and any of your own beside them."""
+
+    _target_: str = "src.data.glue.GLUEDataModule"
+    source: str = "auto"  # auto (<data_dir>/glue if present, else the Hub) | a Hub name | a folder
+    data_dir: str = "${paths.data_dir}"
 
 
 # --- method --------------------------------------------------------------------------------------

@@ -107,14 +107,72 @@ def glue_run(breaking: Callable[[World], None], *overrides: str) -> Callable[[Wo
     return run
 
 
+def text_run(change: Callable[[dict, Path], None], *overrides: str, task: str = "text") -> Callable[[World], None]:
+    """Write two CSV tasks (``stars``: string labels; ``score``: a regression), let ``change`` edit their entries
+    or files, then train ``task=text`` on them (``task=glue_rte`` to put them beside GLUE)."""
+
+    def run(w: World) -> None:
+        import json
+
+        from tests.test_text import write_tasks
+
+        files = write_tasks(w.tmp / "text")
+        csv = w.tmp / "text" / "score.csv"
+        pd.read_json(files["score"], lines=True).to_csv(csv, index=False)
+        entries = {
+            "stars": {
+                "data_files": {"train": str(files["stars_train"]), "test": str(files["stars_test"])},
+                "text": ["review"],
+                "label": "stars",
+            },
+            "score": {"data_files": {"train": str(csv)}, "text": ["a", "b"], "label": "score", "test_fraction": 0.25},
+        }
+        change(entries, w.tmp / "text")
+        aux = [t for t in entries if t != "stars"]
+        train(
+            w.glue_cfg(
+                f"task={task}",
+                "task.target=stars",
+                f"task.auxiliaries=[{','.join(aux)}]",
+                "+task.tasks=" + json.dumps(entries).replace('"', ""),
+                *overrides,
+            )
+        )
+
+    return run
+
+
+def edit_csv(name: str, column: str, row: int, value) -> Callable[[dict, Path], None]:
+    def edit(entries: dict, folder: Path) -> None:
+        frame = pd.read_csv(folder / name)
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+        frame.to_csv(folder / name, index=False)
+
+    return edit
+
+
+def _offline(case: Callable[[World], None]) -> Callable[[World], None]:
+    """``case`` with the Hub out of reach at once (offline mode: no 30 s of retries on this machine)."""
+
+    def run(w: World) -> None:
+        from unittest import mock
+
+        import datasets.config
+        import huggingface_hub.constants
+
+        with (
+            mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True),
+            mock.patch.object(datasets.config, "HF_HUB_OFFLINE", True),
+        ):
+            case(w)
+
+    return run
+
+
 def hub_offline(w: World) -> None:
-    """A Hub name that is neither cached nor reachable (offline mode: no 30 s of retries)."""
-    from unittest import mock
-
-    import huggingface_hub.constants
-
-    with mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True):
-        train(w.glue_cfg("model.pretrained=alphavil-tests/not-a-cached-model"))
+    """A Hub name that is neither cached nor reachable."""
+    _offline(lambda w: train(w.glue_cfg("model.pretrained=alphavil-tests/not-a-cached-model")))(w)
 
 
 def resume(*overrides: str, breaking: Callable[[World], None] = lambda w: None) -> Callable[[World], None]:
@@ -230,7 +288,7 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     ("auxiliary-duplicated", config("task.auxiliaries=[right,right]"), "has duplicates"),
     ("auxiliary-of-another-group", config("task.auxiliaries=[rte]"), "'rte', which is not in task group"),
     ("glue-target-from-multimnist", glue_config("task.target=left"), "task.target='left' is not in task group 'glue'"),
-    ("glue-auxiliaries-not-a-list", glue_config("task.auxiliaries=mrpc"), "must be a list of GLUE tasks or auto"),
+    ("glue-auxiliaries-not-a-list", glue_config("task.auxiliaries=mrpc"), "must be a list of tasks or auto"),
     ("train-examples-unknown-task", config("task.train_examples={middle: 10}"), "train_examples has 'middle'"),
     ("train-examples-zero", config("task.train_examples={left: 0}"), "train_examples.left=0"),
     # configs: values
@@ -271,7 +329,7 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     (
         "image-model-on-text",
         lambda w: validate(compose_config(["task=glue_rte", "model=lenet"], w.tmp)),
-        "GLUE tasks need an encoder model",
+        "text tasks need an encoder model",
     ),  # fmt: skip
     ("pooling-unknown", glue_config("model.net.pooling=max"), "pooling='max': must be one of cls, mean"),
     # data files
@@ -335,6 +393,63 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
         glue_run(replace_with(lambda w: w.encoder / "tokenizer.json", b"{not json")),
         "tokenizer.json cannot be read",
     ),  # fmt: skip
+    # your own text tasks (task=text, src/data/text.py): every fault names the task and the field
+    (
+        "text-file-missing",
+        text_run(lambda e, f: e["stars"]["data_files"].update(train=str(f / "gone.csv"))),
+        "task.tasks.stars.data_files.train: ",
+    ),
+    (
+        "text-column-missing",
+        text_run(lambda e, f: e["stars"].update(label="verdict")),
+        "lacks the column(s) ['verdict'] named by its label field",
+    ),
+    (
+        "text-label-outside-num-labels",
+        text_run(lambda e, f: e["score"].update(kind="classification", num_labels=2)),
+        r"score\.csv: column 'score', row 0: [\d.]+ is not a class in 0\.\.1",
+    ),
+    (
+        "text-regression-label-not-a-number",
+        text_run(
+            lambda e, f: (edit_csv("score.csv", "score", 4, "unknown")(e, f), e["score"].update(kind="regression"))
+        ),
+        "task.tasks.score.label: row 4: 'unknown' is not a number (kind: regression)",
+    ),
+    (
+        "text-numeric-labels-with-a-word",
+        text_run(edit_csv("score.csv", "score", 4, "unknown")),
+        "the labels look numeric, but row 4 holds 'unknown'",
+    ),
+    (
+        "text-regression-label-nan",
+        text_run(
+            lambda e, f: (edit_csv("score.csv", "score", 2, float("nan"))(e, f), e["score"].update(kind="regression"))
+        ),
+        "column 'score', row 2: None is not a finite number",  # a CSV's NaN reads as null
+    ),
+    (
+        "text-empty-text",
+        text_run(edit_csv("stars_train.csv", "review", 3, "")),
+        "column 'review', row 3: the text is empty",
+    ),
+    (
+        "text-empty-split",
+        text_run(lambda e, f: (f / "stars_test.csv").write_text("review,stars\n")),
+        "task.tasks.stars (test) from",
+    ),
+    (
+        "text-hub-dataset-offline",
+        lambda w: _offline(
+            text_run(lambda e, f: e.update(topic={"path": "alphavil-tests/no-such-set", "text": ["t"]}))
+        )(w),
+        "A Hub dataset needs the network or its local cache",
+    ),
+    (
+        "text-name-of-a-glue-task",
+        text_run(lambda e, f: e.update(rte=e.pop("score")), task="glue_rte"),
+        "task.tasks names rte, a GLUE task already",
+    ),
     # checkpoints
     ("ckpt-missing", resume(breaking=remove(lambda w: w.checkpoint)), "no such file"),
     (
@@ -353,7 +468,10 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     # signals
     ("sigterm", sigterm_in_epoch_one, "stopped by SIGTERM in epoch 1"),
 ]
-REGEX = {"resume-best-gone"}  # phrases that are patterns; the rest are matched literally
+REGEX = {
+    "resume-best-gone",
+    "text-label-outside-num-labels",
+}  # phrases that are patterns; the rest are matched literally
 
 
 @pytest.mark.parametrize(("case", "phrase"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])

@@ -136,7 +136,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
         group_by_length: int | None = None,
     ):
         super().__init__()
-        check_tasks(type(self).GROUP, list(type(self).TASKS), target, auxiliaries)
+        check_tasks(self.GROUP, list(self.TASKS), target, auxiliaries)  # a text group's tasks are its instance's
         self.target, self.auxiliaries = target, list(auxiliaries)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.max_train_examples, self.max_eval_examples = max_train_examples, max_eval_examples

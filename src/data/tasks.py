@@ -55,6 +55,9 @@ class TaskSpec:
         return MetricCollection({m: _metric(m, self.num_outputs) for m in self.metrics})
 
 
+METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")  # the metrics a task may name
+
+
 def _metric(name: str, num_outputs: int) -> Metric:
     if name == "accuracy":
         return Accuracy(task="multiclass", num_classes=num_outputs)

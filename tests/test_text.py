@@ -1,0 +1,176 @@
+"""Your own text tasks from configuration alone (task=text, src/data/text.py): CSV tasks as a user writes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.config import ConfigError, validate
+from src.data.base import DataError
+from src.run import train
+from tests.conftest import GLUE_TINY, ROOT, WORDS, compose_config
+
+
+def write_tasks(folder: Path, rows: int = 48) -> dict[str, Path]:
+    """Two CSV tasks: ``stars`` (string labels, train and test files) and ``score`` (a regression, one file)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def text(n):
+        return [" ".join(rng.choice(WORDS, rng.integers(3, 9))) for _ in range(n)]
+
+    files = {}
+    for split in ("train", "test"):
+        n = rows if split == "train" else 20
+        frame = pd.DataFrame({"review": text(n), "stars": rng.choice(["bad", "good", "great"], n)})
+        files[f"stars_{split}"] = folder / f"stars_{split}.csv"
+        frame.to_csv(files[f"stars_{split}"], index=False)
+    frame = pd.DataFrame({"a": text(rows), "b": text(rows), "score": rng.uniform(0, 5, rows).round(3)})
+    files["score"] = folder / "score.jsonl"
+    frame.to_json(files["score"], orient="records", lines=True)
+    return files
+
+
+def task_yaml(config_dir: Path, files: dict[str, Path], body: str = "") -> None:
+    (config_dir / "task").mkdir(parents=True, exist_ok=True)
+    (config_dir / "task" / "reviews.yaml").write_text(
+        f"""# @package _global_
+defaults:
+  - /task/text@task
+  - override /model: minilm
+task:
+  target: stars
+  auxiliaries: [score]
+  tasks:
+    stars: {{data_files: {{train: {files["stars_train"]}, test: {files["stars_test"]}}}, text: [review], label: stars}}
+    score: {{data_files: {{train: {files["score"]}}}, text: [a, b], label: score, test_fraction: 0.25}}
+{body}"""
+    )
+
+
+@pytest.mark.slow
+def test_a_user_task_yaml_trains_through_the_cli_with_config_dir(tiny_glue, tmp_path):
+    files = write_tasks(tmp_path / "data")
+    task_yaml(tmp_path / "conf", files)
+    out = tmp_path / "run"
+    overrides = [o for o in GLUE_TINY if not o.startswith(("model=", "task.max_"))]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.run",
+            "--config-dir",
+            str(tmp_path / "conf"),
+            "task=reviews",
+            *overrides,
+            f"model.pretrained={tiny_glue}/models/tiny-bert",
+            f"paths.cache_dir={tmp_path}/cache",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=tmp_path,  # from any folder
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["target"] == "stars" and results["tasks"] == ["stars", "score"]
+    assert results["target_metric"] == "accuracy" and 0 <= results["target_test"] <= 1
+    assert results["label_names"] == {"stars": ["bad", "good", "great"]}  # sorted, recorded
+    assert set(results["test"]) == {"stars", "score"} and "pearson" in results["test"]["score"]
+
+
+@pytest.fixture
+def text_cfg(tiny_glue, tmp_path):
+    files = write_tasks(tmp_path / "data")
+    entries = {
+        "stars": {
+            "data_files": {"train": str(files["stars_train"]), "test": str(files["stars_test"])},
+            "text": ["review"],
+            "label": "stars",
+        },
+        "score": {
+            "data_files": {"train": str(files["score"])},
+            "text": ["a", "b"],
+            "label": "score",
+            "test_fraction": 0.25,
+        },
+    }
+
+    def make(*overrides: str, tasks: dict | None = None, task: str = "text"):
+        cfg_overrides = [
+            *[o for o in GLUE_TINY if not o.startswith("task.max_")],
+            f"task={task}",
+            f"paths.data_dir={tiny_glue}",
+            f"paths.cache_dir={tmp_path}/cache",
+            f"model.pretrained={tiny_glue}/models/tiny-bert",
+            "+task.tasks=" + json.dumps(tasks if tasks is not None else entries).replace('"', ""),
+        ]
+        return compose_config([*cfg_overrides, *overrides], output_dir=tmp_path / "run")
+
+    make.files = files
+    make.entries = entries
+    return make
+
+
+def test_kinds_heads_and_label_order_are_inferred(text_cfg):
+    from src.run import build
+
+    dm, module, _ = build(text_cfg("task.target=stars"))
+    specs = {t.name: t for t in dm.tasks}
+    assert specs["stars"].num_outputs == 3 and specs["stars"].metrics == ("accuracy",)
+    assert specs["score"].regression and specs["score"].metrics == ("pearson", "spearman")
+    assert dm.label_names == {"stars": ["bad", "good", "great"]}
+    dm.setup()
+    assert len(dm.test_sets["score"]) == 12 and len(dm.train_sets["score"]) == 36  # a quarter of 48 carved
+    assert len(dm.dev_set) == 5 and len(dm.train_sets["stars"]) == 43  # the target's dev: 10% of its train
+
+
+def test_glue_plus_a_task_of_your_own_trains(text_cfg):
+    entries = {"stars": text_cfg.entries["stars"]}
+    results = train(text_cfg("task.auxiliaries=[stars]", "method=uniform", tasks=entries, task="glue_rte"))
+    assert results["tasks"] == ["rte", "stars"] and results["label_names"] == {"stars": ["bad", "good", "great"]}
+    assert set(results["test"]) == {"rte", "stars"}
+
+
+@pytest.mark.parametrize(
+    "change,phrase",
+    [
+        (lambda e: e["stars"].update(label="verdict"), "lacks the column(s) ['verdict'] named by its label field"),
+        (lambda e: e["stars"].update(text=["body"]), "lacks the column(s) ['body'] named by its text field"),
+        (
+            lambda e: e["stars"]["data_files"].update(train="/nope/stars.csv"),
+            "data_files.train: /nope/stars.csv does not exist",
+        ),
+        (lambda e: e["stars"].update(num_labels=2), "num_labels=2, but label_names has 3 names"),
+        (lambda e: e["score"].update(kind="classification", num_labels=2), "is not a class in 0..1"),
+        (lambda e: e["stars"].update(metrics=["bleu"]), "metrics: ['bleu'] not known"),
+        (lambda e: e["stars"].update(colour="red"), "task.tasks.stars: unknown field(s) colour"),
+        (lambda e: e["score"].pop("test_fraction"), "data_files has no 'test' split"),
+    ],
+)
+def test_a_bad_entry_is_refused_naming_the_task_and_field(text_cfg, change, phrase):
+    from src.run import build
+
+    entries = json.loads(json.dumps(text_cfg.entries))
+    change(entries)
+    with pytest.raises(Exception) as refused:  # noqa: B017 (Hydra wraps what the DataModule raises)
+        build(text_cfg("task.target=stars", tasks=entries))[0].setup()
+    cause = refused.value.__cause__ or refused.value
+    assert isinstance(cause, DataError | ConfigError) and phrase in str(cause), str(refused.value)
+
+
+def test_a_text_group_without_tasks_or_with_an_unknown_target_is_refused(text_cfg):
+    with pytest.raises(ConfigError, match="tasks is empty"):
+        validate(text_cfg("task.target=stars", tasks={}))
+    with pytest.raises(ConfigError, match="task.target='nope' is not in task group 'text'"):
+        validate(text_cfg("task.target=nope"))
