@@ -69,7 +69,7 @@ def method_key(r: dict[str, Any]) -> str:
 
     Fixed weights of 1 for every task are uniform, whichever config ran them (the oracle grid's weight 1). A
     method that follows ``task.batching`` is named with it (``uniform · sampled``): the same rule on other
-    steps is another row.
+    steps is another row. Runs with the relatedness probe are ``· probed``: they repeat their method's seeds.
     """
     name = r.get("method_choice") or r["method"]
     overrides = r.get("overrides", [])
@@ -77,7 +77,8 @@ def method_key(r: dict[str, Any]) -> str:
     if name == "static" and r.get("weights") and all(w == 1.0 for w in r["weights"].values()):
         name, options = "uniform", []
     key = f"{name} ({', '.join(options)})" if options else name
-    return f"{key} · {r['schedule']}" if r.get("schedule") in ("mixed", "sampled") else key
+    key = f"{key} · {r['schedule']}" if r.get("schedule") in ("mixed", "sampled") else key
+    return f"{key} · probed" if r.get("relatedness") else key  # callbacks=relatedness: a row of its own
 
 
 def _short(override: str) -> str:

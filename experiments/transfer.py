@@ -173,7 +173,11 @@ def points(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def agreement(pts: list[dict[str, Any]], name: str) -> tuple[float, float, int]:
     """Spearman's ρ with the best-weight effects, the share of sign agreements, and the number of points."""
-    usable = [p for p in pts if "best" in p and not math.isnan(p["values"].get(name, math.nan))]
+    usable = [
+        p
+        for p in pts
+        if "best" in p and not math.isnan(p["best"][0]) and not math.isnan(p["values"].get(name, math.nan))
+    ]
     xs = [p["best"][0] for p in usable]
     ys = [p["values"][name] for p in usable]
     if not usable:

@@ -88,6 +88,7 @@ class MultiTaskModule(pl.LightningModule):
         # dev examples a method trained its weights on
         self.spent = {"optimizer_steps": 0, "forward_passes": 0, "backward_passes": 0, "dev_examples_used": 0}
         self._in_step = False
+        self._warned_vmap = False
         self.peak_gpu_mb: float | None = None  # peak allocated GPU memory of training, on CUDA
         model.trunk.register_forward_pre_hook(self._count_forward)
         self.test_results: dict[str, dict[str, float]] = {}
@@ -208,12 +209,14 @@ class MultiTaskModule(pl.LightningModule):
             self.reduce_mean(torch.stack([loss.detach().float() for loss in losses.values()])),
         )
 
-    def example_gradients(self, task: str, batch: Mapping[str, Tensor], chunk_size: int | None = None) -> Tensor:
+    def example_gradients(self, task: str, batch: Mapping[str, Tensor]) -> Tensor:
         """Each example's gradient of ``task``'s loss on the shared parameters: ``[examples, shared]`` (SLGrad).
 
-        ``torch.func``'s ``vmap(grad(...))`` over the batch (in ``chunk_size`` pieces to bound memory), on the
-        model as it is (call it inside :meth:`evaluating` for gradients free of dropout noise); counted as one
-        backward pass. A model whose forward ``vmap`` cannot trace gets the same gradients one example at a time.
+        ``torch.func``'s ``vmap(grad(...))`` over ``batch``, on the model as it is (call it inside :meth:`evaluating`
+        for gradients free of dropout noise); counted as one backward pass. The result holds a copy of the trunk's
+        gradient per example: a caller bounds its memory by passing a slice of a batch at a time. A forward that
+        ``vmap`` cannot trace (data-dependent control flow in some Hub encoders) gets the same gradients one example
+        at a time, with a warning; running out of memory is raised as it is.
         """
         from torch.func import functional_call, grad, vmap
 
@@ -230,9 +233,13 @@ class MultiTaskModule(pl.LightningModule):
         batch = dict(batch)
         self.spent["backward_passes"] += 1
         try:
-            grads = vmap(grad(loss_of_one), in_dims=(None, 0), chunk_size=chunk_size)(shared, batch)
-        except RuntimeError as error:  # data-dependent control flow in the forward (some Hub encoders)
-            log.debug("vmap over examples failed (%s); taking them one at a time", error)
+            grads = vmap(grad(loss_of_one), in_dims=(None, 0))(shared, batch)
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as error:
+            if not self._warned_vmap:
+                log.warning("per-example gradients: vmap failed (%s); taking the examples one at a time", error)
+                self._warned_vmap = True
             n = len(batch["labels"])
             rows = [grad(loss_of_one)(shared, {k: v[i] for k, v in batch.items()}) for i in range(n)]
             grads = tuple(torch.stack(g) for g in zip(*rows))

@@ -128,7 +128,12 @@ def resolve_precision(precision: Any, accelerator: str) -> Any:
     import torch
 
     on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    fast = torch.cuda.is_bf16_supported() if on_gpu else accelerator in ("auto", "cpu") and cpu_has_bf16()
+    # on a GPU, only hardware bf16 (Ampere and later): emulated bf16 (T4, V100) would train slower than float32
+    fast = (
+        torch.cuda.is_bf16_supported(including_emulation=False)
+        if on_gpu
+        else accelerator in ("auto", "cpu") and cpu_has_bf16()
+    )
     resolved = "bf16-mixed" if fast else "32-true"
     log.info("trainer.precision=auto: %s (%s)", resolved, "GPU" if on_gpu else "CPU")
     return resolved

@@ -258,3 +258,13 @@ def test_glue_groups_batches_by_length_by_default(glue_cfg):
         assert int(one["attention_mask"].sum()) == int(lengths["rte"][i])
     with pytest.raises(ConfigError, match="group_by_length=0"):
         validate(glue_cfg("task=glue_rte", "task.group_by_length=0"))
+
+
+def test_group_by_length_never_regroups_across_blocks():
+    from src.data.schedule import Step, group_by_length
+
+    steps = [Step(indices={"t": torch.tensor([2 * i, 2 * i + 1])}, block="t" if i < 3 else "a") for i in range(6)]
+    lengths = {"t": torch.arange(12, 0, -1)}
+    grouped = group_by_length(steps, lengths, window=50, generator=torch.Generator().manual_seed(0))
+    first = sorted(torch.cat([s.indices["t"] for s in grouped[:3]]).tolist())
+    assert first == [0, 1, 2, 3, 4, 5]  # the first block's examples stay in the first block

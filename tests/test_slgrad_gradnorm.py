@@ -55,7 +55,7 @@ def test_example_gradients_match_one_backward_per_example(tiny_cfg):
     batch = dm.train_sets["right"].batch(torch.arange(5))
     shared = list(module.shared_parameters().values())
     with module.evaluating():
-        rows = module.example_gradients("right", batch, chunk_size=2)
+        rows = module.example_gradients("right", batch)
         for i in range(5):
             one = {k: v[i : i + 1] for k, v in batch.items()}
             g = torch.autograd.grad(module.loss("right", one).sum(), shared)
@@ -91,3 +91,16 @@ def test_slgrad_step_weights_each_example_by_its_cosine_with_the_dev_gradient(ti
     method.step(module, step)
     torch.testing.assert_close(taken[0], expected, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(method._weight_sum, torch.stack([w[:6].mean(), w[6:].mean()]), atol=1e-5, rtol=1e-4)
+
+
+def test_slgrad_chunks_give_the_same_alignments(tiny_cfg):
+    dm, module, _ = build(tiny_cfg("method=slgrad", "task.batch_size=8"))
+    dm.setup()
+    data = {t: dm.train_sets[t].batch(torch.arange(7)) for t in ("left", "right")}
+    data[DEV] = dm.dev_set.batch(torch.arange(6))
+    step = type("S", (), {"data": data})()
+    whole = module.method.alignments(module, step)
+    module.method.cfg.chunk_size = 3  # 3 + 3 + 1 examples
+    chunked = module.method.alignments(module, step)
+    for task in whole:
+        torch.testing.assert_close(chunked[task], whole[task], atol=1e-5, rtol=1e-4)

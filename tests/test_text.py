@@ -174,3 +174,15 @@ def test_a_text_group_without_tasks_or_with_an_unknown_target_is_refused(text_cf
         validate(text_cfg("task.target=stars", tasks={}))
     with pytest.raises(ConfigError, match="task.target='nope' is not in task group 'text'"):
         validate(text_cfg("task.target=nope"))
+
+
+def test_numeric_strings_and_cases_that_cannot_be_inferred():
+    from src.data.text import TextTask, infer_spec
+
+    task = TextTask.parse("t", {"data_files": {}, "path": "x", "text": ["a"], "label": "y"})
+    spec, names = infer_spec(task, ["0", "1", "1"])  # numbers written as text: classes named by their text
+    assert spec.num_outputs == 2 and names == ("0", "1")
+    with pytest.raises(DataError, match="look numeric, but row 2 holds 'n/a'"):
+        infer_spec(task, ["0.5", "1.5", "n/a", "2.5"])
+    with pytest.raises(DataError, match="metrics: none not known"):
+        TextTask.parse("t", {"path": "x", "text": ["a"], "metrics": []})

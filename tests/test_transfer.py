@@ -122,3 +122,22 @@ def test_agreement_and_report_with_a_method_and_the_probe(tmp_path):
     assert "| alphavil | 3 | +1.00 | – |" in text
     assert "| probe: lookahead | 2 | – | 0% |" in text
     assert (tmp_path / "out" / "transfer.png").stat().st_size > 0
+
+
+def test_a_point_without_shared_seeds_is_left_out_of_the_agreement():
+    pts = [
+        {"best": (0.02, 0.01), "values": {"m": 1.0}},
+        {"best": (-0.01, 0.01), "values": {"m": 0.2}},
+        {"best": (0.03, 0.01), "values": {"m": 2.0}},
+        {"best": (math.nan, math.nan), "values": {"m": 9.0}},  # no seeds in common: no effect measured
+    ]
+    rho, _, count = agreement(pts, "m")
+    assert count == 3 and rho == pytest.approx(1.0)
+
+
+def test_probed_runs_get_a_row_of_their_own():
+    from experiments.report import method_key
+
+    run = result("one", "uniform", 0, 0.8, 0.8, ["a"], schedule="mixed")
+    assert method_key(run) == "uniform · mixed"
+    assert method_key({**run, "relatedness": {"probed_steps": {"t": 3}}}) == "uniform · mixed · probed"

@@ -221,7 +221,7 @@ def finish(steps: list[Step]) -> list[Step]:
 def group_by_length(
     steps: list[Step], lengths: Mapping[str, Tensor], window: int, generator: torch.Generator
 ) -> list[Step]:
-    """The plan with each key's examples regrouped by length inside every ``window`` consecutive steps.
+    """The plan with each key's examples regrouped by length inside every ``window`` consecutive steps of a block.
 
     Padding follows the longest example of a batch, so batches of similar lengths waste less work. Within a
     window, a key's examples are sorted by length (ties in a seeded random order) and dealt back in runs of
@@ -230,9 +230,15 @@ def group_by_length(
     examples share a batch changes. Keys without ``lengths`` (images) are left as they are.
     """
     out = [replace(s, indices=dict(s.indices)) for s in steps]
+    # windows never straddle two blocks (αVIL's and ForkMerge's phases each draw their own examples)
+    windows, start = [], 0
+    for i in range(1, len(out) + 1):
+        if i == len(out) or i - start == window or out[i].block != out[start].block:
+            windows.append(range(start, i))
+            start = i
     for key, length in lengths.items():
-        for start in range(0, len(out), window):
-            holding = [i for i in range(start, min(start + window, len(out))) if key in out[i].indices]
+        for span in windows:
+            holding = [i for i in span if key in out[i].indices]
             if len(holding) < 2:
                 continue
             pooled = torch.cat([out[i].indices[key] for i in holding])

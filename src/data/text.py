@@ -15,8 +15,8 @@ listed under ``task.tasks``. Each entry names its source and its fields::
 - ``metrics``: from :data:`src.data.tasks.METRICS`; defaults ``[accuracy]`` (classification) and
   ``[pearson, spearman]`` (regression). The first metrics' mean is the headline, as in GLUE.
 - ``train_split`` (default ``train``) and ``test_split`` (default ``test``); a source without a test split
-  takes ``test_fraction`` of the train split as its test set (seeded). The target's dev split is carved from
-  what remains of its train split, as everywhere.
+  takes ``test_fraction`` of the train split as its test set (the same rows for every seed). The target's dev
+  split is carved from what remains of its train split, as everywhere.
 
 Bad input stops before training with the task and the field named (a missing file or column, a label
 outside ``num_labels``, a regression label that is not a finite number, an empty text, an empty split, a Hub
@@ -111,8 +111,9 @@ class TextTask:
         metrics = entry.get("metrics")
         if metrics is not None:
             metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-            if unknown := [m for m in metrics if m not in METRICS] or not metrics:
-                raise DataError(f"{where}.metrics: {unknown or metrics} not known; known: {', '.join(METRICS)}")
+            unknown = [m for m in metrics if m not in METRICS]
+            if unknown or not metrics:
+                raise DataError(f"{where}.metrics: {unknown or 'none'} not known; known: {', '.join(METRICS)}")
         test_fraction = entry.get("test_fraction")
         if test_fraction is not None and not 0 < test_fraction < 1:
             raise DataError(f"{where}.test_fraction={test_fraction}: must be in (0, 1)")
@@ -193,8 +194,8 @@ def infer_spec(task: TextTask, labels: Sequence[Any]) -> tuple[TaskSpec, tuple[s
     kind = task.kind
     if kind is None and strings:  # a numeric column with a stray word reads as strings: refuse to guess
         numeric = [y for y in labels if isinstance(y, str) and _is_number(y)]
-        if len(numeric) > len(labels) / 2:
-            row = next(i for i, y in enumerate(labels) if not (isinstance(y, str) and _is_number(y)))
+        row = next((i for i, y in enumerate(labels) if not (isinstance(y, str) and _is_number(y))), None)
+        if len(numeric) > len(labels) / 2 and row is not None:
             raise DataError(
                 f"{where}.label: the labels look numeric, but row {row} holds {labels[row]!r}; fix the row, or set "
                 "kind (classification or regression) to say what the column is"
@@ -221,7 +222,8 @@ def infer_spec(task: TextTask, labels: Sequence[Any]) -> tuple[TaskSpec, tuple[s
             ints = [int(y) for y in numbers if float(y).is_integer()]
             num = task.num_labels or (max(ints) + 1 if ints else 0)
         if task.num_labels is not None and task.num_labels != num:
-            raise DataError(f"{where}.num_labels={task.num_labels}, but label_names has {num} names")
+            given = "label_names has" if task.label_names is not None else "the train split's labels are"
+            raise DataError(f"{where}.num_labels={task.num_labels}, but {given} {num} names")
         if num < 2:
             raise DataError(f"{where}.label: the train split has fewer than two classes; is it a regression task?")
         metrics = task.metrics or ("accuracy",)
@@ -369,8 +371,13 @@ class TextTaskGroup(MultiTaskDataModule):
         return f"task.tasks.{entry.name}"
 
     def source_files(self, entry: TextTask, split: str) -> list[Path]:
-        """The local files a split is read from (for the cache key)."""
-        return [Path(f).expanduser() for f in entry.data_files.get(split, ())]
+        """The local files a split is read from (for the cache keys): its data files, or a local folder's files."""
+        if entry.data_files:
+            return [Path(f).expanduser() for f in entry.data_files.get(split, ())]
+        folder = Path(str(entry.path)).expanduser()
+        return (
+            sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts) if folder.is_dir() else []
+        )
 
     def test_tasks(self) -> list[str]:
         return [name for t in self.tasks for name in self.entries[t.name].test_splits]
@@ -389,7 +396,8 @@ class TextTaskGroup(MultiTaskDataModule):
         if rows is not None:
             ds, labels = ds.select(rows.tolist()), [labels[i] for i in rows.tolist()]
         picked = None if rows is None else rows.tolist()
-        data_key = content_key(self.source_files(entry, split), repr(entry), split, picked)
+        encoding = (spec.num_outputs, spec.metrics, names)  # a class added to train changes every split's ids
+        data_key = content_key(self.source_files(entry, split), repr(entry), split, picked, encoding)
         key = content_key(tokenizer_files(self.tokenizer_name), data_key, self.tokenizer_name, self.max_length)
         path = self.cache_dir / self.CACHE / f"{entry.name}_{split}_{key}.arrow"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -423,7 +431,8 @@ class TextTaskGroup(MultiTaskDataModule):
             entry = self.entries[spec.name]
             full = len(self.raw(entry, entry.train_split))
             carve = self.carves_test(entry)
-            test_rows, train_rows = seeded_split(full, max(1, round(full * (entry.test_fraction or 0))), self.seed + 7)
+            # the same test rows whatever the run's seed: seeds differ in training, never in what they are scored on
+            test_rows, train_rows = seeded_split(full, max(1, round(full * (entry.test_fraction or 0))), 0)
             if carve:
                 train[spec.name] = TextData(self.tokenized(entry, entry.train_split, tokenizer, train_rows), collator)
                 (name,) = entry.test_splits

@@ -79,7 +79,7 @@ class GradNorm(GradientWeighting):
 
     def coefficients(self, module, grads, step) -> Tensor:
         """This step's weights (the network steps with them), then the weights' own step for the next one."""
-        index = torch.tensor([self.index(t) for t in grads.tasks])
+        index = torch.tensor([self.index(t) for t in grads.tasks], device=self.w.device)
         losses = grads.losses.to(self.initial_losses)
         first = torch.isnan(self.initial_losses[index])
         self.initial_losses[index[first]] = losses[first]

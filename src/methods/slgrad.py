@@ -18,8 +18,8 @@ The paper has no public code; this is our reading of its method section. Choices
 over the whole step, across tasks; the per-example gradients and the dev gradient are taken in eval mode
 (no dropout noise in the comparison) and on the shared parameters only (a head's gradient cannot be compared
 with another task's); a step where no example aligns (every cosine ≤ 0) trains uniformly. The per-example
-gradients come from ``torch.func`` (:meth:`src.module.MultiTaskModule.example_gradients`), in pieces of
-``chunk_size`` examples; each costs one vectorised backward per task.
+gradients come from ``torch.func`` (:meth:`src.module.MultiTaskModule.example_gradients`), ``chunk_size``
+examples at a time (only one chunk's gradients are held); each chunk costs one vectorised backward.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from src.schema import MethodConfig, positive
 @dataclass
 class Config(MethodConfig):
     _target_: str = "src.methods.slgrad.SLGrad"
-    chunk_size: int | None = None  # examples per vectorised per-example backward; null: the whole batch at once
+    chunk_size: int | None = None  # examples per vectorised per-example backward (bounds memory); null: the batch
 
     def __post_init__(self) -> None:
         positive(self, "chunk_size", allow_none=True)
@@ -75,9 +75,16 @@ class SLGrad(WeightingMethod):
             dev = module.reduce_mean(flat_grad(module.grad(dev_loss, shared), shared)).float()
             out = {}
             for task in self.names:
-                if task in step.data:
-                    rows = module.example_gradients(task, step.data[task], self.cfg.chunk_size).float()
-                    out[task] = (rows @ dev) / (rows.norm(dim=1) * dev.norm()).clamp_min(1e-12)
+                if task not in step.data:
+                    continue
+                batch, n = step.data[task], len(step.data[task]["labels"])
+                size = self.cfg.chunk_size or n
+                pieces = []
+                for start in range(0, n, size):  # one chunk's per-example gradients in memory at a time
+                    rows = module.example_gradients(task, {k: v[start : start + size] for k, v in batch.items()})
+                    rows = rows.float()
+                    pieces.append((rows @ dev) / (rows.norm(dim=1) * dev.norm()).clamp_min(1e-12))
+                out[task] = torch.cat(pieces)
         return out
 
     def step(self, module, step) -> None:
