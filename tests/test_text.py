@@ -151,7 +151,7 @@ def test_glue_plus_a_task_of_your_own_trains(text_cfg):
             lambda e: e["stars"]["data_files"].update(train="/nope/stars.csv"),
             "data_files.train: /nope/stars.csv does not exist",
         ),
-        (lambda e: e["stars"].update(num_labels=2), "num_labels=2, but label_names has 3 names"),
+        (lambda e: e["stars"].update(num_labels=2), "num_labels=2, but the train split has 3 labels"),
         (lambda e: e["score"].update(kind="classification", num_labels=2), "is not a class in 0..1"),
         (lambda e: e["stars"].update(metrics=["bleu"]), "metrics: ['bleu'] not known"),
         (lambda e: e["stars"].update(colour="red"), "task.tasks.stars: unknown field(s) colour"),

@@ -222,8 +222,8 @@ def infer_spec(task: TextTask, labels: Sequence[Any]) -> tuple[TaskSpec, tuple[s
             ints = [int(y) for y in numbers if float(y).is_integer()]
             num = task.num_labels or (max(ints) + 1 if ints else 0)
         if task.num_labels is not None and task.num_labels != num:
-            given = "label_names has" if task.label_names is not None else "the train split's labels are"
-            raise DataError(f"{where}.num_labels={task.num_labels}, but {given} {num} names")
+            given = f"label_names has {num} names" if task.label_names else f"the train split has {num} labels"
+            raise DataError(f"{where}.num_labels={task.num_labels}, but {given}")
         if num < 2:
             raise DataError(f"{where}.label: the train split has fewer than two classes; is it a regression task?")
         metrics = task.metrics or ("accuracy",)
