@@ -338,6 +338,7 @@ def test_multimnist_compare_sweeps_every_method_it_finds():
     assert sorted(glob.filter(registered)) == sorted(set(config_options("method")) - {"static"})
 
 
+@pytest.mark.slow
 def test_glue_speed_bench_times_float32_bf16_and_length_grouping(tiny_glue, tmp_path):
     from experiments.bench import GLUE_PATHS, glue_speed
 

@@ -212,6 +212,7 @@ def test_precision_auto_resolves_by_the_cpus_flags(monkeypatch):
     assert run.resolve_precision("16-mixed", "cpu") == "16-mixed"  # any other value is Lightning's
 
 
+@pytest.mark.slow  # bf16 autocast on a tiny BERT is slow on a CPU (half a minute)
 def test_a_glue_run_records_the_precision_it_resolved(glue_cfg):
     from src.run import cpu_has_bf16
 
