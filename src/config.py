@@ -22,6 +22,7 @@ from src.schema import (
     ConfigError,
     EncoderModelConfig,
     GLUETaskConfig,
+    ImageTaskConfig,
     LeNetModelConfig,
     MultiMNISTTaskConfig,
     PathsConfig,
@@ -104,6 +105,7 @@ def register() -> None:
     cs.store(group="task", name="base_multimnist", node=_schema(MultiMNISTTaskConfig))
     cs.store(group="task", name="base_glue", node=_schema(GLUETaskConfig))
     cs.store(group="task", name="base_text", node=_schema(TextTaskConfig))
+    cs.store(group="task", name="base_images", node=_schema(ImageTaskConfig))
     for target in GLUE_TASKS:  # task=glue_rte is task=glue with task.target=rte: one config, nine names
         alias = {"defaults": ["glue"], "task": {"target": target}}
         cs.store(group="task", name=f"glue_{target}", node=alias, package="_global_")

@@ -182,6 +182,25 @@ class TextTaskConfig(TaskConfig):
 
 
 @dataclass
+class ImageTaskConfig(TaskConfig):
+    """Image tasks listed in CSV or parquet files (``task.tasks``: name → entry, src/data/images.py)."""
+
+    _target_: str = "src.data.images.ImageTaskGroup"
+    auxiliaries: Any = "auto"  # a list, or auto: every other task listed
+    tasks: dict[str, Any] = field(default_factory=dict)  # name → {data_files, image, label, ...}
+    image_size: int = 28  # the side images are resized to (28: model=lenet's input)
+    cache_dir: str = "${paths.cache_dir}"
+
+    def __post_init__(self) -> None:
+        if self.auxiliaries != "auto" and not isinstance(self.auxiliaries, list | tuple):
+            raise ConfigError(f"auxiliaries={self.auxiliaries!r}: must be a list of tasks or auto")
+        if not self.tasks:
+            raise ConfigError("tasks is empty: list your tasks under task.tasks (name: {data_files, image, label})")
+        super().__post_init__()
+        positive(self, "image_size")
+
+
+@dataclass
 class GLUETaskConfig(TextTaskConfig):
     """GLUE: the text task group with GLUE's nine tasks as presets, and any of your own beside them."""
 

@@ -142,6 +142,25 @@ def text_run(change: Callable[[dict, Path], None], *overrides: str, task: str = 
     return run
 
 
+def images_run(breaking: Callable[[Path], None]) -> Callable[[World], None]:
+    """Write a CelebA-style listing of small PNGs (tests/test_images.py), break it, train ``task=images``."""
+
+    def run(w: World) -> None:
+        from tests.test_images import write_images
+
+        files = write_images(w.tmp / "celeb")
+        breaking(w.tmp / "celeb")
+        listing = f"{{train:{files['train']},test:{files['test']}}}"
+        overrides = [o for o in TINY if not o.startswith(("task.verify", "task.download"))]
+        cfg = compose_config(
+            [*overrides, "task=images", "task.target=top", f"+task.tasks.top={{data_files:{listing},label:top}}"],
+            output_dir=w.tmp / "run",
+        )
+        train(cfg)
+
+    return run
+
+
 def edit_csv(name: str, column: str, row: int, value) -> Callable[[dict, Path], None]:
     def edit(entries: dict, folder: Path) -> None:
         frame = pd.read_csv(folder / name)
@@ -449,6 +468,13 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
         "text-name-of-a-glue-task",
         text_run(lambda e, f: e.update(rte=e.pop("score")), task="glue_rte"),
         "task.tasks names rte, a GLUE task already",
+    ),
+    # your own image tasks (task=images, src/data/images.py)
+    ("images-file-missing", images_run(lambda f: (f / "img" / "7.png").unlink()), "column 'path', row 7: the image"),
+    (
+        "images-file-unreadable",
+        images_run(lambda f: (f / "img" / "2.png").write_bytes(b"GIF89a broken")),
+        "train.csv: row 2: the image",
     ),
     # checkpoints
     ("ckpt-missing", resume(breaking=remove(lambda w: w.checkpoint)), "no such file"),

@@ -23,11 +23,13 @@ def test_every_config_composes_and_validates(group, option, tmp_path):
     if (group, option) == ("task", "text"):  # your own tasks: a target and one entry, beside an encoder
         entry = "{data_files:{train:/x/a.csv},text:[review],label:stars}"  # files are read when the data loads
         task = ["model=minilm", "task.target=stars", f"+task.tasks.stars={entry}"]
+    if (group, option) == ("task", "images"):
+        task = ["task.target=top", "+task.tasks.top={data_files:{train:/x/a.csv},image:path,label:top}"]
     cfg = compose_config([f"{group}={option}", *task], output_dir=tmp_path)
     validate(cfg)
 
 
-@pytest.mark.parametrize("task", [t for t in options("task") if t != "text"])  # text: a block to include
+@pytest.mark.parametrize("task", [t for t in options("task") if t not in ("text", "images")])  # blocks to include
 def test_task_picks_its_model_and_cli_still_overrides(task, tmp_path):
     cfg = compose_config([f"task={task}"], output_dir=tmp_path)
     expected = "lenet" if task.startswith("multimnist") else "multi_encoder"
