@@ -186,3 +186,42 @@ def test_numeric_strings_and_cases_that_cannot_be_inferred():
         infer_spec(task, ["0.5", "1.5", "n/a", "2.5"])
     with pytest.raises(DataError, match="metrics: none not known"):
         TextTask.parse("t", {"path": "x", "text": ["a"], "metrics": []})
+
+
+@pytest.mark.slow
+def test_your_own_tasks_train_on_two_processes(tiny_glue, tmp_path):
+    """The text group under DDP (two gloo processes): each takes its share of every planned step."""
+    files = write_tasks(tmp_path / "data")
+    task_yaml(tmp_path / "conf", files)
+    runs = {}
+    for devices in (1, 2):
+        out = tmp_path / f"run{devices}"
+        overrides = [o for o in GLUE_TINY if not o.startswith(("model=", "task.max_"))]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "src.run",
+                "--config-dir",
+                str(tmp_path / "conf"),
+                "task=reviews",
+                *overrides,
+                "trainer.max_epochs=1",
+                f"trainer.devices={devices}",
+                *(["trainer.strategy=ddp"] if devices == 2 else []),
+                f"model.pretrained={tiny_glue}/models/tiny-bert",
+                f"paths.cache_dir={tmp_path}/cache",
+                f"hydra.run.dir={out}",
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[devices] = json.loads((out / "results.json").read_text())
+    # the same plan: every example of each task seen once whatever the number of processes
+    assert runs[2]["examples_seen"] == runs[1]["examples_seen"]
+    assert runs[2]["optimizer_steps"] == runs[1]["optimizer_steps"]
+    assert runs[2]["label_names"] == {"stars": ["bad", "good", "great"]}
