@@ -135,6 +135,7 @@ def test_kinds_heads_and_label_order_are_inferred(text_cfg):
     assert len(dm.dev_set) == 5 and len(dm.train_sets["stars"]) == 43  # the target's dev: 10% of its train
 
 
+@pytest.mark.slow
 def test_glue_plus_a_task_of_your_own_trains(text_cfg):
     entries = {"stars": text_cfg.entries["stars"]}
     results = train(text_cfg("task.auxiliaries=[stars]", "method=uniform", tasks=entries, task="glue_rte"))
