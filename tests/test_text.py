@@ -56,11 +56,8 @@ task:
     )
 
 
-@pytest.mark.slow
-def test_a_user_task_yaml_trains_through_the_cli_with_config_dir(tiny_glue, tmp_path):
-    files = write_tasks(tmp_path / "data")
-    task_yaml(tmp_path / "conf", files)
-    out = tmp_path / "run"
+def run_user_task(tiny_glue, tmp_path: Path, out: Path, *extra: str) -> dict:
+    """``python -m src.run --config-dir <tmp>/conf task=reviews`` from ``tmp_path`` (any folder); its results."""
     overrides = [o for o in GLUE_TINY if not o.startswith(("model=", "task.max_"))]
     proc = subprocess.run(
         [
@@ -71,18 +68,26 @@ def test_a_user_task_yaml_trains_through_the_cli_with_config_dir(tiny_glue, tmp_
             str(tmp_path / "conf"),
             "task=reviews",
             *overrides,
+            *extra,
             f"model.pretrained={tiny_glue}/models/tiny-bert",
             f"paths.cache_dir={tmp_path}/cache",
             f"hydra.run.dir={out}",
         ],
-        cwd=tmp_path,  # from any folder
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_user_task_yaml_trains_through_the_cli_with_config_dir(tiny_glue, tmp_path):
+    files = write_tasks(tmp_path / "data")
+    task_yaml(tmp_path / "conf", files)
+    results = run_user_task(tiny_glue, tmp_path, tmp_path / "run")
     assert results["target"] == "stars" and results["tasks"] == ["stars", "score"]
     assert results["target_metric"] == "accuracy" and 0 <= results["target_test"] <= 1
     assert results["label_names"] == {"stars": ["bad", "good", "great"]}  # sorted, recorded
@@ -196,32 +201,9 @@ def test_your_own_tasks_train_on_two_processes(tiny_glue, tmp_path):
     task_yaml(tmp_path / "conf", files)
     runs = {}
     for devices in (1, 2):
-        out = tmp_path / f"run{devices}"
-        overrides = [o for o in GLUE_TINY if not o.startswith(("model=", "task.max_"))]
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "src.run",
-                "--config-dir",
-                str(tmp_path / "conf"),
-                "task=reviews",
-                *overrides,
-                "trainer.max_epochs=1",
-                f"trainer.devices={devices}",
-                *(["trainer.strategy=ddp"] if devices == 2 else []),
-                f"model.pretrained={tiny_glue}/models/tiny-bert",
-                f"paths.cache_dir={tmp_path}/cache",
-                f"hydra.run.dir={out}",
-            ],
-            cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs[devices] = json.loads((out / "results.json").read_text())
+        ddp = ["trainer.strategy=ddp"] if devices == 2 else []
+        extra = ["trainer.max_epochs=1", f"trainer.devices={devices}", *ddp]
+        runs[devices] = run_user_task(tiny_glue, tmp_path, tmp_path / f"run{devices}", *extra)
     # the same plan: every example of each task seen once whatever the number of processes
     assert runs[2]["examples_seen"] == runs[1]["examples_seen"]
     assert runs[2]["optimizer_steps"] == runs[1]["optimizer_steps"]

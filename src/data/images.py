@@ -26,8 +26,8 @@ import torch
 
 from src.data.base import DataError, MultiTaskDataModule, Subset, content_key, seeded_split
 from src.data.multimnist import ImageData
-from src.data.tasks import METRICS, TaskSpec
-from src.data.text import encode_labels, infer_spec
+from src.data.tasks import TaskSpec
+from src.data.text import encode_labels, infer_spec, label_fields
 
 LISTINGS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 FIELDS = ("data_files", "image", "root", "label", "kind", "num_labels", "label_names", "metrics", "test_split")
@@ -66,35 +66,22 @@ class ImageTask:
                 raise DataError(f"{where}.data_files.{split}: {path} is not a listing ({', '.join(LISTINGS)})")
             if not Path(str(path)).expanduser().is_file():
                 raise DataError(f"{where}.data_files.{split}: {path} does not exist")
-        metrics = entry.get("metrics")
-        if metrics is not None:
-            metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-            unknown = [m for m in metrics if m not in METRICS]
-            if unknown or not metrics:
-                raise DataError(f"{where}.metrics: {unknown or 'none'} not known; known: {', '.join(METRICS)}")
-        test_fraction = entry.get("test_fraction")
-        if test_fraction is not None and not 0 < test_fraction < 1:
-            raise DataError(f"{where}.test_fraction={test_fraction}: must be in (0, 1)")
-        test_split = entry.get("test_split", "test")
+        fields = label_fields(where, entry)
+        test_split, test_fraction = fields.pop("test_split"), fields["test_fraction"]
         if test_fraction is None and test_split not in files:
             raise DataError(
                 f"{where}.data_files has no {test_split!r} split: add its listing, or set test_fraction to carve a "
                 "test set from the train split"
             )
-        label_names = entry.get("label_names")
         return cls(
             name=name,
             data_files={k: str(v) for k, v in files.items()},
             image=entry.get("image", "path"),
             root=entry.get("root"),
             label=entry.get("label", "label"),
-            kind=entry.get("kind"),
-            num_labels=entry.get("num_labels"),
-            label_names=tuple(str(x) for x in label_names) if label_names is not None else None,
-            metrics=metrics,
             train_split=entry.get("train_split", "train"),
             test_splits={name: test_split},
-            test_fraction=test_fraction,
+            **fields,
         )
 
 

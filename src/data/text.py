@@ -57,6 +57,35 @@ FIELDS = (
 TOKENIZER_FILES = ("tokenizer*", "vocab*", "merges*", "special_tokens*", "added_tokens*", "spiece*", "sentencepiece*")
 
 
+def label_fields(where: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The label and split fields an entry of any own-task group shares (text, images), checked: ``kind``,
+    ``num_labels``, ``label_names``, ``metrics``, ``test_fraction`` and ``test_split``."""
+    kind = entry.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise DataError(f"{where}.kind={kind!r}: must be classification or regression (or left out)")
+    num_labels = entry.get("num_labels")
+    if num_labels is not None and (not isinstance(num_labels, int) or num_labels < 2):
+        raise DataError(f"{where}.num_labels={num_labels!r}: must be an integer of at least 2")
+    metrics = entry.get("metrics")
+    if metrics is not None:
+        metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown or not metrics:
+            raise DataError(f"{where}.metrics: {unknown or 'none'} not known; known: {', '.join(METRICS)}")
+    test_fraction = entry.get("test_fraction")
+    if test_fraction is not None and not 0 < test_fraction < 1:
+        raise DataError(f"{where}.test_fraction={test_fraction}: must be in (0, 1)")
+    label_names = entry.get("label_names")
+    return {
+        "kind": kind,
+        "num_labels": num_labels,
+        "label_names": tuple(str(x) for x in label_names) if label_names is not None else None,
+        "metrics": metrics,
+        "test_fraction": test_fraction,
+        "test_split": entry.get("test_split", "test"),
+    }
+
+
 @dataclass(frozen=True)
 class TextTask:
     """One entry of ``task.tasks``, checked (see the module's docstring for each field)."""
@@ -102,23 +131,7 @@ class TextTask:
                     raise DataError(f"{where}.data_files.{split}: {p} does not exist")
             if len({FORMATS[Path(p).suffix.lower()] for p in paths}) > 1:
                 raise DataError(f"{where}.data_files.{split}: the files mix formats ({', '.join(paths)})")
-        kind = entry.get("kind")
-        if kind is not None and kind not in KINDS:
-            raise DataError(f"{where}.kind={kind!r}: must be classification or regression (or left out)")
-        num_labels = entry.get("num_labels")
-        if num_labels is not None and (not isinstance(num_labels, int) or num_labels < 2):
-            raise DataError(f"{where}.num_labels={num_labels!r}: must be an integer of at least 2")
-        metrics = entry.get("metrics")
-        if metrics is not None:
-            metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-            unknown = [m for m in metrics if m not in METRICS]
-            if unknown or not metrics:
-                raise DataError(f"{where}.metrics: {unknown or 'none'} not known; known: {', '.join(METRICS)}")
-        test_fraction = entry.get("test_fraction")
-        if test_fraction is not None and not 0 < test_fraction < 1:
-            raise DataError(f"{where}.test_fraction={test_fraction}: must be in (0, 1)")
-        test_split = entry.get("test_split", "test")
-        label_names = entry.get("label_names")
+        fields = label_fields(where, entry)
         return cls(
             name=name,
             text=text,
@@ -126,13 +139,9 @@ class TextTask:
             path=entry.get("path"),
             config_name=entry.get("name"),
             data_files=files,
-            kind=kind,
-            num_labels=num_labels,
-            label_names=tuple(str(x) for x in label_names) if label_names is not None else None,
-            metrics=metrics,
             train_split=entry.get("train_split", "train"),
-            test_splits={name: test_split},
-            test_fraction=test_fraction,
+            test_splits={name: fields.pop("test_split")},
+            **fields,
         )
 
     def has_split(self, split: str) -> bool:
