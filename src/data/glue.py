@@ -17,7 +17,7 @@ from pathlib import Path
 
 from src.data.base import DataError
 from src.data.tasks import TaskSpec
-from src.data.text import TextTask, TextTaskGroup, root_cause  # noqa: F401  (root_cause: GLUE's own users)
+from src.data.text import TextTask, TextTaskGroup
 
 log = logging.getLogger(__name__)
 
