@@ -3,7 +3,8 @@
 A checkpoint records what defines its run (:func:`run_record`: the task setup, the method and its
 options, the model and optimizer, the seed, the numerics). A resume that changes any of it is refused
 before any data loads, with the keys named; what cannot change a run's result may change
-(:data:`SAFE_TO_CHANGE`: ``trainer.max_epochs``, the hardware, loggers, callbacks, paths, ``test``).
+(:data:`SAFE_TO_CHANGE`: ``trainer.max_epochs`` unless the learning rate follows a schedule, the hardware,
+loggers, callbacks, paths, ``test``).
 
 ``ckpt_path=auto`` (the default) continues from ``<output_dir>/checkpoints/last.ckpt`` when it exists: a run
 started again in its own folder (``hydra.run.dir=<run>``, a sweep re-run with ``hydra.sweep.dir=<sweep>``,
@@ -55,7 +56,9 @@ def run_record(cfg: DictConfig) -> dict[str, Any]:
     the data to another folder is no change; the key it points to is recorded itself when it defines the run.
     """
     record = dict(_leaves(OmegaConf.masked_copy(cfg, [k for k in RECORDED if k in cfg]), ""))
-    return {k: v for k, v in record.items() if k not in SAFE_TO_CHANGE}
+    # a learning rate that decays to 0 at the last epoch follows trainer.max_epochs: more epochs, another run
+    scheduled = OmegaConf.select(cfg, "model.lr_schedule.kind", default="constant") != "constant"
+    return {k: v for k, v in record.items() if k not in SAFE_TO_CHANGE or (scheduled and k == "trainer.max_epochs")}
 
 
 def _leaves(node: DictConfig, prefix: str) -> Iterator[tuple[str, Any]]:

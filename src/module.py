@@ -31,6 +31,18 @@ MONITOR = "dev/score"  # the target's headline dev metric; ModelCheckpoint watch
 DIVERGENCE = 10.0  # a dev loss this many times its best so far (or chance level's) flags a diverging run
 
 
+def lr_factor(progress: float, kind: str = "constant", warmup: float = 0.0) -> float:
+    """The learning rate's factor at ``progress`` ∈ [0, 1] of training (``model.lr_schedule``): 1 for
+    ``constant``; for ``linear``, ``progress / warmup`` during the warm-up, then a linear fall to 0 at the end."""
+    if kind == "constant":
+        return 1.0
+    if kind != "linear":
+        raise ValueError(f"lr schedule {kind!r}: must be constant or linear")
+    if progress < warmup:
+        return progress / warmup
+    return max(0.0, (1.0 - progress) / (1.0 - warmup))
+
+
 class StopRequested(Exception):
     """The process was asked to stop (SIGTERM); raised out of ``trainer.fit``."""
 
@@ -56,6 +68,8 @@ class MultiTaskModule(pl.LightningModule):
         optimizer: builds the optimizer from the parameters (a ``_partial_`` Hydra object).
         seed: with the epoch number, seeds the global RNG at each epoch start, so a run resumed at an
             epoch boundary replays exactly what an uninterrupted run does (dropout included).
+        lr_schedule: ``(kind, warmup)`` of :func:`lr_factor`; the factor is set at each planned step from
+            how far training is (the step's middle, over ``trainer.max_epochs``), so a resume follows it.
         run_record: what defines the run (:func:`src.checkpoints.run_record`), written into every
             checkpoint so a resume can be checked against it.
     """
@@ -67,11 +81,14 @@ class MultiTaskModule(pl.LightningModule):
         tasks: Sequence[TaskSpec],
         optimizer: OptimizerFactory,
         seed: int = 0,
+        lr_schedule: tuple[str, float] = ("constant", 0.0),
         run_record: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
         self.model, self.method, self.optimizer_factory, self.seed = model, method, optimizer, seed
+        self.lr_schedule = lr_schedule
+        self._lr_factor = 1.0  # this step's (lr_factor)
         self.run_record = dict(run_record or {})
         self.specs = {t.name: t for t in tasks}
         self.target = tasks[0].name
@@ -301,9 +318,14 @@ class MultiTaskModule(pl.LightningModule):
         opt = self.optimizers()
         opt.zero_grad()
         self.manual_backward(loss)
+        self._set_lr(opt.optimizer)  # again: a method may have loaded an optimizer state (ForkMerge's branches)
         opt.step()
         self.spent["backward_passes"] += 1
         self.spent["optimizer_steps"] += 1
+
+    def _set_lr(self, optimizer: torch.optim.Optimizer) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * self._lr_factor
 
     # --- Lightning hooks ------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -340,12 +362,16 @@ class MultiTaskModule(pl.LightningModule):
         # The epoch's last executed step (trainer.limit_train_batches may cut the plan short) closes it:
         # here, before validation and the checkpoint written after it, so the checkpoint holds the record.
         last = batch_idx == self.trainer.num_training_batches - 1
+        steps, epochs = self.trainer.num_training_batches, self.trainer.max_epochs
+        self._lr_factor = lr_factor((self.current_epoch + (batch_idx + 0.5) / steps) / epochs, *self.lr_schedule)
+        self._set_lr(self.optimizers().optimizer)  # before the method reads it (look-ahead steps)
         self._counts = step.counts
         self._in_step = True
         try:
             self.method.training_step(self, step, last)
         finally:
             self._in_step = False
+        self._set_lr(self.optimizers().optimizer)  # the step's rate, also after a restored optimizer state
         for task, batch in step.data.items():
             seen = step.counts.get(task, len(batch["labels"]))  # the whole step's
             if task in self.examples_seen:

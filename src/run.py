@@ -65,7 +65,10 @@ def build(
     datamodule.schedule_with(method.plan_epoch)
     model = instantiate(cfg.model.net)(tasks=datamodule.tasks)
     optimizer = instantiate(cfg.model.optimizer)
-    module = MultiTaskModule(model, method, datamodule.tasks, optimizer, seed=cfg.seed, run_record=run_record(cfg))
+    schedule = (cfg.model.lr_schedule.kind, cfg.model.lr_schedule.warmup)
+    module = MultiTaskModule(
+        model, method, datamodule.tasks, optimizer, seed=cfg.seed, lr_schedule=schedule, run_record=run_record(cfg)
+    )
     callbacks = [*instantiate_all(cfg.get("callbacks")), *callbacks]
     # The method plans every epoch afresh (mini-epochs, per-epoch samples), so loaders are rebuilt.
     # Checkpoints are written only by the checkpoint callbacks configured (`callbacks=none`: none at all),

@@ -16,6 +16,7 @@ from omegaconf import MISSING
 
 BUDGETS = ("equal", "proportional", "temperature", "fraction", "counts")  # src.data.schedule.epoch_budget
 BATCHINGS = ("mixed", "sampled")  # src.data.schedule.mixed_plan, sampled_plan
+LR_SCHEDULES = ("constant", "linear")  # src.module.lr_factor
 
 
 class ConfigError(ValueError):
@@ -231,6 +232,26 @@ class OptimizerConfig:
 
 
 @dataclass
+class LRScheduleConfig:
+    """The learning rate over training, as a factor of ``model.optimizer.lr`` (src.module.lr_factor).
+
+    ``linear``: rises from 0 over the first ``warmup`` of training, then falls linearly to 0 at its end (the
+    usual schedule for fine-tuning an encoder). Training's progress is counted in planned steps of each epoch
+    over ``trainer.max_epochs``, so every method, whatever its steps do, follows the same curve.
+    """
+
+    kind: str = "constant"  # constant | linear
+    warmup: float = 0.0  # fraction of training; linear only
+
+    def __post_init__(self) -> None:
+        choice(self, "kind", LR_SCHEDULES)
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"warmup={self.warmup}: must be a fraction of training in [0, 1)")
+        if self.kind == "constant" and self.warmup:
+            raise ConfigError(f"warmup={self.warmup} needs kind=linear (a constant rate has no warm-up)")
+
+
+@dataclass
 class LeNetConfig:
     _target_: str = "src.models.lenet.multi_lenet"
     _partial_: bool = True  # completed with the task specs
@@ -250,6 +271,7 @@ class ModelConfig:
     INPUTS: ClassVar[str] = ""  # what the model reads: a task group's DataModule must hold the same
     net: Any = MISSING
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
 
 
 @dataclass
@@ -283,6 +305,7 @@ class EncoderModelConfig(ModelConfig):
     optimizer: OptimizerConfig = field(
         default_factory=lambda: OptimizerConfig(_target_="torch.optim.AdamW", lr=2e-5, weight_decay=0.01)
     )
+    lr_schedule: LRScheduleConfig = field(default_factory=lambda: LRScheduleConfig(kind="linear", warmup=0.1))
 
     def __post_init__(self) -> None:
         positive(self, "max_length")

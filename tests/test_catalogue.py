@@ -314,6 +314,8 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     ("lr-nan", config("model.optimizer.lr=nan"), "lr=nan: must be a positive, finite number"),
     ("lr-inf", config("model.optimizer.lr=inf"), "lr=inf: must be a positive, finite number"),
     ("lr-negative", config("model.optimizer.lr=-0.1"), "lr=-0.1: must be a positive"),
+    ("lr-schedule-unknown", config("model.lr_schedule.kind=cosine"), "kind='cosine': must be one of constant, linear"),
+    ("lr-warmup-whole-run", config("model.lr_schedule.kind=linear", "model.lr_schedule.warmup=1"), "warmup=1.0: must"),
     ("batch-size-zero", config("task.batch_size=0"), "batch_size=0: must be a positive"),
     ("dev-fraction-one", config("task.dev_fraction=1"), "dev_fraction=1: nothing would be left to train on"),
     ("dev-fraction-zero", config("task.dev_fraction=0"), "dev_fraction=0.0: must be a fraction"),

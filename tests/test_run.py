@@ -11,6 +11,8 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from src.checkpoints import run_record
+from src.module import lr_factor
 from src.run import build, train
 from tests.conftest import METHODS, ROOT
 
@@ -95,6 +97,56 @@ def test_resume_at_an_epoch_boundary_is_exact(method, tiny_cfg, tmp_path):
         assert torch.equal(v, resumed.model.state_dict()[k]), k
     assert full.method.history == resumed.method.history
     assert torch.equal(full.method.w, resumed.method.w)
+
+
+def test_lr_factor_by_hand():
+    assert lr_factor(0.3) == 1.0
+    assert lr_factor(0.05, "linear", 0.1) == pytest.approx(0.5)  # half-way through the warm-up
+    assert lr_factor(0.1, "linear", 0.1) == pytest.approx(1.0)
+    assert lr_factor(0.55, "linear", 0.1) == pytest.approx(0.5)  # half-way down
+    assert lr_factor(1.0, "linear", 0.1) == 0.0
+    assert lr_factor(0.75, "linear", 0.0) == pytest.approx(0.25)
+
+
+class Rates(Callback):
+    """The learning rate each planned step trained with."""
+
+    def __init__(self):
+        self.rates: list[float] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("method", ["uniform", "forkmerge"])  # ForkMerge loads optimizer states inside epochs
+def test_a_linear_schedule_sets_each_steps_rate(method, tiny_cfg):
+    rates = Rates()
+    train(tiny_cfg(f"method={method}", "model.lr_schedule.kind=linear", "model.lr_schedule.warmup=0.25"), [rates])
+    n = len(rates.rates) // 2  # steps per epoch, 2 epochs
+    expected = [1e-3 * lr_factor((e + (i + 0.5) / n) / 2, "linear", 0.25) for e in range(2) for i in range(n)]
+    assert rates.rates == pytest.approx(expected)
+    assert rates.rates[0] < max(rates.rates) > rates.rates[-1]  # up, then down
+
+
+def test_a_linear_schedule_resumes_exactly_and_pins_max_epochs(tiny_cfg, tmp_path):
+    linear = ("method=uniform", "model.lr_schedule.kind=linear", "model.lr_schedule.warmup=0.2", "trainer.max_epochs=3")
+    full_dm, full, full_trainer = build(tiny_cfg(*linear))
+    full_trainer.fit(full, datamodule=full_dm)
+
+    class StopAfterTwo(Callback):
+        def on_train_epoch_end(self, trainer, module):
+            trainer.should_stop = trainer.current_epoch == 1
+
+    dm, first, trainer = build(tiny_cfg(*linear), callbacks=[StopAfterTwo()])
+    trainer.fit(first, datamodule=dm)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    dm, resumed, trainer = build(tiny_cfg(*linear, f"ckpt_path={last}"))
+    trainer.fit(resumed, datamodule=dm, ckpt_path=str(last))
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    # more epochs move a decaying rate's curve: a resume must not change them; a constant rate may
+    assert run_record(tiny_cfg(*linear)) != run_record(tiny_cfg(*linear[:-1], "trainer.max_epochs=4"))
+    assert run_record(tiny_cfg("trainer.max_epochs=3")) == run_record(tiny_cfg("trainer.max_epochs=4"))
 
 
 @pytest.mark.slow
