@@ -14,7 +14,7 @@ import pytest
 from experiments.report import report
 from src.config import validate
 from src.run import train
-from tests.conftest import ROOT, compose_config
+from tests.conftest import GLUE_TINY, ROOT, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments" / "conf" / "experiment").glob("*.yaml"))
 
@@ -359,3 +359,35 @@ def test_glue_speed_bench_times_float32_bf16_and_length_grouping(tiny_glue, tmp_
     assert set(rows) - {"path"} == set(GLUE_PATHS)
     assert len({rows[p][1] for p in GLUE_PATHS}) == 1 and int(rows["float32"][1]) == 48  # one plan: 24 rte + 24 mrpc
     assert rows["float32"][3] == "1.00" and float(rows["bf16"][2].split()[0]) > 0
+
+
+def test_stsb_known_files_and_one_job_of_its_experiment(tiny_glue, tmp_path):
+    """The known-answer STS-B files: disjoint target and auxiliary rows, scores binarised, labels permuted."""
+    import pandas as pd
+
+    from experiments.stsb_known import main
+
+    out = tmp_path / "cache" / "stsb_known"
+    main(["--source", str(tiny_glue / "glue"), "--out", str(out), "--target", "30", "--threshold", "2.5"])
+    read = {name: pd.read_csv(out / f"{name}.csv") for name in ("low", "low_test", "binary", "noise", "binary_test")}
+    source = pd.read_parquet(tiny_glue / "glue" / "stsb" / "train-00000-of-00001.parquet")
+    pair = ["sentence1", "sentence2"]
+    assert len(read["low"]) == 30 and len(read["binary"]) == len(source) - 30
+    assert not set(map(tuple, read["low"][pair].values)) & set(map(tuple, read["binary"][pair].values))
+    scores = dict(zip(map(tuple, source[pair].values), source["label"], strict=True))
+    assert all((scores[tuple(r[pair])] >= 2.5) == r["label"] for _, r in read["binary"].iterrows())
+    assert (
+        read["noise"][pair].equals(read["binary"][pair])
+        and read["noise"]["label"].sum() == read["binary"]["label"].sum()
+    )
+    assert len(read["low_test"]) == len(read["binary_test"]) == 40  # STS-B validation
+
+    cfg = compose_config(
+        [*GLUE_TINY, "experiment=glue_stsb_known", "method=alphavil", f"paths.data_dir={tiny_glue}",
+         f"paths.cache_dir={tmp_path}/cache", f"model.pretrained={tiny_glue}/models/tiny-bert", "trainer.max_epochs=1",
+         "task.dev_fraction=0.2"],
+        output_dir=tmp_path / "run",
+    )  # fmt: skip
+    results = train(cfg)
+    assert results["tasks"] == ["low", "binary", "noise"] and results["target_metric"] == "avg(pearson,spearman)"
+    assert results["examples_seen"]["binary"] == results["examples_seen"]["low"]  # the equal budget
