@@ -69,7 +69,8 @@ def method_key(r: dict[str, Any]) -> str:
 
     Fixed weights of 1 for every task are uniform, whichever config ran them (the oracle grid's weight 1). A
     method that follows ``task.batching`` is named with it (``uniform · sampled``): the same rule on other
-    steps is another row. Runs with the relatedness probe are ``· probed``: they repeat their method's seeds.
+    steps is another row. Runs with the relatedness probe are ``· probed``: they repeat their method's seeds; runs
+    with a precision override are named with the precision they ran at (``single_task · 32-true``).
     """
     name = r.get("method_choice") or r["method"]
     overrides = r.get("overrides", [])
@@ -78,6 +79,8 @@ def method_key(r: dict[str, Any]) -> str:
         name, options = "uniform", []
     key = f"{name} ({', '.join(options)})" if options else name
     key = f"{key} · {r['schedule']}" if r.get("schedule") in ("mixed", "sampled") else key
+    precision = [o.partition("=")[2] for o in overrides if o.startswith("trainer.precision=")]
+    key = f"{key} · {r.get('precision') or precision[0]}" if precision else key  # float32 against bf16: own rows
     return f"{key} · probed" if r.get("relatedness") else key  # callbacks=relatedness: a row of its own
 
 
