@@ -10,17 +10,18 @@ export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
 RUNS=${RUNS:-experiments/results/glue/runs}
 S="python -m src.run -m hydra/launcher=local_parallel"
 python -m experiments.stsb_known
-for seeds in 0,1,2 3,4; do
-  dir=seeds${seeds//,/}
-  $S experiment=glue_single seed=$seeds hydra.sweep.dir=$RUNS/single/$dir
-  $S experiment=glue_stsb_known seed=$seeds hydra.sweep.dir=$RUNS/stsb_known/$dir
-  $S experiment=glue_stsb_known_oracle seed=$seeds hydra.sweep.dir=$RUNS/stsb_known_oracle/$dir
-  $S experiment=glue_low seed=$seeds hydra.sweep.dir=$RUNS/low/$dir
-  $S experiment=glue_low_oracle seed=$seeds hydra.sweep.dir=$RUNS/low_oracle/$dir
-  # float32 against the bf16 single-task runs above (the low-resource targets), seeds 0-2 only
-  if [ "$seeds" = 0,1,2 ]; then
-    F="method=single_task trainer.precision=32-true seed=$seeds"
-    $S experiment=glue_low $F hydra.sweep.dir=$RUNS/fp32/low
-    $S experiment=glue_stsb_known $F hydra.sweep.dir=$RUNS/fp32/stsb_known
-  fi
-done
+single() { $S experiment=glue_single seed=$1 hydra.sweep.dir=$RUNS/single/$2; }
+compare() {
+  $S experiment=glue_stsb_known seed=$1 hydra.sweep.dir=$RUNS/stsb_known/$2
+  $S experiment=glue_stsb_known_oracle seed=$1 hydra.sweep.dir=$RUNS/stsb_known_oracle/$2
+  $S experiment=glue_low seed=$1 hydra.sweep.dir=$RUNS/low/$2
+  $S experiment=glue_low_oracle seed=$1 hydra.sweep.dir=$RUNS/low_oracle/$2
+}
+single 0,1,2 seeds012
+compare 0,1,2 seeds012
+# float32 against the bf16 single-task runs of the low-resource targets above, seeds 0-2
+F="method=single_task trainer.precision=32-true seed=0,1,2"
+$S experiment=glue_low $F hydra.sweep.dir=$RUNS/fp32/low
+$S experiment=glue_stsb_known $F hydra.sweep.dir=$RUNS/fp32/stsb_known
+compare 3,4 seeds34
+single 3,4 seeds34
