@@ -23,5 +23,9 @@ compare 0,1,2 seeds012
 F="method=single_task trainer.precision=32-true seed=0,1,2"
 $S experiment=glue_low $F hydra.sweep.dir=$RUNS/fp32/low
 $S experiment=glue_stsb_known $F hydra.sweep.dir=$RUNS/fp32/stsb_known
+# RTE lands below the published range: is it truncation (12% of RTE's pairs exceed 128 tokens) or pooling?
+P="experiment=glue_single task=glue_rte seed=0,1,2"
+$S $P model.max_length=256 hydra.sweep.dir=$RUNS/rte_probe/max_length256
+$S $P model.net.pooling=cls hydra.sweep.dir=$RUNS/rte_probe/pooling_cls
 compare 3,4 seeds34
 single 3,4 seeds34
