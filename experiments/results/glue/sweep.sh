@@ -11,21 +11,24 @@ RUNS=${RUNS:-experiments/results/glue/runs}
 S="python -m src.run -m hydra/launcher=local_parallel"
 python -m experiments.stsb_known
 single() { $S experiment=glue_single seed=$1 hydra.sweep.dir=$RUNS/single/$2; }
-compare() {
-  $S experiment=glue_stsb_known seed=$1 hydra.sweep.dir=$RUNS/stsb_known/$2
-  $S experiment=glue_stsb_known_oracle seed=$1 hydra.sweep.dir=$RUNS/stsb_known_oracle/$2
-  $S experiment=glue_low seed=$1 hydra.sweep.dir=$RUNS/low/$2
-  $S experiment=glue_low_oracle seed=$1 hydra.sweep.dir=$RUNS/low_oracle/$2
-}
+sweep() { $S experiment=$1 seed=$2 hydra.sweep.dir=$RUNS/$3/$4; }  # experiment, seeds, folder, seeds' folder
 single 0,1,2 seeds012
-compare 0,1,2 seeds012
-# float32 against the bf16 single-task runs of the low-resource targets above, seeds 0-2
+sweep glue_stsb_known 0,1,2 stsb_known seeds012
+sweep glue_stsb_known_oracle 0,1,2 stsb_known_oracle seeds012
+sweep glue_low 0,1,2 low seeds012
+# float32 against the bf16 single-task runs of the low-resource targets, seeds 0-2
 F="method=single_task trainer.precision=32-true seed=0,1,2"
 $S experiment=glue_low $F hydra.sweep.dir=$RUNS/fp32/low
 $S experiment=glue_stsb_known $F hydra.sweep.dir=$RUNS/fp32/stsb_known
+sweep glue_low_stsb 0,1,2 low_stsb seeds012
+sweep glue_low_stsb_oracle 0,1,2 low_stsb_oracle seeds012
 # RTE lands below the published range: is it truncation (12% of RTE's pairs exceed 128 tokens) or pooling?
 P="experiment=glue_single task=glue_rte seed=0,1,2"
 $S $P model.max_length=256 hydra.sweep.dir=$RUNS/rte_probe/max_length256
 $S $P model.net.pooling=cls hydra.sweep.dir=$RUNS/rte_probe/pooling_cls
-compare 3,4 seeds34
+sweep glue_low_oracle 0,1,2 low_oracle seeds012
+for e in glue_stsb_known:stsb_known glue_stsb_known_oracle:stsb_known_oracle glue_low_stsb:low_stsb \
+  glue_low_stsb_oracle:low_stsb_oracle glue_low:low glue_low_oracle:low_oracle; do
+  sweep ${e%%:*} 3,4 ${e##*:} seeds34
+done
 single 3,4 seeds34
