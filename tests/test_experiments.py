@@ -363,6 +363,7 @@ def test_glue_speed_bench_times_float32_bf16_and_length_grouping(tiny_glue, tmp_
     assert rows["float32"][3] == "1.00" and float(rows["bf16"][2].split()[0]) > 0
 
 
+@pytest.mark.slow
 def test_stsb_known_files_and_one_job_of_its_experiment(tiny_glue, tmp_path):
     """The known-answer STS-B files: disjoint target and auxiliary rows, scores binarised, labels permuted."""
     import pandas as pd
