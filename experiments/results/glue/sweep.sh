@@ -23,6 +23,10 @@ $S experiment=glue_stsb_known $F hydra.sweep.dir=$RUNS/fp32/stsb_known
 sweep glue_low_stsb 0,1,2 low_stsb seeds012
 sweep glue_low_stsb_oracle 0,1,2 low_stsb_oracle seeds012
 # RTE lands below the published range: is it truncation (12% of RTE's pairs exceed 128 tokens) or pooling?
+# Capped to fit the session: seed 0 only, the two variants side by side. Before this script, the learning rate
+# (5 epochs, the final weights tested: callbacks=none) was probed the same way, into runs/rte_probe/lr_5epochs:
+#   python -m src.run -m task=glue_rte model=minilm method=single_task 'task.auxiliaries=[]' trainer.max_epochs=5 \
+#     model.optimizer.lr=5e-5,1e-4,2e-4 seed=0 logger=csv callbacks=none hydra/launcher=local_parallel
 # Capped to fit the session: seed 0 only, the two variants side by side.
 P="experiment=glue_single task=glue_rte seed=0"
 $S $P model.max_length=256 hydra.sweep.dir=$RUNS/rte_probe/max_length256 &
