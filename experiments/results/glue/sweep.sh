@@ -32,6 +32,7 @@ P="experiment=glue_single task=glue_rte seed=0"
 $S $P model.max_length=256 hydra.sweep.dir=$RUNS/rte_probe/max_length256 &
 $S $P model.net.pooling=cls hydra.sweep.dir=$RUNS/rte_probe/pooling_cls
 wait
+# Not run in the session of 2026-11-30 (it stopped here): what follows completes the plan when started again.
 sweep glue_low_oracle 0,1,2 low_oracle seeds012
 for e in glue_stsb_known:stsb_known glue_stsb_known_oracle:stsb_known_oracle glue_low_stsb:low_stsb \
   glue_low_stsb_oracle:low_stsb_oracle glue_low:low glue_low_oracle:low_oracle; do
