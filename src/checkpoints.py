@@ -56,8 +56,10 @@ def run_record(cfg: DictConfig) -> dict[str, Any]:
     the data to another folder is no change; the key it points to is recorded itself when it defines the run.
     """
     record = dict(_leaves(OmegaConf.masked_copy(cfg, [k for k in RECORDED if k in cfg]), ""))
-    # a learning rate that decays to 0 at the last epoch follows trainer.max_epochs: more epochs, another run
+    # a learning rate that decays to 0 at the last epoch follows trainer.max_epochs (unless laid over a length
+    # of its own, model.lr_schedule.epochs): more epochs, another run
     scheduled = OmegaConf.select(cfg, "model.lr_schedule.kind", default="constant") != "constant"
+    scheduled = scheduled and OmegaConf.select(cfg, "model.lr_schedule.epochs", default=None) is None
     return {k: v for k, v in record.items() if k not in SAFE_TO_CHANGE or (scheduled and k == "trainer.max_epochs")}
 
 

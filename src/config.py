@@ -30,7 +30,7 @@ from src.schema import (
     TrainerConfig,
 )
 
-__all__ = ["ConfigError", "register", "validate"]
+__all__ = ["ConfigError", "choice", "multirun", "overrides", "register", "validate"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,6 +43,31 @@ def sweep_group() -> str:
         return "single"
     multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
     return Path(hc.sweep.dir).name if multirun else "single"
+
+
+def multirun() -> bool:
+    """Whether this process runs a Hydra multirun's job."""
+    try:
+        mode = HydraConfig.get().mode
+    except ValueError:
+        return False
+    return mode is not None and mode.name == "MULTIRUN"
+
+
+def choice(group: str) -> str | None:
+    """The option chosen for a config group (``task=glue_rte`` → ``glue_rte``), outside Hydra ``None``."""
+    try:
+        return HydraConfig.get().runtime.choices.get(group)
+    except ValueError:
+        return None
+
+
+def overrides() -> list[str]:
+    """The command line's overrides of this run (outside Hydra: none)."""
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
 
 
 def run_id() -> str:

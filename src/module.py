@@ -68,8 +68,9 @@ class MultiTaskModule(pl.LightningModule):
         optimizer: builds the optimizer from the parameters (a ``_partial_`` Hydra object).
         seed: with the epoch number, seeds the global RNG at each epoch start, so a run resumed at an
             epoch boundary replays exactly what an uninterrupted run does (dropout included).
-        lr_schedule: ``(kind, warmup)`` of :func:`lr_factor`; the factor is set at each planned step from
-            how far training is (the step's middle, over ``trainer.max_epochs``), so a resume follows it.
+        lr_schedule: ``(kind, warmup, epochs)``: :func:`lr_factor`'s, over ``epochs`` (``None``:
+            ``trainer.max_epochs``); the factor is set at each planned step from how far training is (the step's
+            middle), so a resume follows it.
         run_record: what defines the run (:func:`src.checkpoints.run_record`), written into every
             checkpoint so a resume can be checked against it.
     """
@@ -81,7 +82,7 @@ class MultiTaskModule(pl.LightningModule):
         tasks: Sequence[TaskSpec],
         optimizer: OptimizerFactory,
         seed: int = 0,
-        lr_schedule: tuple[str, float] = ("constant", 0.0),
+        lr_schedule: tuple[str, float, int | None] = ("constant", 0.0, None),
         run_record: Mapping[str, Any] | None = None,
     ):
         super().__init__()
@@ -103,7 +104,15 @@ class MultiTaskModule(pl.LightningModule):
         # what training spent, whatever the method: optimizer steps, forward passes of the model over a batch and
         # backward passes (α-steps, look-aheads, trial steps, branches and merge evaluations included), and the
         # dev examples a method trained its weights on
-        self.spent = {"optimizer_steps": 0, "forward_passes": 0, "backward_passes": 0, "dev_examples_used": 0}
+        # backward_passes counts passes through the network; applied_gradients the combined gradients a method
+        # applied from gradients it had taken (step_with_gradients), which run through no network
+        self.spent = {
+            "optimizer_steps": 0,
+            "forward_passes": 0,
+            "backward_passes": 0,
+            "applied_gradients": 0,
+            "dev_examples_used": 0,
+        }
         self._in_step = False
         self._warned_vmap = False
         self.peak_gpu_mb: float | None = None  # peak allocated GPU memory of training, on CUDA
@@ -300,7 +309,8 @@ class MultiTaskModule(pl.LightningModule):
 
         The gradients go through Lightning's ``manual_backward`` as the gradient of the surrogate
         Σ_p ⟨p, g_p⟩, so loss scaling, precision and strategy plugins (DDP's reduction) apply as they do to
-        any loss. Heads not listed get no gradient.
+        any loss. Heads not listed get no gradient. Counted as an applied gradient, not a backward pass: the
+        surrogate's gradient runs through no network.
         """
         if not bool(torch.isfinite(shared).all()):
             raise FloatingPointError("the combined gradient is not finite; lower the learning rate")
@@ -309,19 +319,27 @@ class MultiTaskModule(pl.LightningModule):
         surrogate = sum(
             (p * piece.to(p.dtype)).sum() for params, flat in pairs for p, piece in zip(params, pieces(params, flat))
         )
-        self.backward_and_step(surrogate, check=False)
+        self._backward_and_step(surrogate)
+        self.spent["applied_gradients"] += 1
 
-    def backward_and_step(self, loss: Tensor, check: bool = True) -> None:
+    def backward_and_step(self, loss: Tensor) -> None:
         """``manual_backward(loss)`` and one optimizer step; a non-finite loss stops the run with a clear error."""
-        if check and not math.isfinite(loss.item()):
+        if not math.isfinite(loss.item()):
             raise FloatingPointError(f"training loss is {loss.item()}; lower the learning rate")
+        self._backward_and_step(loss)
+        self.spent["backward_passes"] += 1
+
+    def _backward_and_step(self, loss: Tensor) -> None:
         opt = self.optimizers()
         opt.zero_grad()
         self.manual_backward(loss)
         self._set_lr(opt.optimizer)  # again: a method may have loaded an optimizer state (ForkMerge's branches)
         opt.step()
-        self.spent["backward_passes"] += 1
         self.spent["optimizer_steps"] += 1
+
+    def learning_rate(self) -> float:
+        """The learning rate of this step (the schedule's factor applied): what look-ahead steps take."""
+        return self.optimizers().optimizer.param_groups[0]["lr"]
 
     def _set_lr(self, optimizer: torch.optim.Optimizer) -> None:
         for group in optimizer.param_groups:
@@ -362,8 +380,10 @@ class MultiTaskModule(pl.LightningModule):
         # The epoch's last executed step (trainer.limit_train_batches may cut the plan short) closes it:
         # here, before validation and the checkpoint written after it, so the checkpoint holds the record.
         last = batch_idx == self.trainer.num_training_batches - 1
-        steps, epochs = self.trainer.num_training_batches, self.trainer.max_epochs
-        self._lr_factor = lr_factor((self.current_epoch + (batch_idx + 0.5) / steps) / epochs, *self.lr_schedule)
+        kind, warmup, epochs = self.lr_schedule
+        steps, epochs = self.trainer.num_training_batches, epochs or self.trainer.max_epochs
+        progress = min(1.0, (self.current_epoch + (batch_idx + 0.5) / steps) / epochs)
+        self._lr_factor = lr_factor(progress, kind, warmup)
         self._set_lr(self.optimizers().optimizer)  # before the method reads it (look-ahead steps)
         self._counts = step.counts
         self._in_step = True
@@ -482,6 +502,6 @@ class MultiTaskModule(pl.LightningModule):
         self.dev_scores = list(checkpoint["run_history"]["dev_scores"])
         self.epoch_seconds = list(checkpoint["run_history"]["epoch_seconds"])
         self.examples_seen = dict(checkpoint["run_history"]["examples_seen"])
-        self.spent = dict(checkpoint["run_history"]["spent"])
+        self.spent = {**self.spent, **checkpoint["run_history"]["spent"]}
         self.dev_losses = list(checkpoint["run_history"]["dev_losses"])
         self.warnings = list(checkpoint["run_history"]["warnings"])

@@ -84,7 +84,7 @@ class RelatednessProbe(pl.Callback):
         target, spent = module.target, dict(module.spent)
         module._counts = step.counts  # the whole step's sizes, for global_mean under several processes
         shared = list(module.shared_parameters().values())
-        lr = module.optimizers().optimizer.param_groups[0]["lr"]
+        lr = module.learning_rate()
         try:
             with module.evaluating():
                 rows = []

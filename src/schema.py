@@ -242,9 +242,13 @@ class LRScheduleConfig:
 
     kind: str = "constant"  # constant | linear
     warmup: float = 0.0  # fraction of training; linear only
+    # the length, in epochs, the schedule is laid over; null: trainer.max_epochs. A search sets the full run's, so
+    # that a trial stopped after fewer epochs is a prefix of the full run and continues from its checkpoint
+    epochs: int | None = None
 
     def __post_init__(self) -> None:
         choice(self, "kind", LR_SCHEDULES)
+        positive(self, "epochs", allow_none=True)
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"warmup={self.warmup}: must be a fraction of training in [0, 1)")
         if self.kind == "constant" and self.warmup:
@@ -322,7 +326,7 @@ class TrainerConfig:
     devices: Any = 1
     strategy: str = "auto"
     num_nodes: int = 1
-    precision: Any = "32-true"  # auto: bf16-mixed where the hardware computes bf16 (src/run.py:resolve_precision)
+    precision: Any = "32-true"  # auto: bf16-mixed where the hardware computes bf16 (src/hardware.py:resolve_precision)
     num_sanity_val_steps: int = 0
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True

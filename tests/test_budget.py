@@ -139,12 +139,20 @@ def test_alphavil_and_sampled_uniform_report_the_same_budget_spent(tiny_cfg):
     assert mixed["examples_seen"] == uniform["examples_seen"] and mixed["optimizer_steps"] == 2 * 5
 
 
-def test_gradient_methods_count_a_backward_pass_per_task(tiny_cfg):
-    results = train(tiny_cfg("method=pcgrad", "trainer.max_epochs=1"))
+@pytest.mark.parametrize("method", ["pcgrad", "ol_aux"])
+def test_gradient_methods_count_a_backward_pass_per_task(tiny_cfg, method):
+    """K per-task gradients are K passes through the network; the combination they apply runs through none."""
+    results = train(tiny_cfg(f"method={method}", "trainer.max_epochs=1"))
     steps = results["optimizer_steps"]
     assert steps == math.ceil(160 / 32)
     assert results["passes"]["forward"] == steps * 2  # each task's batch through the model
-    assert results["passes"]["backward"] == steps * (2 + 1)  # a gradient per task, then the combined step
+    assert results["passes"]["backward"] == steps * 2  # a gradient per task, nothing more
+    assert results["passes"]["applied"] == steps  # one combined gradient applied per step
+
+
+def test_a_method_with_its_own_schedule_records_it_as_its_batching(tiny_cfg):
+    results = train(tiny_cfg("method=alphavil", "task.batching=mixed", "trainer.max_epochs=1"))
+    assert results["budget"]["batching"] == results["schedule"] == "blocks"
 
 
 def test_forkmerge_states_its_multiple_in_the_record(tiny_cfg):

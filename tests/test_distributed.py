@@ -190,7 +190,7 @@ def test_several_processes_inside_a_local_multirun_are_refused(tiny_cfg, monkeyp
     """Lightning would re-run the command line (the whole sweep) once per extra process."""
     from src.config import ConfigError
 
-    monkeypatch.setattr("src.run._multirun", lambda: True)
+    monkeypatch.setattr("src.run.multirun", lambda: True)
     with pytest.raises(ConfigError, match="inside a local multirun is not supported"):
         build(tiny_cfg("trainer.devices=2", "trainer.strategy=ddp"))
 

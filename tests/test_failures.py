@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback
 
 from src.config import ConfigError
-from src.run import build, train, write_atomically
+from src.record import write_atomically
+from src.run import build, train
 from tests.conftest import compose_config
 
 
@@ -184,7 +185,7 @@ def test_a_resume_that_changes_the_run_is_refused_naming_the_keys(
     _first_run(tiny_cfg, *first, "trainer.max_epochs=1")
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     monkeypatch.setattr(
-        "src.run.build", lambda *args, **kwargs: pytest.fail("data loaded before the resume was checked")
+        "src.run._assemble", lambda *args, **kwargs: pytest.fail("data loaded before the resume was checked")
     )
     with pytest.raises(ConfigError, match="written by a different run") as refused:
         train(tiny_cfg(*resume, "trainer.max_epochs=2", f"ckpt_path={last}"))
@@ -395,7 +396,7 @@ def test_sigterm_while_testing_exits_143_with_a_resume_command_that_pastes(tiny_
     import shlex
 
     typed = ["method=uniform", "task.train_examples={left: 50}"]  # as typed on a command line
-    monkeypatch.setattr("src.run._overrides", lambda: typed)
+    monkeypatch.setattr("src.preemption.overrides", lambda: typed)
     cfg = tiny_cfg("method=uniform", "trainer.max_epochs=1")
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
         train(cfg, callbacks=[SigtermInTest()])
@@ -510,7 +511,7 @@ def test_ctrl_c_before_training_exits_130(tiny_cfg, caplog, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("src.run.build", interrupted)
+    monkeypatch.setattr("src.run._assemble", interrupted)
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
         train(tiny_cfg("method=uniform"))
     assert stopped.value.code == 130 and "stopped by SIGINT (Ctrl-C) while setting up" in caplog.text

@@ -200,7 +200,7 @@ def test_glue_defaults_to_the_hardwares_fast_path():
 
 
 def test_precision_auto_resolves_by_the_cpus_flags(monkeypatch):
-    import src.run as run
+    import src.hardware as run
 
     assert run.cpu_has_bf16("processor : 0\nflags : fpu sse avx512f avx512_bf16 amx_tile\n")
     assert run.cpu_has_bf16("flags : fpu amx_bf16\n")
@@ -214,7 +214,7 @@ def test_precision_auto_resolves_by_the_cpus_flags(monkeypatch):
 
 @pytest.mark.slow  # bf16 autocast on a tiny BERT is slow on a CPU (half a minute)
 def test_a_glue_run_records_the_precision_it_resolved(glue_cfg):
-    from src.run import cpu_has_bf16
+    from src.hardware import cpu_has_bf16
 
     results = train(glue_cfg("task=glue_rte", "method=single_task", "trainer.precision=auto", "trainer.max_epochs=1"))
     assert results["precision"] == ("bf16-mixed" if cpu_has_bf16() else "32-true")

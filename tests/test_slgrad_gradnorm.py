@@ -33,6 +33,9 @@ def test_gradnorm_steps_with_the_weights_it_had_and_records_the_first_losses(tin
     grads = module.task_gradients(module.task_losses(batch))
     used = method.coefficients(module, grads, None)
     assert used.tolist() == [1.0, 1.0]  # the first step trains uniformly
+    assert method.coefficients(module, grads, None).tolist() == [1.0, 1.0]  # the rule changes no state
+    assert torch.isnan(method.initial_losses).all()
+    method.update(module, grads, used)  # after the step: the weights' own step
     torch.testing.assert_close(method.initial_losses, grads.losses)
     expected = gradnorm_update(torch.ones(2), grads.shared.norm(dim=1), torch.ones(2), 1.5, 0.025, 1e-3)
     torch.testing.assert_close(method.w, expected)

@@ -53,7 +53,6 @@ class AutoLambda(GradientWeighting):
     Config = Config
     distributed = True
     scale_heads = True  # λ scales each task's loss
-    log_coefficients = False  # the weights are λ, set here
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -89,18 +88,24 @@ class AutoLambda(GradientWeighting):
         out[0] = out[0] - lr * (grads.heads[self.target] @ d_head)
         return out
 
-    def coefficients(self, module, grads, step) -> Tensor:
-        """λ after this step's meta-step (Adam on the look-ahead dev loss's gradient in λ)."""
+    def prepare(self, module, grads, step) -> None:
+        """This step's meta-step: Adam on the look-ahead dev loss's gradient in λ."""
         index = [self.index(t) for t in grads.tasks]
         group = module.optimizers().optimizer.param_groups[0]
-        lr, wd = group["lr"], group.get("weight_decay", 0.0)
+        lr, wd = module.learning_rate(), group.get("weight_decay", 0.0)
         grad = self.lambda_gradient(module, grads, step.data[DEV], lr, wd).to(self.w)
         if bool(torch.isfinite(grad).all()):
             self.meta_steps += 1
             m, v = self._adam_m[index], self._adam_v[index]
             new = adam_step(self.w[index], grad, m, v, self.meta_steps, self.cfg.lr, self.cfg.betas, self.cfg.eps)
             self.w[index], self._adam_m[index], self._adam_v[index] = new, m, v
-        return self.w[index]
+
+    def coefficients(self, module, grads, step) -> Tensor:
+        """λ: the network steps on Σ λ_k L_k."""
+        return self.w[[self.index(t) for t in grads.tasks]]
+
+    def update(self, module, grads, coefficients) -> None:
+        """λ is the weight itself; nothing to observe."""
 
     def get_extra_state(self):
         return {**super().get_extra_state(), "meta_steps": self.meta_steps}

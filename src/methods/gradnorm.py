@@ -67,7 +67,6 @@ class GradNorm(GradientWeighting):
     Config = Config
     distributed = True
     scale_heads = True  # the weights scale each task's loss
-    log_coefficients = False  # the weights are set here
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -78,14 +77,16 @@ class GradNorm(GradientWeighting):
         self.initial_losses = torch.full((len(tasks),), float("nan"))
 
     def coefficients(self, module, grads, step) -> Tensor:
-        """This step's weights (the network steps with them), then the weights' own step for the next one."""
-        index = torch.tensor([self.index(t) for t in grads.tasks], device=self.w.device)
+        """This step's weights: the network steps with them."""
+        return self.w[self.indices(grads.tasks)].clone()
+
+    def update(self, module, grads, coefficients) -> None:
+        """The weights' own step on L_grad, for the next step."""
+        index = self.indices(grads.tasks)
         losses = grads.losses.to(self.initial_losses)
         first = torch.isnan(self.initial_losses[index])
         self.initial_losses[index[first]] = losses[first]
-        used = self.w[index].clone()
         relative = losses / self.initial_losses[index].clamp_min(torch.finfo(losses.dtype).tiny)
         norms = grads.shared.float().norm(dim=1).to(self.w)
         if bool(torch.isfinite(norms).all() and torch.isfinite(relative).all()) and len(index) == len(self.w):
             self.w = gradnorm_update(self.w, norms, relative, self.cfg.alpha, self.cfg.lr, self.cfg.min_weight)
-        return used

@@ -56,7 +56,7 @@ class HydaLearn(GradientWeighting):
 
     def gains(self, module, grads, batch) -> Tensor:
         """The target's loss drop on ``batch`` after a trial step with each task's gradient."""
-        lr = self.cfg.lookahead_lr or module.optimizers().optimizer.param_groups[0]["lr"]
+        lr = self.cfg.lookahead_lr or module.learning_rate()
         shared = list(module.shared_parameters().values())
         head = list(module.task_parameters(self.target).values())
         with module.evaluating(), torch.no_grad():

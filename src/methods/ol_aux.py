@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from src.data.schedule import Step
-from src.methods.base import WeightingMethod
+from src.methods.gradient_weighting import GradientWeighting
 from src.schema import MethodConfig, at_least, choice, positive
 
 SIMILARITIES = ("cosine", "dot")
@@ -49,11 +48,16 @@ def similarities(shared: Tensor, kind: str, lr: float) -> Tensor:
     return out
 
 
-class OLAux(WeightingMethod):
-    """Auxiliary weights moved by their gradients' similarity to the target's; options on :class:`Config`."""
+class OLAux(GradientWeighting):
+    """Auxiliary weights moved by their gradients' similarity to the target's; options on :class:`Config`.
+
+    A rule on the gradient seam: the step applies Σ_k w_k g_k from the per-task gradients it already took
+    (no second backward pass through the network), and the similarities move the weights after it.
+    """
 
     Config = Config
     distributed = True
+    scale_heads = True  # the weights scale each task's loss
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -64,17 +68,14 @@ class OLAux(WeightingMethod):
         super().setup(tasks, target)
         self.accumulated = torch.zeros(len(tasks))
 
-    def plan_epoch(self, data, generator) -> list[Step]:
-        return self.mixed_plan(data, generator)
+    def coefficients(self, module, grads, step) -> Tensor:
+        """This step's weights."""
+        return self.w[self.indices(grads.tasks)]
 
-    def step(self, module, step: Step) -> None:
-        losses = module.task_losses(step.data)
-        grads = module.task_gradients(losses)
-        index = torch.tensor([self.index(t) for t in grads.tasks], device=self.accumulated.device)
-        lr = module.optimizers().optimizer.param_groups[0]["lr"]
-        sim = similarities(grads.shared, self.cfg.similarity, lr)
-        module.backward_and_step(self.weighted_sum(losses))  # with this step's weights
-        self.observe(index, sim)
+    def update(self, module, grads, coefficients) -> None:
+        """β·sim(g_target, g_k) into the running sums; the weights move every ``horizon`` steps."""
+        sim = similarities(grads.shared, self.cfg.similarity, module.learning_rate())
+        self.observe(self.indices(grads.tasks), sim)
 
     def observe(self, index: Tensor, sim: Tensor) -> None:
         """Add β·sim to the running sums; every ``horizon`` steps, move the weights by them."""

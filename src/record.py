@@ -1,0 +1,223 @@
+"""The run record: every key of ``results.json``, declared once with its meaning, and how a run fills it.
+
+:class:`RunResults` is the one place a key of results.json is defined; docs/budget.md's key table is checked
+against :data:`KEYS` by a test. A method's per-epoch histories (``<prefix>_history``, see
+:meth:`src.methods.base.WeightingMethod.histories`) and a callback's results (``results()``, the relatedness
+probe's estimates) join the record under their own keys, named by :data:`OPEN_KEYS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig
+
+from src.checkpoints import run_record
+from src.config import choice, overrides
+from src.schema import ConfigError
+
+if TYPE_CHECKING:
+    from src.data.base import MultiTaskDataModule
+    from src.module import MultiTaskModule
+
+log = logging.getLogger(__name__)
+
+
+def _key(meaning: str, default: Any = None) -> Any:
+    """A record field with its meaning (read by :data:`KEYS` and the docs' key table)."""
+    if isinstance(default, dict | list):
+        return field(default_factory=type(default), metadata={"meaning": meaning})
+    return field(default=default, metadata={"meaning": meaning})
+
+
+@dataclass
+class RunResults:
+    """What a finished run writes to results.json. Scores are the target's headline metric."""
+
+    # what ran
+    target: str = _key("the target task")
+    method: str = _key("the weighting method's class")
+    method_choice: str | None = _key("the `method=` option the run was started with")
+    task_config: str | None = _key("the `task=` option the run was started with")
+    tasks: list[str] = _key("the training tasks, the target first", [])
+    target_metric: str = _key("the target's headline metric (accuracy, f1, pearson_spearman, ...)")
+    # scores
+    target_dev: float | None = _key("the target's dev score of the tested epoch")
+    target_test: float | None = _key("the target's test score of the tested weights (null without a test)")
+    best_epoch: int | None = _key("the epoch with the best dev score (null when no best checkpoint was kept)")
+    tested_epoch: int | None = _key("the epoch whose weights were tested")
+    tested_weights: str = _key("`best` (the best dev epoch's checkpoint) or `last` (the last epoch's weights)")
+    dev_history: list[float] = _key("the target's dev score after each epoch", [])
+    dev_loss_history: list[float] = _key("the target's mean dev loss after each epoch", [])
+    test: dict[str, dict[str, float]] = _key("every test set's metrics (`score`: its headline)", {})
+    warnings: list[str] = _key("what looks wrong with the run (a diverging loss): its numbers are suspect", [])
+    # what it spent
+    epoch_seconds: list[float] = _key("seconds of training in each epoch", [])
+    mean_epoch_seconds: float = _key("the mean of epoch_seconds", math.nan)
+    wall_seconds: float | None = _key("seconds from the start of training to the written record, testing included")
+    train_examples: dict[str, int] = _key("the size of each task's training split", {})
+    examples_seen: dict[str, int] = _key("training examples each task's loss was taken on, over the run", {})
+    budget: dict[str, Any] = _key(
+        "`rule` (and its parameter), `per_epoch` (examples of each task per epoch), `batching` (what the steps "
+        "held: the method's own schedule where it has one)",
+        {},
+    )
+    schedule: str = _key("what the steps held: `mixed`, `sampled`, `blocks`, `branches`, `target`")
+    budget_multiple: dict[str, float] = _key("`examples_seen` over what the budget planned for the epochs run", {})
+    dev_examples: int = _key("the size of the target's dev split", 0)
+    optimizer_steps: int = _key("updates of the model's parameters", 0)
+    passes: dict[str, int] = _key(
+        "`forward` and `backward` passes of the model over a batch in training (α-steps, look-aheads, trial "
+        "steps, merge evaluations included); `applied`: combined gradients applied without a pass of their own",
+        {},
+    )
+    dev_examples_used: int = _key("dev examples a method trained its weights on", 0)
+    peak_memory_mb: float = _key(
+        "peak memory: the GPU's peak allocated memory in training on CUDA, else the process's peak resident size"
+    )
+    precision: str = _key("the numeric precision the run got (`trainer.precision=auto` resolved)")
+    # the weights
+    weights: dict[str, float] = _key("each task's final weight", {})
+    weight_history: list[dict[str, float]] = _key("each task's weight after each epoch", [])
+    # what defines the run
+    seed: int = _key("the run's seed", 0)
+    epochs: int = _key("`trainer.max_epochs`", 0)
+    overrides: list[str] = _key("the command-line overrides", [])
+    run_record: dict[str, Any] = _key("the settings that define the run (a resume must match them)", {})
+    data: dict[str, str] = _key("the identity of each task's data (content keys): a resume must match it", {})
+    # open keys: a method's histories, a task group's record, a callback's results
+    extra: dict[str, Any] = _key("(flattened into the record) the keys of OPEN_KEYS", {})
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        return {**{k: v for k, v in out.items() if k != "extra"}, **out["extra"]}
+
+
+KEYS: dict[str, str] = {f.name: f.metadata["meaning"] for f in fields(RunResults) if f.name != "extra"}
+OPEN_KEYS: dict[str, str] = {
+    "<prefix>_history": "a method's own per-epoch records (`alpha_history`, `method_history`, ...)",
+    "label_names": "text and image tasks: the class order of labels read as strings",
+    "relatedness": "callbacks=relatedness: the probe's estimates per auxiliary",
+}
+
+
+def budget_record(datamodule: MultiTaskDataModule, per_epoch: dict[str, int], batching: str) -> dict[str, Any]:
+    """The run's budget: its rule with the rule's parameter, examples of each task per epoch, the batching."""
+    rule = datamodule.budget_rule
+    parameter = {"temperature": datamodule.temperature, "fraction": datamodule.budget_fraction}
+    out: dict[str, Any] = {"rule": rule}
+    if rule in parameter:
+        out[rule] = parameter[rule]
+    return {**out, "per_epoch": per_epoch, "batching": batching}
+
+
+def peak_memory_mb(module: MultiTaskModule) -> float:
+    """The peak memory of training: the GPU's allocated memory on CUDA, else the process's peak resident size."""
+    if module.peak_gpu_mb is not None:  # measured before Lightning moved the model back to the CPU
+        return module.peak_gpu_mb
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def fit_results(cfg: DictConfig, datamodule: MultiTaskDataModule, module: MultiTaskModule) -> RunResults:
+    """The record of a fitted run, before its test. The target's dev score and the tested epoch belong together:
+    the best dev epoch's checkpoint when one was kept, else the last epoch's weights."""
+    method, trainer = module.method, module.trainer
+    checkpoint = trainer.checkpoint_callback
+    tests_best = bool(checkpoint is not None and checkpoint.monitor is not None and checkpoint.best_model_path)
+    scores = module.dev_scores
+    best = max(range(len(scores)), key=lambda e: -math.inf if math.isnan(scores[e]) else scores[e]) if scores else None
+    last = len(module.epoch_seconds) - 1 if module.epoch_seconds else None
+    tested = best if tests_best else last
+    budget, epochs_run = datamodule.budget(), len(module.epoch_seconds)
+    schedule = method.schedule or datamodule.batching
+    histories = method.histories()
+    extra = {k: v for k, v in histories.items() if k != "weight_history"}
+    extra.update(datamodule.record() if hasattr(datamodule, "record") else {})
+    extra.update({k: v for cb in trainer.callbacks if hasattr(cb, "results") for k, v in cb.results().items()})
+    spent = module.spent
+    return RunResults(
+        target=datamodule.target,
+        method=cfg.method._target_.rsplit(".", 1)[-1],
+        method_choice=choice("method"),
+        task_config=choice("task"),
+        tasks=method.names,
+        target_metric=datamodule.tasks[0].headline,
+        target_dev=scores[tested] if tested is not None and tested < len(scores) else None,
+        best_epoch=best if tests_best else None,
+        tested_epoch=tested,
+        tested_weights="best" if tests_best else "last",
+        dev_history=scores,
+        dev_loss_history=module.dev_losses,
+        warnings=module.warnings,
+        epoch_seconds=module.epoch_seconds,
+        mean_epoch_seconds=sum(module.epoch_seconds) / epochs_run if epochs_run else math.nan,
+        train_examples={t: len(d) for t, d in datamodule.train_sets.items()},
+        examples_seen=dict(module.examples_seen),
+        budget=budget_record(datamodule, budget, schedule),
+        schedule=schedule,
+        # ForkMerge's target trains in every branch (K+1), post-training's phases split the epochs
+        budget_multiple={t: module.examples_seen[t] / max(1, epochs_run * budget[t]) for t in budget},
+        dev_examples=len(datamodule.dev_set),
+        optimizer_steps=spent["optimizer_steps"],
+        passes={"forward": spent["forward_passes"], "backward": spent["backward_passes"]}
+        | ({"applied": spent["applied_gradients"]} if spent.get("applied_gradients") else {}),
+        dev_examples_used=spent["dev_examples_used"],
+        peak_memory_mb=peak_memory_mb(module),
+        precision=str(trainer.precision),  # as resolved (trainer.precision=auto: what the hardware got)
+        weights=method.weights(),
+        weight_history=histories["weight_history"],
+        seed=cfg.seed,
+        epochs=cfg.trainer.max_epochs,
+        overrides=overrides(),
+        run_record=jsonable(run_record(cfg)),
+        data=dict(getattr(datamodule, "data_identity", lambda: {})()),
+        extra=extra,
+    )
+
+
+def jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as it reads back from results.json (tuples as lists, anything else as its text)."""
+    return json.loads(json.dumps(record, default=str))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(
+            e.errno, f"could not write {path}: {e.strerror} (is the disk full or the folder read-only?)"
+        ) from e
+
+
+def finished(cfg: DictConfig) -> dict[str, Any] | None:
+    """The results of this very run if it already finished in its folder (``ckpt_path=auto``), else ``None``.
+
+    A sweep started again in its folder then skips its finished jobs and keeps their records (figures, wall
+    time) as they were. The same folder with another run's settings is refused; keys the framework gained
+    after the run finished (absent from its record) are not compared.
+    """
+    path = Path(cfg.paths.output_dir) / "results.json"
+    if cfg.ckpt_path != "auto" or not path.exists():
+        return None
+    results = json.loads(path.read_text())
+    record, recorded = jsonable(run_record(cfg)), results.get("run_record", {})
+    if changed := sorted(k for k in recorded if record.get(k) != recorded[k]):
+        raise ConfigError(
+            f"{path.parent} holds a finished run with other settings ({', '.join(changed[:5])}"
+            f"{', …' if len(changed) > 5 else ''}): start this run in a new folder"
+        )
+    if results.get("epochs") != cfg.trainer.max_epochs or results.get("target_test") is None and cfg.test:
+        return None  # more epochs, or the test not yet run: continue from last.ckpt
+    log.info("%s: this run already finished; its results are kept as they are", path)
+    return results
