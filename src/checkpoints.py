@@ -125,7 +125,7 @@ def check_resume(cfg: DictConfig, path: Path) -> None:
         )
 
 
-def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def differences(saved: dict[str, Any], now: dict[str, Any], where: str = "in the checkpoint") -> list[str]:
     """``key: saved → now`` for every recorded key whose value differs (or exists on one side only)."""
     missing = object()
     out = []
@@ -133,7 +133,7 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
         before, after = saved.get(key, missing), now.get(key, missing)
         if before != after:
             show = lambda v: "(absent)" if v is missing else repr(v)  # noqa: E731
-            out.append(f"{key}: {show(before)} in the checkpoint, {show(after)} now")
+            out.append(f"{key}: {show(before)} {where}, {show(after)} now")
     return out
 
 

@@ -26,6 +26,7 @@ from src.schema import (
     LeNetModelConfig,
     MultiMNISTTaskConfig,
     PathsConfig,
+    SearchConfig,
     TextTaskConfig,
     TrainerConfig,
 )
@@ -108,15 +109,19 @@ def _schema(schema: type) -> DictConfig:
     only they take new keys and a typo anywhere else still fails.
     """
     node = OmegaConf.structured(schema)
+    _open_mappings(node)
+    return node
+
+
+def _open_mappings(node: DictConfig) -> None:
     for name in node:
         child = node._get_node(name)
-        if (
-            isinstance(child, DictConfig)
-            and child._metadata.ref_type is not Any
-            and get_origin(child._metadata.ref_type) is dict
-        ):
+        if not isinstance(child, DictConfig):
+            continue
+        if child._metadata.ref_type is not Any and get_origin(child._metadata.ref_type) is dict:
             OmegaConf.set_struct(child, False)
-    return node
+        elif is_dataclass(child._metadata.object_type):  # a nested schema (search.space)
+            _open_mappings(child)
 
 
 def register() -> None:
@@ -140,6 +145,10 @@ def register() -> None:
     cs.store(group="model", name="base_lenet", node=LeNetModelConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="paths", name="base_paths", node=PathsConfig)
+    # global: a search runs in its own folder (search.dir), with no time in its name, so the same command finds
+    # its search again and continues it
+    search = {"search": _schema(SearchConfig), "hydra": {"run": {"dir": "${search.dir}"}}}
+    cs.store(group="search", name="base_search", node=search, package="_global_")
 
 
 def validate(cfg: DictConfig) -> None:

@@ -182,6 +182,17 @@ def fit_results(cfg: DictConfig, datamodule: MultiTaskDataModule, module: MultiT
     )
 
 
+def learned_weights(results: dict[str, Any]) -> dict[str, float]:
+    """What a run's method learned, as fixed weights: each task's weight over the target's, averaged over the
+    last half of its epochs (the weights a method settles on, not its first moves)."""
+    history = results.get("weight_history") or []
+    target = results["tasks"][0]
+    tail = [e for e in history[len(history) // 2 :] if e.get(target, 0) > 0]  # ForkMerge's target may get λ = 0
+    if not tail:
+        return {t: float(w) for t, w in (results.get("weights") or {}).items() if t != target}
+    return {t: sum(e[t] / e[target] for e in tail) / len(tail) for t in tail[0] if t != target}
+
+
 def jsonable(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` as it reads back from results.json (tuples as lists, anything else as its text)."""
     return json.loads(json.dumps(record, default=str))

@@ -352,6 +352,101 @@ class PathsConfig:
     output_dir: str = "${hydra:runtime.output_dir}"
 
 
+# --- search (python -m src.search) -----------------------------------------------------------
+STRATEGIES = ("grid", "halving", "hyperband", "tpe", "gp", "random", "regmix", "hybrid")  # src.strategies
+PRUNERS = ("hyperband", "halving", "none")
+
+
+@dataclass
+class SpaceConfig:
+    """What a search varies. Weights are each auxiliary's (the target's is 1); 0 drops the auxiliary."""
+
+    # the grid every auxiliary's weight takes (grid, halving, hyperband; tpe samples from it); null: no weights are
+    # searched and each trial runs the composed method (a search over `params` alone)
+    weights: list[float] | None = field(default_factory=lambda: [0.0, 0.3, 1.0, 3.0])
+    per_task: dict[str, Any] = field(default_factory=dict)  # auxiliary → its own grid of weights, over `weights`
+    # a log range [low, high] instead of the grid, for sampled points (random pools, tpe, gp, regmix's proxies)
+    low: float | None = None
+    high: float | None = None
+    zero: bool = True  # sampled points may drop an auxiliary (weight 0), as the grid's 0 does
+    batching: list[str] = field(default_factory=lambda: ["sampled"])  # task.batching of the trials
+    params: dict[str, Any] = field(default_factory=dict)  # other options: key → [values] or {low, high, log}
+
+    def __post_init__(self) -> None:
+        grids = {"weights": self.weights or [], **{f"per_task.{t}": g for t, g in self.per_task.items()}}
+        for name, values in grids.items():
+            if not isinstance(values, list | tuple) or any(not 0 <= float(v) < math.inf for v in values):
+                raise ConfigError(f"{name}={values}: must be a list of finite weights >= 0")
+            if name != "weights" and not values:
+                raise ConfigError(f"{name}=[]: an empty grid leaves nothing to search")
+        if (self.low is None) != (self.high is None):
+            raise ConfigError(f"low={self.low}, high={self.high}: a weight range needs both bounds")
+        if self.low is not None and not 0 < self.low < self.high < math.inf:
+            raise ConfigError(f"low={self.low}, high={self.high}: a log range needs 0 < low < high (0: set zero=true)")
+        if not self.batching:
+            raise ConfigError("batching=[]: give at least one of mixed, sampled")
+        for b in self.batching:
+            if b not in BATCHINGS:
+                raise ConfigError(f"batching={list(self.batching)}: each must be one of {', '.join(BATCHINGS)}")
+        for key, values in self.params.items():
+            if isinstance(values, list | tuple) and not values:
+                raise ConfigError(f"params.{key}=[]: an empty list leaves nothing to search")
+            if isinstance(values, dict) and not ({"low", "high"} <= set(values) <= {"low", "high", "log", "int"}):
+                raise ConfigError(f"params.{key}={values}: a range is {{low, high}} with optional log and int")
+        if self.weights is not None and not self.weights and self.low is None and not self.params:
+            raise ConfigError("weights=[] with no range and no params: the search space is empty")
+
+
+@dataclass
+class SearchConfig:
+    """A weight search (src/search.py): its strategy, space, and what it may spend (src/strategies.py)."""
+
+    strategy: str = "halving"
+    # the search's folder: no time in its name, so the same command finds its search again and continues it
+    dir: str = "${paths.log_dir}/search/${hydra:runtime.choices.task}/${hydra:runtime.choices.search}/seed${seed}"
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    eta: int = 3  # halving, hyperband and the pruners: a 1/eta share goes on at each rung
+    min_epochs: int | None = None  # halving: the fewest epochs a trial trains (null: one rung per eta-fold cut)
+    points: str = "grid"  # halving, hyperband: the pool is the grid, or n_points random points of the range
+    n_points: int = 27
+    max_runs: float = 3.0  # tpe, gp, random: stop proposing once this much compute (in full runs) is spent
+    max_trials: int = 100  # tpe, gp, random: and after this many trials
+    pruner: str = "hyperband"  # tpe, gp, random: Optuna's HyperbandPruner, SuccessiveHalvingPruner, or none
+    proxies: int = 16  # regmix: random points trained for proxy_epochs
+    proxy_epochs: int | None = None  # regmix: null is a tenth of the run (at least one epoch)
+    candidates: int = 4096  # regmix: random points the regression picks its best from (with the grid's)
+    source: str = "alphavil"  # hybrid: the learned method (any method= option) or relatedness (the probe)
+    drop_below: float = 0.05  # hybrid: a learned weight below this (relative to the target's) drops the auxiliary
+    # null: a journal file in the search folder; a database URL (sqlite:///…, postgresql://…) or a journal file
+    # on a shared file system lets several workers share one study
+    storage: str | None = None
+    study_name: str = "search"
+    seed: int = "${seed}"  # type: ignore[assignment]
+    poll_seconds: float = 5.0  # several workers: how often one waits for a rung the others are finishing
+
+    def __post_init__(self) -> None:
+        choice(self, "strategy", STRATEGIES)
+        choice(self, "points", ("grid", "random"))
+        choice(self, "pruner", PRUNERS)
+        if self.eta < 2:
+            raise ConfigError(f"eta={self.eta}: must be an integer >= 2 (the share kept at each rung is 1/eta)")
+        at_least(self, "min_epochs", 1, allow_none=True)
+        at_least(self, "proxy_epochs", 1, allow_none=True)
+        at_least(self, "n_points", 1)
+        at_least(self, "max_trials", 1)
+        at_least(self, "proxies", 2)
+        at_least(self, "candidates", 1)
+        if not 1 <= self.max_runs < math.inf:
+            raise ConfigError(f"max_runs={self.max_runs}: must be at least 1 (one full run)")
+        non_negative(self, "drop_below")
+        positive(self, "poll_seconds")
+        sampled = self.strategy in ("tpe", "gp", "random", "regmix") or self.points == "random"
+        if sampled and self.space.weights is not None and self.space.low is None and self.strategy == "regmix":
+            raise ConfigError("strategy=regmix samples weights from a range: set space.low and space.high")
+        if self.points == "random" and self.space.low is None:
+            raise ConfigError("points=random samples weights from a range: set space.low and space.high")
+
+
 @dataclass
 class Config:
     task: Any = MISSING
@@ -365,3 +460,4 @@ class Config:
     test: bool = True  # evaluate the best-dev checkpoint on the test splits after fitting
     ckpt_path: str | None = "auto"  # a checkpoint to resume from; auto: the run folder's last.ckpt, if any
     run_name: str = "${hydra:runtime.choices.task}/${hydra:runtime.choices.method}/seed${seed}"
+    search: Any = None  # python -m src.search's options (SearchConfig); src.run refuses them

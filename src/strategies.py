@@ -215,10 +215,11 @@ def pruned(
     max_runs: float,
     max_trials: int,
     report_epochs: Sequence[int],
+    on_ask: Callable[[Point, Any], None] | None = None,
 ) -> Trial | None:
     """An Optuna sampler proposes, Optuna's pruner stops: each trial advances rung by rung (``report_epochs``),
     reporting its dev scores so far, until the pruner stops it or it reaches the full length. Proposals stop when
-    ``max_runs`` of compute is spent or after ``max_trials``."""
+    ``max_runs`` of compute is spent or after ``max_trials``. ``on_ask`` sees each proposal's point and trial."""
     import optuna
 
     full = trials.full_epochs
@@ -228,6 +229,8 @@ def pruned(
             break
         ask = study.ask(distributions)
         point = canonical(to_point(ask.params))
+        if on_ask is not None:
+            on_ask(point, ask)
         trial: Trial | None = None
         reported = 0
         for epochs in report_epochs:
