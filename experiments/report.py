@@ -16,6 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from experiments.stats import interval, paired_diffs
+
 METHOD_ORDER = [  # fixed weightings, then general multitask methods, then target-aware ones, αVIL last
     "single_task",
     "static",
@@ -135,24 +137,16 @@ def group_tables(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[st
 
 
 FIXED = ("single_task", "uniform", "static")  # fixed weightings: the oracle is the best of them on dev
-# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's 1.96)
-T95 = (
-    (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-    + (2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)
-    + (2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-)
 
 
 def paired(runs: list[dict], reference: list[dict]) -> str:
     """Mean paired difference of the target test score to ``reference`` over shared seeds, ± 95% t-interval."""
-    ref = {r["seed"]: r["target_test"] for r in reference}
-    diffs = [r["target_test"] - ref[r["seed"]] for r in runs if r["seed"] in ref]
+    diffs = paired_diffs(runs, reference)
     if not diffs:
         return "–"
-    mean = statistics.fmean(diffs)
+    mean, half = interval(diffs)
     if len(diffs) < 2:
         return f"{mean:+.4f} (n=1)"
-    half = (T95[len(diffs) - 2] if len(diffs) - 1 <= len(T95) else 1.96) * statistics.stdev(diffs) / len(diffs) ** 0.5
     return f"{mean:+.4f} ± {half:.4f}"
 
 

@@ -27,7 +27,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from experiments.report import FIXED, T95, collect, group_tables, mean_std, method_order, oracle
+from experiments.report import FIXED, collect, group_tables, mean_std, method_order, oracle
+from experiments.stats import interval, paired_diffs, spearman
+from src.record import learned_weights
 
 ESTIMATES = ("lookahead", "cosine", "influence")
 NOT_A_CLAIM = (*FIXED, "post_train")  # weights set by hand or by a schedule (post-training's phases), not learned
@@ -43,21 +45,6 @@ def fixed_weights(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 def batching(key: str) -> str | None:
     return key.rsplit(" · ", 1)[1] if " · " in key else None
-
-
-def paired_diffs(runs: list[dict], reference: list[dict]) -> list[float]:
-    ref = {r["seed"]: r["target_test"] for r in reference}
-    return [r["target_test"] - ref[r["seed"]] for r in runs if r["seed"] in ref]
-
-
-def interval(diffs: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (nan with fewer than two values)."""
-    if not diffs:
-        return math.nan, math.nan
-    if len(diffs) < 2:
-        return statistics.fmean(diffs), math.nan
-    t = T95[len(diffs) - 2] if len(diffs) - 1 <= len(T95) else 1.96
-    return statistics.fmean(diffs), t * statistics.stdev(diffs) / len(diffs) ** 0.5
 
 
 def measured_effects(methods: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
@@ -101,16 +88,7 @@ def measured_effects(methods: dict[str, list[dict]]) -> dict[str, dict[str, Any]
 
 def learned_weight(runs: list[dict[str, Any]], aux: str) -> float:
     """Mean over seeds of the mean of w_aux / w_target over the last half of each run's epochs."""
-    per_run = []
-    for r in runs:
-        history = r.get("weight_history") or []
-        if not history:
-            continue
-        target = r["tasks"][0]
-        tail = history[len(history) // 2 :]
-        ratios = [e[aux] / e[target] for e in tail if e[target] > 0]  # ForkMerge's target branch may get λ = 0
-        if ratios:
-            per_run.append(statistics.fmean(ratios))
+    per_run = [w[aux] for r in runs if r.get("weight_history") and aux in (w := learned_weights(r))]
     return statistics.fmean(per_run) if per_run else math.nan
 
 
@@ -124,33 +102,6 @@ def estimates(methods: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
             if values:
                 out.setdefault(f"probe: {name}", {})[aux] = statistics.fmean(values)
     return out
-
-
-def spearman(xs: list[float], ys: list[float]) -> float:
-    """Spearman's ρ (average ranks for ties); nan with fewer than three points or a constant side."""
-    if len(xs) < 3:
-        return math.nan
-
-    def ranks(values: list[float]) -> list[float]:
-        order = sorted(range(len(values)), key=lambda i: values[i])
-        out = [0.0] * len(values)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                out[order[k]] = (i + j) / 2 + 1
-            i = j + 1
-        return out
-
-    rx, ry = ranks(xs), ranks(ys)
-    mx, my = statistics.fmean(rx), statistics.fmean(ry)
-    sx = math.sqrt(sum((a - mx) ** 2 for a in rx))
-    sy = math.sqrt(sum((b - my) ** 2 for b in ry))
-    if sx == 0 or sy == 0:
-        return math.nan
-    return sum((a - mx) * (b - my) for a, b in zip(rx, ry)) / (sx * sy)
 
 
 def points(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

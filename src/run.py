@@ -172,9 +172,8 @@ def _close_wandb(status: str) -> None:
 
     if wandb.run is not None:
         wandb.finish(exit_code=0 if status == "success" else 1)
-        # finish() can return before W&B's service has written the run's last records; teardown waits for it,
-        # so the run folder is complete when train() returns (its atexit hook does the same, but not reliably
-        # in joblib's worker processes)
+        # finish() can return before W&B's service has written the run's last records; teardown waits for them
+        # (W&B's atexit hook would too, but not reliably in joblib's workers)
         wandb.teardown()
 
 
@@ -182,6 +181,8 @@ def _close_wandb(status: str) -> None:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the target's best dev score."""
     try:
+        if cfg.get("search") is not None:  # composed, but a run would ignore it
+            raise ConfigError("search=... chooses a weight search: run it with python -m src.search, not src.run")
         return train(cfg)["target_dev"]
     except ConfigError:
         if not multirun():  # a sweep keeps the folder, so its report lists the job that failed

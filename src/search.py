@@ -27,6 +27,7 @@ import fcntl
 import itertools
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import ConfigError, overrides, validate
 from src.data.base import DataError
-from src.lock import FolderBusy
+from src.lock import FolderBusy, locked
 from src.record import jsonable, learned_weights, write_atomically
 from src.schema import SearchConfig
 from src.strategies import (
@@ -124,12 +125,18 @@ class Space:
         return canonical(point)
 
     def sample(self, n: int, seed_offset: int = 0) -> list[Point]:
-        """``n`` points drawn by Optuna's RandomSampler (seeded: every worker draws the same)."""
+        """``n`` distinct points drawn by Optuna's RandomSampler (seeded: every worker draws the same); fewer
+        when the space holds fewer."""
         import optuna
 
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.seed + seed_offset))
-        dists = self.distributions()
-        return [self.to_point(study.ask(dists).params) for _ in range(n)]
+        dists, out = self.distributions(), {}
+        for _ in range(20 * n):
+            point = self.to_point(study.ask(dists).params)
+            out.setdefault(point_key(point), point)
+            if len(out) == n:
+                break
+        return list(out.values())
 
 
 # --- trials that train ----------------------------------------------------------------------------
@@ -140,7 +147,8 @@ class LiveTrials:
         self.cfg, self.o, self.space, self.root, self.study = cfg, options, space, root, study
         self.full_epochs = int(cfg.trainer.max_epochs)
         self.base = _base_overrides(overrides(), weighted=space.weighted)
-        self.bound: dict[str, int] = {}  # point → the Optuna trial a sampler asked for it
+        self.bound: dict[str, int] = {}  # point → its Optuna trial
+        self.sampled: set[str] = set()  # points whose trial a sampler asked for: the strategy reports and tells
 
     # the Optuna record of a point
     def optuna_trial(self, key: str, point: Point) -> int:
@@ -167,6 +175,7 @@ class LiveTrials:
         trial.set_user_attr("key", point_key(point))
         trial.set_user_attr("point", jsonable(point))
         self.bound[point_key(point)] = trial._trial_id
+        self.sampled.add(point_key(point))
 
     def folder(self, key: str) -> Path:
         return self.root / "trials" / key
@@ -206,13 +215,30 @@ class LiveTrials:
         return [self.read(p) for p in points]
 
     def _train(self, point: Point, trial: Trial, epochs: int) -> None:
+        key, folder = trial.key, self.folder(trial.key)
+        trial_id = self.optuna_trial(key, point)
+        with locked(folder, "a search's trial"):  # FolderBusy: another worker trains it
+            trial = self.read(point)  # as the worker that held it left it
+            if trial.state == "failed" or trial.epochs >= epochs:
+                return
+            event = "started" if trial.epochs == 0 else "promoted"
+            spent = self.cost()
+            log.info(
+                "search: %s %s → %d/%d epochs · spent %.2f runs · worker %d",
+                event,
+                key,
+                epochs,
+                self.full_epochs,
+                spent,
+                os.getpid(),
+            )
+            self._run(point, trial, epochs, trial_id)
+
+    def _run(self, point: Point, trial: Trial, epochs: int, trial_id: int) -> None:
         from src.preemption import Preempted
         from src.run import train
 
         key, folder = trial.key, self.folder(trial.key)
-        trial_id = self.optuna_trial(key, point)
-        event = "started" if trial.epochs == 0 else "promoted"
-        log.info("search: %s %s → %d/%d epochs · spent %.2f runs", event, key, epochs, self.full_epochs, self.cost())
         try:
             with self.composed(point, epochs, folder) as cfg:
                 results = train(cfg)
@@ -220,6 +246,7 @@ class LiveTrials:
             raise  # a setup every trial shares is broken: stop the search, naming it
         except Exception as e:  # a crashed trial is recorded and the search goes on
             error = f"{type(e).__name__}: {e}"
+            folder.mkdir(parents=True, exist_ok=True)
             write_atomically(folder / "failed.json", json.dumps({"error": error, "epochs": epochs}))
             self.study.tell(trial_id, state=_state("FAIL"), skip_if_finished=True)
             log.error("search: failed %s (%s) · spent %.2f runs", key, error, self.cost())
@@ -228,10 +255,12 @@ class LiveTrials:
         if results.get("epochs") == epochs and str(epochs) not in segments:
             segments[str(epochs)] = results.get("wall_seconds") or 0.0
             write_atomically(folder / "segments.json", json.dumps(segments))
-        self._report(trial_id, results.get("dev_history") or [])
         done = self.read(point)
+        if key not in self.sampled:
+            self._report(trial_id, results.get("dev_history") or [])
+            if done.epochs >= self.full_epochs:
+                self.study.tell(trial_id, done.best, skip_if_finished=True)
         if done.epochs >= self.full_epochs:
-            self.study.tell(trial_id, done.best, skip_if_finished=True)
             log.info("search: finished %s dev %.4f · spent %.2f runs", key, done.best, self.cost())
 
     def _report(self, trial_id: int, history: list[float]) -> None:
@@ -249,7 +278,7 @@ class LiveTrials:
         folder = self.folder(trial.key)
         if trial.state == "running" and not (folder / "stopped.json").exists():
             write_atomically(folder / "stopped.json", json.dumps({"epochs": trial.epochs}))
-            if trial.key in self.bound or self._find(trial.key) is not None:
+            if trial.key not in self.sampled and (trial.key in self.bound or self._find(trial.key) is not None):
                 self.study.tell(
                     self.optuna_trial(trial.key, trial.point), state=_state("PRUNED"), skip_if_finished=True
                 )
@@ -365,6 +394,7 @@ class LiveTrials:
         except (FolderBusy, ConfigError, DataError):
             raise
         except Exception as e:
+            folder.mkdir(parents=True, exist_ok=True)
             write_atomically(folder / "failed.json", json.dumps({"error": f"{type(e).__name__}: {e}"}))
             log.error("search: failed %s (%s)", key, e)
             return None

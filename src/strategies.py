@@ -244,12 +244,12 @@ def pruned(
                 break
         assert trial is not None
         if trial.state == "failed":
-            study.tell(ask, state=optuna.trial.TrialState.FAIL)
+            study.tell(ask, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         elif trial.epochs >= full:
-            study.tell(ask, trial.best)
+            study.tell(ask, trial.best, skip_if_finished=True)
         else:
             trials.stop(trial)
-            study.tell(ask, state=optuna.trial.TrialState.PRUNED)
+            study.tell(ask, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
         seen.append(trial)
     return choose(seen, full)
 

@@ -1,0 +1,381 @@
+"""The frontier: target test score (paired Δ to the oracle) against total compute, for every way to pick weights.
+
+    python -m experiments.frontier DIR [DIR ...] [--out FOLDER] [--no-replay]      (make frontier DIR="...")
+
+Every ``results.json`` and ``search.json`` below the folders is read and sorted into settings (task config,
+target, budget, dev size, epochs). Per setting:
+
+- the **oracle**: the fixed weighting (static, uniform or single-task, either batching; a search's grid trials
+  included) with the best mean target dev score over the seeds; chosen on dev, scored on test;
+- every **learned method**: one run each (its extra passes beside it);
+- every **live search** (``search.json`` of ``python -m src.search``): its chosen trial's test score at its total
+  compute, ``total_runs``;
+- every strategy **replayed** on the recorded grid (:mod:`src.strategies` on the grid runs' dev histories: what
+  the strategy would have chosen and spent, with no training), unless ``--no-replay``;
+- the **grid as a best-of-k curve**: the expected test score of the dev-best of k grid points drawn at random
+  (exact, over every k-subset), at k runs.
+
+Δ is the paired difference to the oracle's test score over the seeds both have, in points (× 100), with the
+half-width of its 95% t-interval. The report also states how well early rankings predict the final one:
+Spearman's ρ between the grid points' best dev score after e epochs and after the full run, per seed, averaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from math import comb
+from pathlib import Path
+from typing import Any
+
+from experiments.report import budget_label, collect, method_key, method_order
+from experiments.stats import interval, spearman
+from src.schema import SearchConfig, SpaceConfig
+from src.strategies import WEIGHT, Point, Replay, canonical, point_key
+
+FIXED = ("Static", "Uniform", "SingleTask")
+# strategies replayed by default: name → SearchConfig options
+REPLAYS: dict[str, dict[str, Any]] = {
+    "halving η=3": {"strategy": "halving", "eta": 3},
+    "halving η=2": {"strategy": "halving", "eta": 2},
+    "hyperband η=3": {"strategy": "hyperband", "eta": 3, "min_epochs": 1},
+    "tpe + hyperband pruner, ≤ 2 runs": {"strategy": "tpe", "eta": 3, "max_runs": 2.0},
+    "tpe + hyperband pruner, ≤ 3 runs": {"strategy": "tpe", "eta": 3, "max_runs": 3.0},
+    # replayed, RegMix's proxies are drawn from the recorded points (the range is the live search's)
+    "regmix, 8 proxies": {"strategy": "regmix", "proxies": 8, "space": SpaceConfig(low=0.1, high=3.0)},
+    "hybrid (αVIL's weights)": {"strategy": "hybrid", "source": "alphavil"},
+}
+
+
+def setting_of(r: dict[str, Any]) -> str:
+    """A table: task config, target, budget (rule and dev size), epochs."""
+    return f"{r.get('task_config') or r['target']} · {budget_label(r)} · {r.get('epochs')} epochs"
+
+
+def recorded_points(runs: Sequence[dict[str, Any]], auxiliaries: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The fixed-weight runs among ``runs`` as points of the weight space: each auxiliary's weight relative to the
+    target's (0 where it was not trained on), the batching; a point seen twice keeps its first run."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if r.get("method") in FIXED:
+            out.setdefault(point_key(point_of(r, auxiliaries)), r)
+    return out
+
+
+def point_of(r: dict[str, Any], auxiliaries: Sequence[str]) -> Point:
+    """A fixed-weight run's point: each auxiliary's weight over the target's, 0 where it was not trained on."""
+    weights = r.get("weights") or {}
+    target = weights.get(r["target"], 1.0) or 1.0
+    alone = r.get("schedule") == "target"
+    point: Point = {WEIGHT + t: 0.0 if alone else round(float(weights.get(t, 0.0)) / target, 4) for t in auxiliaries}
+    point["batching"] = r.get("schedule")
+    return canonical(point)
+
+
+class RecordedSpace:
+    """The weight space of a recorded grid, for :func:`src.search.run_strategy` in replay: its points are the
+    recorded ones; a sampler's proposals are drawn from their values (a proposal without a record fails, free)."""
+
+    def __init__(self, points: dict[str, Point], auxiliaries: Sequence[str], seed: int):
+        self.points, self.auxiliaries, self.seed = points, list(auxiliaries), seed
+        self.space = SpaceConfig(weights=[0.0], batching=["sampled", "mixed"])  # a hybrid fixes sampled batches
+        self.weighted = True
+
+    def grid(self) -> list[Point]:
+        return [self.points[k] for k in sorted(self.points)]
+
+    def distributions(self) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution
+
+        out: dict[str, Any] = {}
+        for t in self.auxiliaries:
+            out[WEIGHT + t] = CategoricalDistribution(sorted({p.get(WEIGHT + t, 0.0) for p in self.points.values()}))
+        batchings = sorted({p["batching"] for p in self.points.values() if "batching" in p})
+        out["batching"] = CategoricalDistribution(batchings or ["sampled"])
+        return out
+
+    def to_point(self, params: dict[str, Any]) -> Point:
+        return canonical(dict(params))
+
+    def sample(self, n: int, seed_offset: int = 0) -> list[Point]:
+        return random.Random(self.seed + seed_offset).sample(self.grid(), min(n, len(self.points)))
+
+
+class ReplayWithSources(Replay):
+    """A replay whose hybrid source runs are the recorded runs of the learned method (its cost: one run)."""
+
+    def __init__(self, histories, full_epochs, sources: dict[str, dict[str, Any]]):
+        super().__init__(histories, full_epochs)
+        self.sources, self.source_cost = sources, 0.0
+
+    def run_method(self, method: str, extra: Sequence[str] = ()) -> dict[str, Any] | None:
+        self.source_cost = 1.0
+        return self.sources.get(method)
+
+    def advance(self, points, epochs):
+        # a hybrid's fixed point lands between grid values: it is replayed at the nearest recorded point
+        return super().advance([self.nearest(p) for p in points], epochs)
+
+    def nearest(self, point: Point) -> Point:
+        key = point_key(point)
+        if key in self.histories or not self.recorded:
+            return point
+
+        def distance(q: Point) -> float:
+            keys = {k for k in (*point, *q) if k.startswith(WEIGHT)}
+            d = sum(abs(math.log1p(point.get(k, 0.0)) - math.log1p(q.get(k, 0.0))) for k in keys)
+            return d + (0 if q.get("batching", point.get("batching")) == point.get("batching") else 0.01)
+
+        return min(self.recorded, key=distance)
+
+    def cost(self) -> float:
+        return super().cost() + self.source_cost
+
+
+def best_of_k(points: Sequence[tuple[float, float]], k: int) -> float:
+    """Expected test score of the dev-best among k of ``points`` (dev, test) drawn at random without replacement."""
+    order = sorted(points, key=lambda p: -p[0])
+    n = len(order)
+    return sum(comb(n - 1 - i, k - 1) / comb(n, k) * order[i][1] for i in range(n - k + 1))
+
+
+def frontier(roots: Sequence[Path], replay: bool = True) -> dict[str, dict[str, Any]]:
+    """Per setting: rows (name → per-seed test scores and costs) and the early-ranking correlations."""
+    runs: list[dict[str, Any]] = []
+    searches: list[dict[str, Any]] = []
+    for root in roots:
+        found, _ = collect(Path(root))
+        for r in found:
+            r["_path"] = str(Path(root) / r["_dir"])
+        runs += found
+        for path in sorted(Path(root).rglob("search.json")):
+            s = json.loads(path.read_text())
+            s["_path"] = str(path.parent)
+            searches.append(s)
+    by_setting: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        in_search = any(r["_path"].startswith(s["_path"] + "/") for s in searches)
+        if in_search and not (r.get("method") in FIXED and len(r.get("dev_history") or []) == r.get("epochs")):
+            continue  # a search's partial trials belong to its own cost, not to the grid
+        by_setting[setting_of(r)].append(r)
+    out = {}
+    for setting, rs in sorted(by_setting.items()):
+        table = _setting(setting, rs, searches, replay)
+        if table:
+            out[setting] = table
+    return out
+
+
+def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool) -> dict[str, Any] | None:
+    auxiliaries = sorted({t for r in runs for t in r["tasks"][1:]})
+    full = max(r.get("epochs") or 0 for r in runs)
+    seeds = sorted({r["seed"] for r in runs})
+    grid = {s: recorded_points([r for r in runs if r["seed"] == s], auxiliaries) for s in seeds}
+    common = set.intersection(*(set(g) for g in grid.values())) if grid else set()
+    if len(common) < 2:
+        return None
+    dev = {k: statistics.fmean(grid[s][k]["target_dev"] for s in seeds) for k in common}
+    oracle = max(sorted(common), key=lambda k: dev[k])
+    oracle_test = {s: grid[s][oracle]["target_test"] for s in seeds}
+    rows: dict[str, dict[str, Any]] = {}
+
+    def add(name: str, seed: int, test: float | None, cost: float, kind: str, extra: str = "") -> None:
+        row = rows.setdefault(name, {"kind": kind, "test": {}, "cost": {}, "extra": extra})
+        if test is not None and not math.isnan(test):
+            row["test"][seed], row["cost"][seed] = test, cost
+
+    for s in seeds:
+        add(f"oracle: {oracle}", s, oracle_test[s], len(common), "oracle")
+    learned = defaultdict(list)
+    for r in runs:
+        if r.get("method") not in FIXED:
+            learned[method_key(r)].append(r)
+    for key in sorted(learned, key=method_order):
+        for r in learned[key]:
+            passes = r.get("passes") or {}
+            ratio = (passes.get("forward", 0) + passes.get("backward", 0)) / max(1, 2 * r.get("optimizer_steps", 1))
+            add(key, r["seed"], r.get("target_test"), 1.0, "learned", f"passes / 2·steps {ratio:.2f}")
+    for search in searches:
+        if search.get("target") is None or not search.get("chosen"):
+            continue
+        if not any(search["_path"] in r["_path"] for r in runs) and search.get("auxiliaries") != auxiliaries:
+            continue
+        if sorted(search.get("auxiliaries") or []) != auxiliaries or search.get("full_epochs") != full:
+            continue
+        name = f"search (live): {_label(search['options'])}"
+        add(name, search["seed"], search["chosen"].get("test"), search["total_runs"], "live")
+    if replay:
+        from src.search import run_strategy  # noqa: PLC0415
+
+        for name, options in REPLAYS.items():
+            for s in seeds:
+                points = {k: point_of(r, auxiliaries) for k, r in grid[s].items()}
+                trials = ReplayWithSources(
+                    {k: r["dev_history"] for k, r in grid[s].items()},
+                    full,
+                    {r.get("method_choice") or "": r for r in runs if r["seed"] == s and r.get("method") not in FIXED},
+                )
+                trials.recorded = list(points.values())
+                if options["strategy"] == "hybrid" and options["source"] not in trials.sources:
+                    continue
+                cfg = SearchConfig(**{**options, "seed": s})
+                import optuna  # noqa: PLC0415
+
+                optuna.logging.set_verbosity(optuna.logging.WARNING)
+                study = optuna.create_study(
+                    direction="maximize",
+                    sampler=optuna.samplers.TPESampler(seed=s),
+                    pruner=optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=cfg.eta),
+                )
+                chosen, _ = run_strategy(cfg, RecordedSpace(points, auxiliaries, s), trials, study)
+                test = grid[s][chosen.key]["target_test"] if chosen and chosen.key in grid[s] else None
+                if chosen is not None and chosen.key.startswith("source-"):
+                    test = trials.sources[options["source"]].get("target_test")
+                add(f"replay: {name}", s, test, trials.cost(), "replay")
+    for k in range(1, len(common) + 1):
+        for s in seeds:
+            pts = [(grid[s][p]["target_dev"], grid[s][p]["target_test"]) for p in common]
+            add(f"grid, best of {k}", s, best_of_k(pts, k), float(k), "grid")
+    return {
+        "oracle": oracle,
+        "grid_points": len(common),
+        "seeds": seeds,
+        "full_epochs": full,
+        "oracle_test": oracle_test,
+        "rows": rows,
+        "early": early_ranking(grid, common, full),
+    }
+
+
+def _label(options: dict[str, Any]) -> str:
+    strategy = options.get("strategy")
+    if strategy in ("halving", "hyperband"):
+        return f"{strategy} η={options.get('eta')}"
+    if strategy in ("tpe", "gp", "random"):
+        return f"{strategy}, ≤ {options.get('max_runs')} runs"
+    if strategy == "hybrid":
+        return f"hybrid ({options.get('source')})"
+    return str(strategy)
+
+
+def early_ranking(grid: dict[int, dict[str, dict]], common: set[str], full: int) -> dict[int, float]:
+    """Spearman's ρ between the grid points' best dev score after e epochs and after all of them, mean over seeds."""
+    out = {}
+    for e in sorted({1, 2, max(1, full // 10), max(1, full // 4), max(1, full // 2)}):
+        rhos = []
+        for points in grid.values():
+            keys = sorted(common)
+            early = [max(points[k]["dev_history"][:e]) for k in keys]
+            final = [max(points[k]["dev_history"]) for k in keys]
+            rho = spearman(early, final)
+            if not math.isnan(rho):
+                rhos.append(rho)
+        if rhos:
+            out[e] = statistics.fmean(rhos)
+    return out
+
+
+def _cell(row: dict[str, Any], oracle_test: dict[int, float]) -> tuple[str, str, str, float, float]:
+    seeds = sorted(row["test"])
+    tests = [row["test"][s] for s in seeds]
+    diffs = [100 * (row["test"][s] - oracle_test[s]) for s in seeds if s in oracle_test]
+    mean, half = interval(diffs)
+    cost = statistics.fmean(row["cost"][s] for s in seeds)
+    spread = f" ± {statistics.stdev(tests):.4f}" if len(tests) > 1 else " (one seed)"
+    delta = f"{mean:+.2f}" + (f" ± {half:.2f}" if not math.isnan(half) else "")
+    return f"{statistics.fmean(tests):.4f}{spread}", delta, f"{cost:.2f}", mean, cost
+
+
+def write_report(tables: dict[str, dict[str, Any]], out: Path, roots: Sequence[Path]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Frontier: {', '.join(str(r) for r in roots)}", ""]
+    lines.append(
+        "Target test score against total compute, per setting. Δ: paired difference to the oracle's test score over "
+        "the seeds, in points (× 100), ± the half-width of its 95% t-interval. Compute: training, in full runs (a "
+        "trial that trained e of E epochs counts e / E; a learned method's run counts 1, its extra passes beside "
+        "it). Replayed strategies ran on the recorded grid's dev histories (no training): the test score is that of "
+        "the grid run they chose. The grid rows are the expected score of the dev-best of k random grid points."
+    )
+    for setting, t in tables.items():
+        lines += ["", f"## {setting}", ""]
+        lines.append(
+            f"Oracle: `{t['oracle']}` (best mean dev of {t['grid_points']} grid points); seeds "
+            f"{', '.join(map(str, t['seeds']))}; {t['full_epochs']} epochs a full run."
+        )
+        lines += ["", "| way to pick the weights | compute (runs) | target test | Δ to oracle (points) | note |"]
+        lines.append("|---|---|---|---|---|")
+        plotted = []
+        for name, row in t["rows"].items():
+            if not row["test"]:
+                continue
+            test, delta, cost, mean, c = _cell(row, t["oracle_test"])
+            if row["kind"] == "grid" and name not in (f"grid, best of {k}" for k in (1, 2, 3, 4, 6, 9, 27, 81)):
+                plotted.append((name, row["kind"], c, mean))
+                continue
+            lines.append(f"| {name} | {cost} | {test} | {delta} | {row['extra']} |")
+            plotted.append((name, row["kind"], c, mean))
+        if t["early"]:
+            early = ", ".join(f"after {e}: {rho:.2f}" for e, rho in t["early"].items())
+            lines += [
+                "",
+                f"How early rankings predict the final one (Spearman ρ of best dev so far with final): {early}.",
+            ]
+        figure = plot(setting, plotted, out)
+        if figure:
+            lines += ["", f"![frontier]({figure.name})"]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plot(setting: str, rows: list[tuple[str, str, float, float]], out: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    grid = sorted((c, m) for n, k, c, m in rows if k == "grid")
+    if grid:
+        ax.plot([c for c, _ in grid], [m for _, m in grid], "-", color="grey", label="grid, best of k")
+    style = {"learned": ("o", "tab:blue"), "live": ("*", "tab:red"), "replay": ("s", "tab:green"), "oracle": ("D", "k")}
+    for name, kind, c, m in rows:
+        if kind in style:
+            marker, color = style[kind]
+            ax.plot([c], [m], marker, color=color, alpha=0.8)
+            ax.annotate(name.split(": ", 1)[-1], (c, m), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("total compute (full runs)")
+    ax.set_ylabel("Δ target test to the oracle (points)")
+    ax.set_title(setting, fontsize=8)
+    for kind, (marker, color) in style.items():
+        ax.plot([], [], marker, color=color, label=kind)
+    ax.legend(fontsize=7)
+    path = out / f"frontier_{''.join(ch if ch.isalnum() else '_' for ch in setting)[:80]}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dirs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-replay", action="store_true", help="only recorded runs and live searches")
+    args = parser.parse_args(argv)
+    tables = frontier(args.dirs, replay=not args.no_replay)
+    path = write_report(tables, args.out or args.dirs[0] / "frontier", args.dirs)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""Weight search (src/search.py, src/strategies.py): strategies on hand-made histories, live searches on the tiny
+MNIST, resume after a kill, several workers on one study, bad input, and the frontier report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from src.config import ConfigError
+from src.search import run_search
+from src.strategies import Replay, Trial, grid, halving, hyperband, point_key, ranked, rungs
+from tests.conftest import ROOT, TINY
+
+
+def _search(tiny_cfg, tmp_path, *overrides: str):
+    return tiny_cfg(f"search.dir={tmp_path}/search", *overrides)
+
+
+def _points(n: int) -> list[dict]:
+    return [{"weight/a": float(w), "batching": "sampled"} for w in range(1, n + 1)]
+
+
+# --- strategies on hand-made dev histories --------------------------------------------------------
+def test_halving_replayed_on_hand_made_histories_keeps_the_best_third_and_counts_every_epoch():
+    """9 points, 18 epochs, eta 3: rungs at 2, 6 and 18 epochs; 9 → 3 → 1 points.
+
+    Point i's dev score is i/10 after each epoch, except that point 2 starts worst and ends best: successive
+    halving stops it at the first rung, so the survivor is the best point among the promoted ones (point 9).
+    """
+    points = _points(9)
+    histories = {point_key(p): [i / 10] * 18 for i, p in enumerate(points, 1)}
+    histories[point_key(points[1])] = [0.0] * 6 + [5.0] * 12
+    trials = Replay(histories, 18)
+    assert rungs(3, 3, 18) == [2, 6, 18]
+    chosen = halving(points, trials, eta=3)
+    assert chosen.key == point_key(points[8])
+    assert trials.cost() == pytest.approx((9 * 2 + 3 * (6 - 2) + 1 * (18 - 6)) / 18)  # 42/18 runs
+    assert {t.key: t.epochs for t in trials.trials.values()} == {
+        point_key(p): e for p, e in zip(points, [2, 2, 2, 2, 2, 2, 6, 6, 18])
+    }
+    assert trials.trials[point_key(points[1])].state == "stopped"
+
+
+def test_grid_trains_every_point_to_the_end_and_chooses_on_dev():
+    points = _points(4)
+    histories = {point_key(p): [0.1, s] for p, s in zip(points, (0.5, 0.9, 0.7, 0.9))}
+    trials = Replay(histories, 2)
+    assert grid(points, trials).key == point_key(points[1])  # a tie goes to the first in the pool
+    assert trials.cost() == 4
+
+
+def test_hyperband_continues_a_point_drawn_again_instead_of_retraining_it():
+    points = _points(3)
+    histories = {point_key(p): [i / 10] * 9 for i, p in enumerate(points, 1)}
+    trials = Replay(histories, 9)
+    chosen = hyperband(points, trials, eta=3, min_epochs=1)
+    assert chosen.key == point_key(points[2])
+    assert trials.cost() <= 3  # every point at most once to the full length, whatever the brackets drew
+    assert all(t.epochs <= 9 for t in trials.trials.values())
+
+
+def test_a_point_without_a_record_fails_and_costs_nothing():
+    trials = Replay({"x": [0.5]}, 1)
+    (t,) = trials.advance([{"weight/a": 7.0, "batching": "sampled"}], 1)
+    assert t.state == "failed" and trials.cost() == 0
+
+
+def test_best_trial_prefers_the_higher_best_dev_then_the_earlier():
+    a, b, c = Trial("a", {}, [0.1, 0.5]), Trial("b", {}, [0.5, 0.2]), Trial("c", {}, [0.4])
+    assert [t.key for t in ranked([c, b, a])] == ["b", "a", "c"]
+
+
+# --- live searches on the tiny MNIST --------------------------------------------------------------
+def test_a_halving_search_runs_end_to_end_and_writes_its_record(tiny_cfg, tmp_path):
+    result = run_search(_search(tiny_cfg, tmp_path, "search=halving"))
+    saved = json.loads((tmp_path / "search" / "search.json").read_text())
+    assert saved["strategy"] == "halving" and saved["chosen"] == result["chosen"]
+    # 4 points ({0, 0.3, 1, 3} on sampled batches), 2 epochs: all to 1 epoch, the best 2 on to 2
+    assert saved["total_runs"] == pytest.approx(4 * 0.5 + 2 * 0.5)
+    states = sorted(t["state"] for t in saved["trials"])
+    assert states == ["complete", "complete", "stopped", "stopped"]
+    complete = [t for t in saved["trials"] if t["state"] == "complete"]
+    best = max(complete, key=lambda t: t["dev"])
+    assert saved["chosen"]["key"] == best["key"] and saved["chosen"]["dev"] == pytest.approx(best["dev"])
+    assert saved["chosen"]["test"] is not None and all(t["test"] is None for t in saved["trials"] if t["epochs"] < 2)
+    assert saved["total_optimizer_steps"] == sum(t["optimizer_steps"] for t in saved["trials"])
+    # the trial is the run src.run would make: static weights, only the kept auxiliaries
+    single = next(t for t in saved["trials"] if t["key"] == "single")  # every auxiliary at 0: single-task
+    assert single["weights"] == {"left": 1.0, "right": 0.0} and single["batching"] == "target"
+    record = json.loads((tmp_path / "search" / "trials" / "right-0.3_sampled" / "results.json").read_text())
+    assert record["method_choice"] == "static" and "method.weights={right:0.3}" in record["overrides"]
+
+
+def test_a_stopped_search_continues_and_counts_nothing_twice(tiny_cfg, tmp_path, monkeypatch):
+    import src.run
+
+    whole = run_search(tiny_cfg(f"search.dir={tmp_path}/whole", "search=halving"))
+    real, calls = src.run.train, []
+
+    def stopped_on_the_fourth(cfg, *args, **kwargs):
+        calls.append(cfg.paths.output_dir)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # as a kill would, mid-search
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(src.run, "train", stopped_on_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(_search(tiny_cfg, tmp_path, "search=halving"))
+    trials = tmp_path / "search" / "trials"
+    before = {p.parent.name: p.stat().st_mtime_ns for p in trials.glob("*/results.json")}
+    assert len(before) == 3
+    monkeypatch.setattr(src.run, "train", real)
+    again = run_search(_search(tiny_cfg, tmp_path, "search=halving"))
+    assert again["total_runs"] == whole["total_runs"]
+    assert again["chosen"]["key"] == whole["chosen"]["key"]
+    # a trial that finished its rung before the stop was not trained again for it
+    for key, mtime in before.items():
+        saved = json.loads((trials / key / "results.json").read_text())
+        if saved["epochs"] == 1 and key not in {t["key"] for t in again["trials"] if t["state"] == "complete"}:
+            assert (trials / key / "results.json").stat().st_mtime_ns == mtime
+    assert [json.loads((p).read_text()) for p in trials.glob("*/segments.json")]
+
+
+def test_a_crashing_trial_is_recorded_as_failed_and_the_search_goes_on(tiny_cfg, tmp_path, monkeypatch):
+    import src.run
+
+    real = src.run.train
+
+    def crash_one(cfg, *args, **kwargs):
+        if "right-3_sampled" in str(cfg.paths.output_dir):
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(src.run, "train", crash_one)
+    result = run_search(_search(tiny_cfg, tmp_path, "search=grid"))
+    failed = [t for t in result["trials"] if t["state"] == "failed"]
+    assert [t["key"] for t in failed] == ["right-3_sampled"] and "illegal memory access" in failed[0]["error"]
+    assert result["chosen"] is not None and result["total_runs"] == pytest.approx(3.0)
+
+
+def test_tpe_with_a_pruner_stops_proposing_once_its_budget_is_spent(tiny_cfg, tmp_path):
+    result = run_search(_search(tiny_cfg, tmp_path, "search=tpe", "search.max_runs=2", "search.eta=2"))
+    assert result["strategy"] == "tpe"
+    assert 2 <= result["total_runs"] <= 3  # the last proposal may finish the trial it started
+    import optuna
+
+    study = optuna.load_study(
+        study_name="search",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "search" / "study.journal"))
+        ),
+    )
+    assert study.trials and all(t.user_attrs.get("key") for t in study.trials)
+
+
+def test_regmix_and_a_hybrid_run_end_to_end(tiny_cfg, tmp_path):
+    regmix = run_search(_search(tiny_cfg, tmp_path, "search=regmix", "search.proxies=3"))
+    assert regmix["regression"]["proxies"] == 3 and regmix["chosen"] is not None
+    proxies = 3 * 0.5  # three distinct points for one of two epochs, then the chosen one to the end
+    assert regmix["total_runs"] in (pytest.approx(proxies + 0.5), pytest.approx(proxies + 1.0))
+    hybrid = run_search(tiny_cfg(f"search.dir={tmp_path}/hybrid", "search=hybrid", "search.source=alphavil"))
+    assert set(hybrid["learned_weights"]) == {"right"} and hybrid["total_runs"] == pytest.approx(2.0)
+
+
+def test_the_same_folder_with_another_search_is_refused_before_training(tiny_cfg, tmp_path):
+    run_search(_search(tiny_cfg, tmp_path, "search=grid", "search.space.weights=[0,1]"))
+    before = sorted(p.name for p in (tmp_path / "search" / "trials").iterdir())
+    with pytest.raises(ConfigError, match=r"another configuration.*search.space"):
+        run_search(_search(tiny_cfg, tmp_path, "search=grid", "search.space.weights=[0,3]"))
+    assert sorted(p.name for p in (tmp_path / "search" / "trials").iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["search.space.weights=[]"], "the search space is empty"),
+        (["search.space.weights=[0,-1]"], "must be a list of finite weights >= 0"),
+        (["search.space.low=3", "search.space.high=0.1"], "a log range needs 0 < low < high"),
+        (["search.space.low=-1", "search.space.high=3"], "a log range needs 0 < low < high"),
+        (["search.eta=1"], "eta=1: must be an integer >= 2"),
+        (["search.max_trials=0"], "max_trials=0: must be >= 1"),
+        (["search.max_runs=0.5"], "max_runs=0.5: must be at least 1"),
+        (["+search.space.per_task={left_coarse: [0, 1]}"], "per_task names left_coarse, not an auxiliary"),
+        (["search.storage=postgresql://nobody@127.0.0.1:1/none"], "the study cannot be opened"),
+        (["search.space.batching=[blocks]"], "each must be one of mixed, sampled"),
+        (["+search.space.params={task.batch_size: []}"], "an empty list leaves nothing to search"),
+    ],
+)
+def test_bad_search_options_fail_before_any_training(tiny_cfg, tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        run_search(_search(tiny_cfg, tmp_path, "search=halving", *overrides))
+    assert not (tmp_path / "search" / "trials").exists()
+
+
+def test_a_search_without_a_strategy_and_src_run_with_one_are_refused(tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="choose a strategy: search=grid"):
+        run_search(tiny_cfg())
+    result = subprocess.run(
+        [sys.executable, "-m", "src.run", "search=grid", "debug=tiny", "logger=none", f"paths.log_dir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "python -m src.search" in result.stderr
+
+
+# --- several processes, kills (subprocesses) -------------------------------------------------------
+def _command(tiny_data, tmp_path, folder: Path, *extra: str) -> list[str]:
+    overrides = [o for o in TINY if not o.startswith("ckpt_path")]
+    return [
+        sys.executable,
+        "-m",
+        "src.search",
+        *overrides,
+        f"paths.data_dir={tiny_data}",
+        f"paths.cache_dir={tmp_path}/cache",
+        f"paths.log_dir={tmp_path}/logs",
+        f"search.dir={folder}",
+        "search.poll_seconds=0.5",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_study_run_every_trial_once(tiny_data, tmp_path):
+    folder = tmp_path / "shared"
+    command = _command(tiny_data, tmp_path, folder, "search=halving", "search.space.weights=[0,0.1,0.3,1,3,10]")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    logs = [w.communicate(timeout=600)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], logs
+    result = json.loads((folder / "search.json").read_text())
+    # 6 points, eta 3, 2 epochs: rungs at 1 and 2 epochs, 6 → 2 points
+    assert result["total_runs"] == pytest.approx(6 * 0.5 + 2 * 0.5)
+    log = (folder / "search.log").read_text()  # both workers log into the search's folder
+    trained = [line for line in log.splitlines() if "search: started" in line or "search: promoted" in line]
+    assert len(trained) == 6 + 2  # each segment of each trial by one worker only
+    workers_that_trained = {line.rsplit("worker ", 1)[1] for line in trained}
+    assert len(workers_that_trained) == 2  # the work was shared
+    for trial in (folder / "trials").iterdir():
+        segments = json.loads((trial / "segments.json").read_text())
+        assert sorted(segments) == (
+            ["1", "2"] if trial.name in {t["key"] for t in result["trials"] if t["epochs"] == 2} else ["1"]
+        )
+
+
+@pytest.mark.slow
+def test_a_search_killed_mid_way_continues_with_the_same_command(tiny_data, tmp_path):
+    whole = tmp_path / "whole"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        _command(tiny_data, tmp_path, whole, "search=halving"), cwd=ROOT, env=env, check=True, capture_output=True
+    )
+    folder = tmp_path / "killed"
+    command = _command(tiny_data, tmp_path, folder, "search=halving")
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(list(folder.glob("trials/*/results.json"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # no handler runs: locks and checkpoints are left as they are
+    proc.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in folder.glob("trials/*/results.json")}
+    subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+    result = json.loads((folder / "search.json").read_text())
+    expected = json.loads((whole / "search.json").read_text())
+    assert result["total_runs"] == expected["total_runs"]
+    assert result["chosen"]["key"] == expected["chosen"]["key"]
+    assert result["chosen"]["dev"] == pytest.approx(expected["chosen"]["dev"])
+    for key, mtime in finished.items():
+        record = json.loads((folder / "trials" / key / "results.json").read_text())
+        if record["epochs"] == 1 and (folder / "trials" / key / "stopped.json").exists():
+            assert (folder / "trials" / key / "results.json").stat().st_mtime_ns == mtime  # not trained again
+
+
+# --- the frontier ---------------------------------------------------------------------------------
+def _run(folder: Path, method: str, seed: int, dev: list[float], test: float, weight: float | None, batching: str):
+    folder.mkdir(parents=True)
+    alone = weight is None
+    record = {
+        "target": "left",
+        "method": method,
+        "method_choice": method.lower(),
+        "task_config": "toy",
+        "tasks": ["left", "aux"],
+        "target_dev": max(dev),
+        "target_test": test,
+        "dev_history": dev,
+        "seed": seed,
+        "epochs": len(dev),
+        "schedule": "target" if alone else batching,
+        "weights": {"left": 1.0, "aux": 0.0 if alone else weight},
+        "budget": {"rule": "equal", "per_epoch": {"left": 10, "aux": 10}, "batching": batching},
+        "dev_examples": 100,
+        "optimizer_steps": 10,
+        "passes": {"forward": 10, "backward": 10},
+        "weight_history": [{"left": 1.0, "aux": weight or 0.0}] * len(dev),
+    }
+    (folder / "results.json").write_text(json.dumps(record))
+
+
+def test_the_frontier_states_the_oracle_the_grid_curve_and_the_replayed_strategies(tmp_path):
+    from experiments.frontier import best_of_k, frontier, write_report
+
+    assert best_of_k([(0.9, 0.5), (0.8, 0.7), (0.1, 0.2)], 1) == pytest.approx((0.5 + 0.7 + 0.2) / 3)
+    assert best_of_k([(0.9, 0.5), (0.8, 0.7), (0.1, 0.2)], 2) == pytest.approx((0.5 + 0.5 + 0.7) / 3)
+    assert best_of_k([(0.9, 0.5), (0.8, 0.7), (0.1, 0.2)], 3) == pytest.approx(0.5)
+    for seed in (0, 1, 2):
+        _run(tmp_path / f"s{seed}/single", "SingleTask", seed, [0.1, 0.2, 0.3], 0.30 + seed / 100, None, "mixed")
+        _run(tmp_path / f"s{seed}/w1", "Uniform", seed, [0.2, 0.3, 0.6], 0.60 + seed / 100, 1.0, "sampled")
+        _run(tmp_path / f"s{seed}/w3", "Static", seed, [0.3, 0.4, 0.5], 0.50, 3.0, "sampled")
+        _run(tmp_path / f"s{seed}/avil", "AlphaVIL", seed, [0.1, 0.2, 0.4], 0.55, 0.8, "blocks")
+    tables = frontier([tmp_path])
+    (table,) = tables.values()
+    assert table["oracle"] == "aux-1_sampled" and table["grid_points"] == 3
+    rows = table["rows"]
+    assert rows["grid, best of 3"]["test"] == {0: 0.60, 1: 0.61, 2: 0.62}
+    assert rows["alphavil"]["cost"] == {0: 1.0, 1: 1.0, 2: 1.0}
+    halving = rows["replay: halving η=3"]
+    # rung at 1 epoch keeps w3 (best dev 0.3), which ends below the oracle: a strategy can miss
+    assert halving["test"] == {0: 0.50, 1: 0.50, 2: 0.50}
+    assert halving["cost"][0] == pytest.approx((3 * 1 + 1 * 2) / 3)
+    assert table["early"][1] == pytest.approx(0.5)  # ρ of (0.1, 0.2, 0.3) with (0.3, 0.6, 0.5)
+    report = write_report(tables, tmp_path / "out", [tmp_path]).read_text()
+    assert "| replay: halving η=3 | 1.67 | 0.5000 ± 0.0000 | -11.00 ± 2.48 |" in report
