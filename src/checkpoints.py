@@ -116,7 +116,10 @@ def check_resume(cfg: DictConfig, path: Path) -> None:
             f"ckpt_path={path} holds no record of the run that wrote it (a Lightning checkpoint from another "
             "program, or from this framework before runs were recorded); it cannot be resumed safely"
         )
-    if changed := differences(checkpoint[RECORD_KEY], run_record(cfg)):
+    saved, now = checkpoint[RECORD_KEY], run_record(cfg)
+    # an option the framework gained after the checkpoint was written, left at null, changes nothing
+    now = {k: v for k, v in now.items() if k in saved or v is not None}
+    if changed := differences(saved, now):
         raise ConfigError(
             f"ckpt_path={path} was written by a different run; resuming would mix the two. Changed: "
             + "; ".join(changed)
