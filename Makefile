@@ -10,7 +10,7 @@ TORCH_INDEX_URL ?=
 ARGS ?=
 DIR ?=
 
-.PHONY: help install test test-slow test-all lint format run sweep bench report transfer
+.PHONY: help install test test-unit test-slow test-all lint format run sweep search bench report transfer frontier
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -19,14 +19,17 @@ install: ## Install torch (TORCH_SPEC), then this project with its dev and sweep
 	$(PIP) install "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PIP) install -e ".[dev,sweep]"
 
-test: ## Fast tests (no `slow` marker): minutes on two CPU cores
-	$(PYTHON) -m pytest -q
+test: ## Fast tests (no `slow` marker), on every core: minutes on two
+	$(PYTHON) -m pytest -q -n auto
+
+test-unit: ## Only the tests that train nothing (no `trains` marker): the inner loop, under a minute
+	$(PYTHON) -m pytest -q -n auto -m "not slow and not trains"
 
 test-slow: ## Only the `slow` tests: subprocess sweeps, the CLI, real-data runs (CI runs them after `make test`)
-	$(PYTHON) -m pytest -q -m slow
+	$(PYTHON) -m pytest -q -n auto -m slow
 
 test-all: ## Every test, the slow ones included
-	$(PYTHON) -m pytest -q -m ""
+	$(PYTHON) -m pytest -q -n auto -m ""
 
 lint: ## ruff lint and format check
 	$(PYTHON) -m ruff check src tests experiments
@@ -42,11 +45,17 @@ run: ## One run: make run ARGS="task=multimnist_left method=alphavil"
 sweep: ## A multirun: make sweep ARGS="method=single_task,uniform,alphavil,diw seed=0,1,2"
 	$(PYTHON) -m src.run -m $(ARGS)
 
+search: ## A weight search: make search ARGS="task=multimnist_low_coarse search=halving"
+	$(PYTHON) -m src.search $(ARGS)
+
 bench: ## Cost benchmark: seconds per 1,000 examples and peak memory per method
 	$(PYTHON) -m experiments.bench $(ARGS)
 
 report: ## Tables and plots from a multirun folder: make report DIR=logs/multiruns/<date>
 	$(PYTHON) -m experiments.report $(DIR) $(ARGS)
+
+frontier: ## Target score against total compute, every way to pick weights: make frontier DIR="<folders>"
+	$(PYTHON) -m experiments.frontier $(DIR) $(ARGS)
 
 transfer: ## Measured effect of each auxiliary against each method's weights: make transfer DIR="<folders>"
 	$(PYTHON) -m experiments.transfer $(DIR) $(ARGS)

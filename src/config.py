@@ -8,13 +8,14 @@ the dataclasses from the composed config, which runs each schema's checks.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_origin
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from src.data.glue import TASKS as GLUE_TASKS
 from src.schema import (
@@ -153,33 +154,88 @@ def register() -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Build every schema in ``cfg`` (running its checks); raise :class:`ConfigError` naming the key."""
+    check_targets(cfg)  # first: nothing below may name code to run
     for group in ("task", "method", "model", "trainer", "paths"):
         _validate_node(cfg[group], group)
-    if cfg.seed < 0:
-        raise ConfigError(f"seed={cfg.seed}: must be >= 0")
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed={cfg.seed}: must be an integer in [0, 2**32) (numpy's and the data's seeds)")
     _check_model_reads_task(cfg)
     _check_batching(cfg)
-    _check_entries(cfg)
 
 
-def _check_entries(cfg: DictConfig) -> None:
-    """Every ``logger`` and ``callbacks`` entry names a Lightning Logger or Callback class, before any is built
-    (instantiating an arbitrary ``_target_`` would run it)."""
-    from hydra.utils import get_object
+def _kinds() -> dict[str, tuple[str, Any]]:
+    """Where a ``_target_`` may stand in a composed config, and what it must name (a check on the object)."""
+    import torch
     from lightning_fabric.loggers import Logger
-    from pytorch_lightning.callbacks import Callback
+    from pytorch_lightning import Callback, Trainer
 
-    for section, base in (("logger", Logger), ("callbacks", Callback)):
+    from src.data.base import MultiTaskDataModule
+    from src.methods.base import WeightingMethod
+
+    def subclass(base: type) -> Any:
+        return lambda obj: isinstance(obj, type) and issubclass(obj, base)
+
+    def model(obj: Any) -> bool:  # the trunk-and-heads builders of src/models
+        return callable(obj) and getattr(obj, "__module__", "").startswith("src.models.")
+
+    return {
+        "task": ("a DataModule of this framework (src.data)", subclass(MultiTaskDataModule)),
+        "method": ("a weighting method (src.methods)", subclass(WeightingMethod)),
+        "model.net": ("a model builder of src.models", model),
+        "model.optimizer": ("a torch.optim.Optimizer class", subclass(torch.optim.Optimizer)),
+        "trainer": ("pytorch_lightning.Trainer", subclass(Trainer)),
+        "logger.*": ("a Lightning Logger class", subclass(Logger)),
+        "callbacks.*": ("a Lightning Callback class", subclass(Callback)),
+    }
+
+
+def _targets(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """Every ``(path, value)`` of a ``_target_`` key below ``node``, interpolations unresolved."""
+    if isinstance(node, DictConfig):
+        if node._is_missing() or node._is_none():
+            return
+        for key in node:
+            child = node._get_node(key)
+            here = f"{path}.{key}" if path else str(key)
+            if key == "_target_":
+                yield path, child._value()
+            else:
+                yield from _targets(child, here)
+    elif isinstance(node, ListConfig):
+        for i in range(len(node)):
+            yield from _targets(node._get_node(i), f"{path}[{i}]")
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Configuration is data: a ``_target_`` stands only where the framework builds an object, and names a class
+    of the kind expected there; any other (nested in a field, in a logger's arguments, in a task's entry) is
+    refused before anything is instantiated, since instantiating it would run whatever it names."""
+    from hydra.utils import get_object
+
+    kinds = _kinds()
+    for path, target in _targets(cfg, ""):
+        if path.split(".", 1)[0] == "hydra":  # Hydra's own (launchers, sweepers)
+            continue
+        pattern = next(
+            (p for p in kinds if p == path or (p.endswith(".*") and path.count(".") == 1 and path.startswith(p[:-1]))),
+            None,
+        )
+        if pattern is None:
+            raise ConfigError(
+                f"{path}._target_={target}: a _target_ here would be built, running what it names; configuration "
+                f"is data, and only these keys name objects: {', '.join(f'{p}._target_' for p in kinds)}"
+            )
+        what, check = kinds[pattern]
+        try:
+            obj = get_object(str(target))
+        except Exception as e:
+            raise ConfigError(f"{path}._target_={target}: cannot be imported ({type(e).__name__}: {e})") from None
+        if not check(obj):
+            raise ConfigError(f"{path}._target_={target}: must name {what}")
+    for section in ("logger", "callbacks"):
         for name, entry in (cfg.get(section) or {}).items():
-            target = entry.get("_target_") if isinstance(entry, DictConfig) else None
-            if target is None:
-                raise ConfigError(f"{section}.{name}: each entry needs a _target_ naming a {base.__name__} class")
-            try:
-                obj = get_object(target)
-            except Exception as e:
-                raise ConfigError(f"{section}.{name}._target_={target}: cannot be imported ({e})") from None
-            if not (isinstance(obj, type) and issubclass(obj, base)):
-                raise ConfigError(f"{section}.{name}._target_={target}: not a Lightning {base.__name__} class")
+            if not (isinstance(entry, DictConfig) and "_target_" in entry):
+                raise ConfigError(f"{section}.{name}: each entry needs a _target_ naming {kinds[section + '.*'][0]}")
 
 
 def _check_batching(cfg: DictConfig) -> None:

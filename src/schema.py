@@ -68,6 +68,17 @@ def below_one(obj: Any, *names: str) -> None:
             raise ConfigError(f"{name}={value}: must be in [0, 1)")
 
 
+def identifiers(obj: Any, name: str) -> None:
+    """The keys of a mapping of tasks are task names, which become file names (caches) and keys (results.json,
+    loggers): identifiers only, so no name can reach outside its folder or collide with a path."""
+    for key in getattr(obj, name):
+        if not str(key).isidentifier():
+            raise ConfigError(
+                f"{name} has a task named {key!r}: a task name must be an identifier (letters, digits and _, not "
+                "starting with a digit), as it names cache files and results.json keys"
+            )
+
+
 def choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
     if (value := getattr(obj, name)) not in choices:
         raise ConfigError(f"{name}={value!r}: must be one of {', '.join(choices)}")
@@ -175,6 +186,7 @@ class TextTaskConfig(TaskConfig):
             raise ConfigError(
                 "tasks is empty: list your tasks under task.tasks (name: {data_files or path, text, label})"
             )
+        identifiers(self, "tasks")
         super().__post_init__()
         if self.tokenizer is None:
             raise ConfigError("tokenizer=None: text tasks need an encoder model; use model=encoder or model=minilm")
@@ -197,6 +209,7 @@ class ImageTaskConfig(TaskConfig):
             raise ConfigError(f"auxiliaries={self.auxiliaries!r}: must be a list of tasks or auto")
         if not self.tasks:
             raise ConfigError("tasks is empty: list your tasks under task.tasks (name: {data_files, image, label})")
+        identifiers(self, "tasks")
         super().__post_init__()
         positive(self, "image_size")
 

@@ -576,11 +576,12 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     root = Path(options.dir)
     root.mkdir(parents=True, exist_ok=True)
     space = Space(options, _auxiliaries(cfg), options.seed)
-    space.grid() if space.space.low is None and options.strategy != "hybrid" else space.distributions()
+    gridded = options.strategy == "grid" or options.strategy in ("halving", "hyperband") and options.points == "grid"
+    example = space.grid()[-1] if gridded else space.sample(1)[0]  # the space is checked, and one trial's config
     check_record(cfg, options, root)
     study = open_study(options, root)
     trials = LiveTrials(cfg, options, space, root, study)
-    trials.check(space.grid()[-1] if space.space.low is None else space.sample(1)[0])
+    trials.check(example)
     started = time.perf_counter()
     chosen, extra = run_strategy(options, space, trials, study)
     result = summary(options, trials, chosen, extra, root, cfg)

@@ -218,3 +218,14 @@ def glue_cfg(tiny_glue, tmp_path) -> Callable[..., DictConfig]:
         )
 
     return make
+
+
+# Tests that train (or build data for a run) use these fixtures; the rest are unit tests on tensors, configs and
+# files: `make test-unit` runs those alone, in well under a minute.
+TRAINING_FIXTURES = {"tiny_data", "tiny_cfg", "tiny_glue", "glue_cfg", "real_data", "world", "originals"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.trains)

@@ -79,6 +79,16 @@ def world(originals, tmp_path) -> World:
     return World(tmp_path, tmp_path / "mnist_root", tmp_path / "glue_root", tmp_path / "given.ckpt")
 
 
+def held_by_another(folder: Path) -> None:
+    """The run folder's lock, as a live process on this host (the test's parent) holds it."""
+    import json
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    holder = {"host": socket.gethostname(), "pid": os.getppid(), "since": 0, "what": "a run", "argv": ["python"]}
+    (folder / ".run.lock").write_text(json.dumps(holder))
+
+
 # --- what a case does -------------------------------------------------------------------------------
 def config(*overrides: str) -> Callable[[World], None]:
     """Compose and validate a MultiMNIST config with ``overrides`` (the first thing a run does)."""
@@ -322,8 +332,35 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     (
         "logger-not-a-logger",
         config("+logger.x={_target_: shutil.copyfile, src: /etc/hostname, dst: /tmp/alphavil_copied}"),
-        "logger.x._target_=shutil.copyfile: not a Lightning Logger class",
+        "logger.x._target_=shutil.copyfile: must name a Lightning Logger class",
     ),
+    # configuration is data: a _target_ only where the framework builds an object, and of the kind expected
+    (
+        "target-nested-in-logger",
+        config("+logger.x={_target_: pytorch_lightning.loggers.CSVLogger, save_dir: {_target_: shutil.copyfile}}"),
+        "logger.x.save_dir._target_=shutil.copyfile: a _target_ here would be built",
+    ),
+    (
+        "target-nested-in-task-entry",
+        glue_config("+task.tasks.rte.extra={_target_: shutil.copyfile}"),
+        "task.tasks.rte.extra._target_=shutil.copyfile: a _target_ here",
+    ),
+    ("target-optimizer", config("model.optimizer._target_=shutil.copyfile"), "must name a torch.optim.Optimizer"),
+    ("target-trainer", config("trainer._target_=shutil.copyfile"), "must name pytorch_lightning.Trainer"),
+    (
+        "target-method",
+        config("method._target_=shutil.copyfile"),
+        "method._target_=shutil.copyfile: must name a weighting",
+    ),
+    ("target-task", config("task._target_=shutil.copyfile"), "task._target_=shutil.copyfile: must name a DataModule"),
+    ("target-model", config("model.net._target_=os.system"), "model.net._target_=os.system: must name a model builder"),
+    ("seed-too-large", config("seed=4294967296"), "seed=4294967296: must be an integer in [0, 2**32)"),
+    (
+        "task-name-a-path",
+        text_run(lambda e, f: e.__setitem__("x/y", e.pop("score")), task="text"),
+        "a task named 'x/y': a task name must be an identifier",
+    ),
+    ("run-folder-busy", mnist_run("ckpt_path=auto", breaking=lambda w: held_by_another(w.tmp / "run")), "is in use by"),
     ("callback-without-target", config("+callbacks.x={every: 1}"), "callbacks.x: each entry needs a _target_"),
     ("budget-unknown", config("task.budget=random"), "budget='random': must be one of equal"),
     ("batching-unknown", config("task.batching=random"), "batching='random': must be one of mixed"),
@@ -335,7 +372,7 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     ("temperature-zero", config("task.temperature=0"), "temperature=0.0: must be a positive"),
     ("temperature-below-one", config("task.temperature=0.001"), "temperature=0.001: must be >= 1"),
     ("max-train-zero", config("task.max_train_examples=0"), "max_train_examples=0: must be a positive"),
-    ("seed-negative", config("seed=-1"), "seed=-1: must be >= 0"),
+    ("seed-negative", config("seed=-1"), "seed=-1: must be an integer in [0, 2**32)"),
     ("epochs-zero", config("trainer.max_epochs=0"), "max_epochs=0: must be a positive"),
     ("dropout-one", config("model.net.dropout=1"), "dropout=1.0: must be in [0, 1)"),
     ("alphavil-rho-gone", config("method=alphavil", "method.rho=0.5"), "method.rho"),

@@ -207,3 +207,49 @@ def test_the_numeric_option_table_covers_every_numeric_option(tmp_path):
                         ("model.net", cfg.model.net), ("trainer", cfg.trainer)):  # fmt: skip
         found |= {f"{group}.{f.name}" for f in fields(OmegaConf.get_type(node)) if str(f.type) in numeric}
     assert found - {"task.seed"} == set(OUT_OF_DOMAIN_OPTIONS)  # task.seed is ${seed}
+
+
+# --- configuration is data ---------------------------------------------------------------------------------
+def _mapping_paths(node, path: str = ""):
+    """Every mapping below ``node`` (the node itself included), by dotted path."""
+    from omegaconf import DictConfig
+
+    yield path
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none() and key != "_target_":
+            yield from _mapping_paths(child, f"{path}.{key}" if path else str(key))
+
+
+@pytest.mark.parametrize("group", ["task", "method", "model", "trainer", "logger", "callbacks", "paths"])
+def test_a_nested_target_in_any_field_of_any_option_runs_nothing(group, tiny_data, tmp_path):
+    """A payload under every mapping of every option of ``group``: refused before anything is built."""
+    from omegaconf import OmegaConf
+
+    from src.config import ConfigError
+    from src.run import train
+    from tests.conftest import TINY, config_options
+
+    marker = tmp_path / "marker"
+    payload = f"{{_target_: shutil.copyfile, _args_: [{tiny_data}/mnist/t10k-labels-idx1-ubyte.gz, {marker}]}}"
+    base = [*TINY, f"paths.data_dir={tiny_data}", f"paths.cache_dir={tmp_path}/cache"]
+    tried = 0
+    for option in config_options(group):
+        try:
+            cfg = compose_config([*base, f"{group}={option}"], output_dir=tmp_path / "run")
+        except ConfigCompositionException:  # an option that needs others (a search's own group)
+            continue
+        node = cfg[group]
+        if node is None or not OmegaConf.is_dict(node):
+            continue
+        for path in _mapping_paths(node):
+            where = f"{group}.{path}" if path else group
+            try:
+                cfg = compose_config([*base, f"{group}={option}", f"+{where}.payload={payload}"], tmp_path / "run")
+            except Exception:  # the schema refuses the key: nothing to build
+                continue
+            tried += 1
+            with pytest.raises(ConfigError, match=r"_target_"):
+                train(cfg)
+            assert not marker.exists(), f"{group}={option}: the payload under {where} ran"
+    assert tried, f"no field of {group} takes a mapping: the test tried nothing"

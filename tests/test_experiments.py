@@ -23,7 +23,7 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments" / "conf" / "experimen
 def test_experiment_composes_and_validates(experiment, tmp_path):
     cfg = compose_config([f"experiment={experiment}"], output_dir=tmp_path)
     validate(cfg)
-    assert cfg.hydra.sweeper.params  # every experiment is a sweep
+    assert cfg.hydra.sweeper.params or cfg.search is not None  # every experiment is a sweep or a search
 
 
 @pytest.mark.parametrize(
@@ -132,12 +132,21 @@ def test_a_failing_job_does_not_stop_the_others(tiny_data, tmp_path):
     assert len(done) == 1 and json.loads(done[0].read_text())["seed"] == 0  # ...and the good job ran
 
 
-@pytest.mark.slow
-def test_optuna_sweeper_optimises_the_dev_score(tiny_data, tmp_path):
-    proc = _sweep(["experiment=alphavil_optuna", "hydra.sweeper.n_trials=2"], tiny_data, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    best = (tmp_path / "sweep" / "optimization_results.yaml").read_text()
-    assert "best_params" in best and "method.alpha_lr" in best and "best_value" in best
+def test_optuna_over_alphavils_options_runs_on_the_search_command(tiny_cfg, tmp_path):
+    """experiment=alphavil_optuna: TPE over αVIL's own options (no weights searched), each trial an αVIL run."""
+    from src.search import run_search
+
+    cfg = tiny_cfg("experiment=alphavil_optuna", "search.max_trials=2", f"search.dir={tmp_path}/optuna",
+                   "trainer.max_epochs=2", "logger=none")  # fmt: skip
+    result = run_search(cfg)
+    assert result["strategy"] == "tpe" and len(result["trials"]) == 2
+    for trial in result["trials"]:
+        assert set(trial["point"]) == {"method.alpha_lr", "method.alpha_steps", "method.w_min"}
+        record = json.loads((tmp_path / "optuna" / "trials" / trial["key"] / "results.json").read_text())
+        assert (
+            record["method"] == "AlphaVIL"
+            and f"method.alpha_steps={trial['point']['method.alpha_steps']}" in (record["overrides"])
+        )
 
 
 def test_report_tables_plots_and_missing_runs(tiny_cfg, tmp_path):
