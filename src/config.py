@@ -8,6 +8,7 @@ the dataclasses from the composed config, which runs each schema's checks.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from src.schema import (
     TextTaskConfig,
     TrainerConfig,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ConfigError", "choice", "multirun", "overrides", "register", "validate"]
 
@@ -155,6 +158,9 @@ def register() -> None:
 def validate(cfg: DictConfig) -> None:
     """Build every schema in ``cfg`` (running its checks); raise :class:`ConfigError` naming the key."""
     check_targets(cfg)  # first: nothing below may name code to run
+    if unknown := sorted(set(cfg) - {f.name for f in fields(Config)} - {"hydra"}):
+        known = ", ".join(f.name for f in fields(Config))
+        raise ConfigError(f"{unknown[0]}: not an option (the top-level options: {known}); a run would ignore it")
     for group in ("task", "method", "model", "trainer", "paths"):
         _validate_node(cfg[group], group)
     if not 0 <= cfg.seed < 2**32:
@@ -243,6 +249,13 @@ def _check_batching(cfg: DictConfig) -> None:
     from hydra.utils import get_class
 
     method = get_class(cfg.method._target_)
+    if method.schedule is not None and cfg.task.batching != "mixed":
+        log.warning(
+            "task.batching=%s is not read by method %s, whose steps follow its own schedule (%s)",
+            cfg.task.batching,
+            method.__name__,
+            method.schedule,
+        )
     if method.schedule is None and cfg.task.batching not in method.batchings:
         raise ConfigError(
             f"task.batching={cfg.task.batching}: method {method.__name__} takes {' or '.join(method.batchings)} "

@@ -150,6 +150,18 @@ class TaskConfig:
         missing = sorted(set(auxiliaries) - set(self.budget_examples))
         if self.budget == "counts" and missing and self.auxiliaries != "auto":  # auto: checked when the data loads
             raise ConfigError(f"budget=counts needs budget_examples for every auxiliary; missing: {', '.join(missing)}")
+        # no option silently ignored: a budget rule's parameter without its rule
+        for option, rule, unset in (("temperature", "temperature", 2.0), ("budget_fraction", "fraction", 0.5)):
+            if self.budget != rule and getattr(self, option) != unset:
+                raise ConfigError(
+                    f"{option}={getattr(self, option)} is read only by budget={rule} (budget={self.budget} here): "
+                    f"set task.budget={rule}, or leave {option} out"
+                )
+        if self.budget != "counts" and self.budget_examples:
+            raise ConfigError(
+                f"budget_examples is read only by budget=counts (budget={self.budget} here): set task.budget=counts, "
+                "or leave budget_examples out"
+            )
 
 
 @dataclass

@@ -355,6 +355,24 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     ("target-task", config("task._target_=shutil.copyfile"), "task._target_=shutil.copyfile: must name a DataModule"),
     ("target-model", config("model.net._target_=os.system"), "model.net._target_=os.system: must name a model builder"),
     ("seed-too-large", config("seed=4294967296"), "seed=4294967296: must be an integer in [0, 2**32)"),
+    # no option silently ignored
+    ("top-level-typo", config("+sed=3"), "sed: not an option (the top-level options"),
+    ("fraction-without-its-rule", config("task.budget_fraction=0.3"), "budget_fraction=0.3 is read only by budget=fr"),
+    ("temperature-without-its-rule", config("task.temperature=4"), "temperature=4.0 is read only by budget=temp"),
+    ("counts-without-their-rule", config("task.budget_examples={right: 10}"), "budget_examples is read only by budg"),
+    # a learned weight cannot silently leave its range: option domains that exclude a certain outcome
+    ("gradnorm-lr-divergent", config("method=gradnorm", "method.lr=1e30"), "lr=1e+30: must be at most 1"),
+    (
+        "gradnorm-floor-above-mean",
+        config("method=gradnorm", "method.min_weight=100"),
+        "min_weight=100.0: must be below",
+    ),
+    ("auto-lambda-lr-divergent", config("method=auto_lambda", "method.lr=1e30"), "lr=1e+30: must be at most 1"),
+    ("hydalearn-lookahead-divergent", config("method=hydalearn", "method.lookahead_lr=1e30"), "must be at most 1"),
+    ("ol-aux-beta-divergent", config("method=ol_aux", "method.beta=1e30"), "beta=1e+30: must be at most 1"),
+    ("alphavil-alpha-max-absurd", config("method=alphavil", "method.alpha_max=1e300"), "must be at most 100"),
+    ("uncertainty-init-absurd", config("method=uncertainty", "method.init_log_variance=1000"), "within [-20, 20]"),
+    ("diw-bandwidth-underflows", config("method=diw", "method.kernel_bandwidth=1e-300"), ">= 1e-6"),
     (
         "task-name-a-path",
         text_run(lambda e, f: e.__setitem__("x/y", e.pop("score")), task="text"),

@@ -325,3 +325,51 @@ def test_the_whole_epochs_list_matches_the_classes():
 
     declared = {m for m in METHODS if get_class(compose_config([f"method={m}"]).method._target_).whole_epochs}
     assert declared == WHOLE_EPOCHS
+
+
+# --- a learned weight cannot silently leave its range ------------------------------------------------------
+def _with_weights(method: str, weights: list[float]):
+    from hydra.utils import instantiate
+
+    from src.data.tasks import TaskSpec
+    from tests.conftest import compose_config
+
+    m = instantiate(compose_config([f"method={method}"]).method)
+    m.setup([TaskSpec(t, 10) for t in ("left", "right", "noise")[: len(weights)]], "left")
+    m.w = torch.tensor(weights)
+    return m
+
+
+@pytest.mark.parametrize(
+    "method,weights,phrase",
+    [
+        ("gradnorm", [0.0, 2.0], "the target's weight is 0: its loss no longer trains the model; lower method.lr"),
+        ("auto_lambda", [-0.5, 1.0], "the target's weight is -0.5: its loss is ascended; lower method.lr"),
+        ("hydalearn", [1.0, -0.1], "negative weights (right=-0.1)"),
+        ("ol_aux", [1.0, 3e4], "weights beyond 10000 (right=3e+04)"),
+        ("alphavil", [1.0, 0.05, 0.05], "every auxiliary's weight is at its floor method.w_min=0.05"),
+        ("alphavil", [1.0, 2.0, 2.0], "every auxiliary's weight is at its ceiling method.alpha_max=2.0"),
+        ("gradnorm", [1.999, 0.001], "every auxiliary's weight is at its floor method.min_weight=0.001"),
+    ],
+)
+def test_weights_out_of_their_range_are_named_with_the_option_to_lower(method, weights, phrase):
+    assert any(phrase in p for p in _with_weights(method, weights).check_weights())
+
+
+def test_weights_in_their_range_raise_nothing_and_signed_rules_may_go_negative():
+    assert _with_weights("gradnorm", [0.7, 1.3]).check_weights() == []
+    assert _with_weights("ol_aux", [1.0, -0.4]).check_weights() == []  # OL-AUX's weights are not clipped
+    assert _with_weights("forkmerge", [0.0, 1.0]).check_weights() == []  # merge coefficients may drop a branch
+
+
+def test_weights_that_are_not_finite_stop_the_run_naming_the_option():
+    with pytest.raises(FloatingPointError, match=r"right=nan.*lower method.alpha_lr"):
+        _with_weights("alphavil", [1.0, float("nan")]).check_weights()
+
+
+def test_a_divergent_step_size_is_warned_at_the_first_epoch(tiny_cfg):
+    """αVIL with α-steps far too large: every α at its ceiling after epoch 0, said in the log and results.json."""
+    from src.run import train
+
+    results = train(tiny_cfg("method=alphavil", "method.alpha_lr=1e30", "trainer.max_epochs=1"))
+    assert any("epoch 0: method AlphaVIL: every auxiliary's weight is at its ceiling" in w for w in results["warnings"])

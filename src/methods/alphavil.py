@@ -72,6 +72,11 @@ class Config(MethodConfig):
         positive(self, "alpha_lr")
         finite(self, "alpha_min", "alpha_max")
         non_negative(self, "alpha_min", "w_min")
+        if self.alpha_max > 100:
+            raise ConfigError(
+                f"alpha_max={self.alpha_max}: must be at most 100: α scales a task's delta, and beyond that the merged "
+                "model leaves the region the deltas were taken in (its dev loss overflows)"
+            )
         if not self.alpha_min < self.alpha_max:
             raise ConfigError(f"alpha_min={self.alpha_min}: must be below alpha_max={self.alpha_max}")
         if self.w_min > self.alpha_max:  # the floor would lift every auxiliary above what α can express
@@ -141,6 +146,9 @@ class AlphaVIL(BranchingMethod):
     Config = Config
     distributed = True
     schedule = "blocks"  # sampled batches without the shuffle: one block per task, then the α-steps
+    step_option = "method.alpha_lr"
+    floor_option = "method.w_min"
+    ceiling_option = "method.alpha_max"
     shorten_with = "task.max_train_examples or task.budget"
 
     def __init__(self, **options):

@@ -34,6 +34,11 @@ class Config(MethodConfig):
 
     def __post_init__(self) -> None:
         positive(self, "init", "lr", "eps")  # λ ≤ 0 would train a task against its own loss
+        if self.lr > 1:
+            raise ConfigError(
+                f"lr={self.lr}: must be at most 1: Adam moves λ by about lr each step, and λ starts at {self.init}; "
+                "larger steps send a λ below 0 at once, ascending that task's loss"
+            )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas={list(self.betas)}: must be two numbers in [0, 1)")
 
@@ -53,6 +58,8 @@ class AutoLambda(GradientWeighting):
     Config = Config
     distributed = True
     scale_heads = True  # λ scales each task's loss
+    step_option = "method.lr"
+    signed = True  # λ is not constrained (as in the official code); the target's must stay above 0
 
     def __init__(self, **options):
         super().__init__(**options)

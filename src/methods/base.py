@@ -14,6 +14,7 @@ is one file here, one YAML in ``conf/method/`` and its tests.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,6 +25,9 @@ from src.data import schedule
 from src.data.schedule import EpochData, Step
 from src.data.tasks import TaskSpec
 from src.schema import MethodConfig
+
+log = logging.getLogger(__name__)
+HUGE = 1e4  # a task weight beyond this (the target's starts at 1) is a diverged weighting, whatever its rule
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -55,6 +59,14 @@ class WeightingMethod(nn.Module):
     """
 
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # what a learned weight may be (checked after every epoch, :meth:`check_weights`): the option that moves the
+    # weights (named when they leave their range), whether a negative weight is meaningful, whether the target's
+    # weight may reach 0, and the option holding the auxiliaries' floor
+    step_option: ClassVar[str] = "model.optimizer.lr"
+    signed: ClassVar[bool] = False
+    target_may_vanish: ClassVar[bool] = False
+    floor_option: ClassVar[str | None] = None
+    ceiling_option: ClassVar[str | None] = None
     whole_epochs: ClassVar[bool] = False
     distributed: ClassVar[bool] = False  # checked on several processes (tests/test_distributed.py)
     shorten_with: ClassVar[str] = "task.max_train_examples"  # how to shorten epochs instead of cutting them
@@ -136,6 +148,38 @@ class WeightingMethod(nn.Module):
             record.update(extra)
             self.history.append(record)
             module.log_dict(record, on_step=False, on_epoch=True, batch_size=1)
+            for problem in self.check_weights():
+                message = f"epoch {len(self.history) - 1}: method {type(self).__name__}: {problem}"
+                log.warning(message)
+                module.warnings.append(message)
+
+    def check_weights(self) -> list[str]:
+        """What is wrong with the weights after an epoch (a warning each, in the log and results.json); weights
+        that are not finite stop the run, naming the option to lower."""
+        w, names = self.w.detach().float().cpu(), self.names
+        if not bool(torch.isfinite(w).all()):
+            bad = ", ".join(f"{t}={float(v)}" for t, v in zip(names, w) if not torch.isfinite(v))
+            raise FloatingPointError(
+                f"method {type(self).__name__}: the task weights are no longer finite ({bad}); lower {self.step_option}"
+            )
+        problems = []
+        if len(w) and float(w[0]) <= 1e-6 * float(w.abs().max()) and not self.target_may_vanish:
+            what = "its loss is ascended" if float(w[0]) < 0 else "its loss no longer trains the model"
+            problems.append(f"the target's weight is {float(w[0]):.3g}: {what}; lower {self.step_option}")
+        if not self.signed and bool((w < 0).any()):
+            bad = ", ".join(f"{t}={float(v):.3g}" for t, v in zip(names, w) if v < 0)
+            problems.append(f"negative weights ({bad}) ascend those tasks' losses; lower {self.step_option}")
+        if bool((w.abs() > HUGE).any()):
+            bad = ", ".join(f"{t}={float(v):.3g}" for t, v in zip(names, w) if abs(v) > HUGE)
+            problems.append(f"weights beyond {HUGE:g} ({bad}): the weighting has diverged; lower {self.step_option}")
+        for bound, option in (("floor", self.floor_option), ("ceiling", self.ceiling_option)):
+            value = getattr(self.cfg, option.split(".")[-1], None) if option else None
+            if value is not None and len(w) > 1 and bool(torch.isclose(w[1:], torch.tensor(float(value))).all()):
+                problems.append(
+                    f"every auxiliary's weight is at its {bound} {option}={value}: the weighting has stopped choosing; "
+                    f"lower {self.step_option}"
+                )
+        return problems
 
     def step(self, module: MultiTaskModule, step: Step) -> None:
         raise NotImplementedError

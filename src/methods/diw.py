@@ -46,8 +46,11 @@ class Config(MethodConfig):
         below_one(self, "eps")
         choice(self, "features", FEATURES)
         bw = self.kernel_bandwidth
-        if bw != "median" and (isinstance(bw, bool) or not isinstance(bw, int | float) or not 0 < bw < math.inf):
-            raise ConfigError(f"kernel_bandwidth={bw!r}: must be 'median' or a positive, finite number")
+        if bw != "median" and (isinstance(bw, bool) or not isinstance(bw, int | float) or not 1e-6 <= bw < math.inf):
+            raise ConfigError(
+                f"kernel_bandwidth={bw!r}: must be 'median' or a finite number >= 1e-6 (narrower, every kernel value "
+                "underflows to 0 in float32 and the matching divides by zero)"
+            )
         at_least(self, "solver_steps", 1)
         at_least(self, "update_every", 1)
 

@@ -74,6 +74,7 @@ class ForkMerge(BranchingMethod):
     Config = Config
     distributed = True
     schedule = "branches"  # the budget's auxiliary examples; the target's pass in every branch (recorded)
+    target_may_vanish = True  # merge coefficients: the merge may keep the branch with the auxiliaries alone
     shorten_with = "task.max_train_examples"
 
     def __init__(self, **options):

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import MethodConfig, non_negative, positive
+from src.schema import ConfigError, MethodConfig, non_negative, positive
 
 
 @dataclass
@@ -44,6 +44,16 @@ class Config(MethodConfig):
     def __post_init__(self) -> None:
         non_negative(self, "alpha")
         positive(self, "lr", "min_weight")
+        if self.min_weight >= 1:
+            raise ConfigError(
+                f"min_weight={self.min_weight}: must be below 1, the weights' mean (they sum to the number of tasks): "
+                "at or above it every weight is the floor, which is uniform weighting"
+            )
+        if self.lr > 1:
+            raise ConfigError(
+                f"lr={self.lr}: must be at most 1: a step of more than one weight per unit of gradient norm throws "
+                "every weight but one to the floor at the first update"
+            )
 
 
 def gradnorm_update(
@@ -67,6 +77,8 @@ class GradNorm(GradientWeighting):
     Config = Config
     distributed = True
     scale_heads = True  # the weights scale each task's loss
+    step_option = "method.lr"
+    floor_option = "method.min_weight"
 
     def __init__(self, **options):
         super().__init__(**options)

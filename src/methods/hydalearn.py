@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import MethodConfig, positive
+from src.schema import ConfigError, MethodConfig, positive
 
 
 @dataclass
@@ -35,6 +35,11 @@ class Config(MethodConfig):
     def __post_init__(self) -> None:
         positive(self, "lookahead_lr", allow_none=True)
         positive(self, "max_weight")
+        if self.lookahead_lr is not None and self.lookahead_lr > 1:
+            raise ConfigError(
+                f"lookahead_lr={self.lookahead_lr}: must be at most 1: a trial step of more than the whole gradient "
+                "leaves the region where the target's loss drop measures anything (every gain turns negative)"
+            )
 
 
 def gain_weights(gains: Tensor, max_weight: float) -> Tensor:
@@ -53,6 +58,7 @@ class HydaLearn(GradientWeighting):
     Config = Config
     distributed = True
     scale_heads = True  # the weights scale each task's loss
+    step_option = "method.lookahead_lr (or model.optimizer.lr, its default)"
 
     def gains(self, module, grads, batch) -> Tensor:
         """The target's loss drop on ``batch`` after a trial step with each task's gradient."""

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import MethodConfig, at_least, choice, positive
+from src.schema import ConfigError, MethodConfig, at_least, choice, positive
 
 SIMILARITIES = ("cosine", "dot")
 
@@ -33,6 +33,11 @@ class Config(MethodConfig):
 
     def __post_init__(self) -> None:
         positive(self, "beta")
+        if self.beta > 1:
+            raise ConfigError(
+                f"beta={self.beta}: must be at most 1: a weight moves by beta times a sum of up to horizon cosines "
+                "each update; beyond 1 the first update can reverse every weight"
+            )
         at_least(self, "horizon", 1)
         choice(self, "similarity", SIMILARITIES)
 
@@ -58,6 +63,8 @@ class OLAux(GradientWeighting):
     Config = Config
     distributed = True
     scale_heads = True  # the weights scale each task's loss
+    step_option = "method.beta"
+    signed = True  # not clipped, as in the paper and LibMTL: an opposing auxiliary may go below 0
 
     def __init__(self, **options):
         super().__init__(**options)

@@ -17,7 +17,7 @@ from torch import nn
 
 from src.data.schedule import Step
 from src.methods.base import WeightingMethod
-from src.schema import MethodConfig, finite
+from src.schema import ConfigError, MethodConfig, finite
 
 
 @dataclass
@@ -27,6 +27,11 @@ class Config(MethodConfig):
 
     def __post_init__(self) -> None:
         finite(self, "init_log_variance")
+        if abs(self.init_log_variance) > 20:
+            raise ConfigError(
+                f"init_log_variance={self.init_log_variance}: must be within [-20, 20]: the weight 1 / (2·exp(s)) "
+                "is then between 1e-9 and 2e8; beyond, the first steps overflow or train nothing"
+            )
 
 
 def uncertainty_loss(losses: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
