@@ -43,6 +43,8 @@ FIXED = ("Static", "Uniform", "SingleTask")
 REPLAYS: dict[str, dict[str, Any]] = {
     "halving η=3": {"strategy": "halving", "eta": 3},
     "halving η=2": {"strategy": "halving", "eta": 2},
+    "halving η=4": {"strategy": "halving", "eta": 4},
+    "halving η=3 on 20 random grid points": {"strategy": "halving", "eta": 3, "n_points": 20},
     "hyperband η=3": {"strategy": "hyperband", "eta": 3, "min_epochs": 1},
     "tpe + hyperband pruner, ≤ 2 runs": {"strategy": "tpe", "eta": 3, "max_runs": 2.0},
     "tpe + hyperband pruner, ≤ 3 runs": {"strategy": "tpe", "eta": 3, "max_runs": 3.0},
@@ -55,6 +57,11 @@ REPLAYS: dict[str, dict[str, Any]] = {
 def setting_of(r: dict[str, Any]) -> str:
     """A table: task config, target, budget (rule and dev size), epochs."""
     return f"{r.get('task_config') or r['target']} · {budget_label(r)} · {r.get('epochs')} epochs"
+
+
+def _same_but_budget(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("task_config", "target", "dev_examples", "epochs")
+    return all(a.get(k) == b.get(k) for k in keys)
 
 
 def recorded_points(runs: Sequence[dict[str, Any]], auxiliaries: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -158,11 +165,16 @@ def frontier(roots: Sequence[Path], replay: bool = True) -> dict[str, dict[str, 
             s["_path"] = str(path.parent)
             searches.append(s)
     by_setting: dict[str, list[dict]] = defaultdict(list)
+    alone = []
     for r in runs:
         in_search = any(r["_path"].startswith(s["_path"] + "/") for s in searches)
         if in_search and not (r.get("method") in FIXED and len(r.get("dev_history") or []) == r.get("epochs")):
             continue  # a search's partial trials belong to its own cost, not to the grid
-        by_setting[setting_of(r)].append(r)
+        (alone if r.get("schedule") == "target" else by_setting[setting_of(r)]).append(r)
+    for r in alone:  # single-task draws no auxiliary examples: it joins every budget of its setting (and dev size)
+        same = [k for k, rs in by_setting.items() if _same_but_budget(rs[0], r)]
+        for key in same or [setting_of(r)]:
+            by_setting[key].append(r)
     out = {}
     for setting, rs in sorted(by_setting.items()):
         table = _setting(setting, rs, searches, replay)

@@ -433,7 +433,7 @@ class SearchConfig:
     eta: int = 3  # halving, hyperband and the pruners: a 1/eta share goes on at each rung
     min_epochs: int | None = None  # halving: the fewest epochs a trial trains (null: one rung per eta-fold cut)
     points: str = "grid"  # halving, hyperband: the pool is the grid, or n_points random points of the range
-    n_points: int = 27
+    n_points: int | None = None  # points=grid: a seeded random subset of the grid (null: all of it); random: 27
     max_runs: float = 3.0  # tpe, gp, random: stop proposing once this much compute (in full runs) is spent
     max_trials: int = 100  # tpe, gp, random: and after this many trials
     pruner: str = "hyperband"  # tpe, gp, random: Optuna's HyperbandPruner, SuccessiveHalvingPruner, or none
@@ -457,7 +457,7 @@ class SearchConfig:
             raise ConfigError(f"eta={self.eta}: must be an integer >= 2 (the share kept at each rung is 1/eta)")
         at_least(self, "min_epochs", 1, allow_none=True)
         at_least(self, "proxy_epochs", 1, allow_none=True)
-        at_least(self, "n_points", 1)
+        at_least(self, "n_points", 1, allow_none=True)
         at_least(self, "max_trials", 1)
         at_least(self, "proxies", 2)
         at_least(self, "candidates", 1)
@@ -465,8 +465,7 @@ class SearchConfig:
             raise ConfigError(f"max_runs={self.max_runs}: must be at least 1 (one full run)")
         non_negative(self, "drop_below")
         positive(self, "poll_seconds")
-        sampled = self.strategy in ("tpe", "gp", "random", "regmix") or self.points == "random"
-        if sampled and self.space.weights is not None and self.space.low is None and self.strategy == "regmix":
+        if self.space.weights is not None and self.space.low is None and self.strategy == "regmix":
             raise ConfigError("strategy=regmix samples weights from a range: set space.low and space.high")
         if self.points == "random" and self.space.low is None:
             raise ConfigError("points=random samples weights from a range: set space.low and space.high")

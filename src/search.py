@@ -28,6 +28,7 @@ import itertools
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -612,12 +613,15 @@ def run_strategy(options: SearchConfig, space: Space, trials: Any, study: Any = 
     if options.strategy == "grid":
         return s.grid(space.grid(), trials), {}
     if options.strategy in ("halving", "hyperband"):
-        pool = space.grid() if options.points == "grid" else space.sample(options.n_points)
+        if options.points == "random":
+            pool = space.sample(options.n_points or 27)
+        else:
+            pool = space.grid()
+            if options.n_points is not None and options.n_points < len(pool):
+                pool = random.Random(options.seed).sample(pool, options.n_points)
         if options.strategy == "halving":
             return s.halving(pool, trials, options.eta, options.min_epochs), {}
         order = list(pool)
-        import random
-
         random.Random(options.seed).shuffle(order)
         return s.hyperband(order, trials, options.eta, options.min_epochs or 1), {}
     if options.strategy in ("tpe", "gp", "random"):
