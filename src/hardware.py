@@ -57,7 +57,7 @@ def cluster_plugins() -> list[Any] | None:
     """On Slurm, Lightning's environment without its SIGUSR1 auto-requeue.
 
     That requeue saves a checkpoint in the middle of an epoch and resumes from it, where a resume here is
-    exact only at epoch boundaries (a method's per-epoch record, αVIL's mini-epochs). Requeueing is left to
+    exact only at epoch boundaries (a method's per-epoch record, αVIL's blocks). Requeueing is left to
     the Slurm launcher (submitit, ``hydra.launcher.max_num_timeout``) and to Slurm's own preemption requeue;
     the requeued job runs in the same folder and ``ckpt_path=auto`` continues from its last.ckpt.
     """

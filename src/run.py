@@ -80,7 +80,7 @@ def _assemble(
         model, method, datamodule.tasks, optimizer, seed=cfg.seed, lr_schedule=schedule, run_record=run_record(cfg)
     )
     callbacks = [*instantiate_all(cfg.get("callbacks")), *callbacks]
-    # The method plans every epoch afresh (mini-epochs, per-epoch samples), so loaders are rebuilt.
+    # The method plans every epoch afresh (αVIL's blocks, per-epoch samples), so loaders are rebuilt.
     # Checkpoints are written only by the checkpoint callbacks configured (`callbacks=none`: none at all),
     # not by the default one Lightning would otherwise add.
     trainer: pl.Trainer = instantiate(

@@ -61,3 +61,63 @@ def test_the_report_orders_every_method():
     from experiments.report import METHOD_ORDER
 
     assert sorted(METHOD_ORDER) == config_options("method")
+
+
+@pytest.mark.slow
+def test_the_readmes_30_second_run_writes_what_the_readme_shows(real_data, tmp_path):
+    """The README's debug=tiny command, run as written (on the local MNIST), reproduces its JSON to the digit."""
+    import json
+    import subprocess
+    import sys
+
+    shown = json.loads(re.search(r"## A 30-second run.*?```json\n(.*?)```", README, re.S).group(1))
+    env = {**__import__("os").environ, "ALPHAVIL_DATA_DIR": str(real_data)}
+    subprocess.run(
+        [sys.executable, "-m", "src.run", "debug=tiny", "method=alphavil", f"paths.log_dir={tmp_path}"],
+        cwd=ROOT, env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    (path,) = tmp_path.glob("debug/multimnist_left/alphavil/seed0_*/results.json")
+    got = json.loads(path.read_text())
+    for key, value in shown.items():
+        if isinstance(value, float):
+            assert round(got[key], 3) == value, key
+        elif key == "weights":
+            assert {t: round(w, 3) for t, w in got[key].items()} == value
+        else:
+            assert got[key] == value, key
+
+
+def _first_cells(page: str, header: str) -> set[str]:
+    """The backquoted names in the first cells of the table that follows ``header`` on a docs page."""
+    text = (ROOT / "docs" / page).read_text()
+    lines = text[text.index(header) :].splitlines()[1:]
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    return {name for row in rows for name in re.findall(r"`?([a-z_]+)`?", row.split("|")[1])}
+
+
+@pytest.mark.parametrize(
+    "page,header",
+    [
+        ("budget.md", "| method | schedule"),
+        ("benchmark.md", "| MultiMNIST (LeNet"),
+        ("benchmark.md", "| GLUE, MiniLM"),
+        ("benchmark.md", "| method | small (`equal`)"),
+    ],
+)
+def test_every_cost_table_has_a_row_for_every_method(page, header):
+    missing = set(config_options("method")) - _first_cells(page, header)
+    assert not missing, f"docs/{page} ({header}) has no row for {sorted(missing)}"
+
+
+def test_the_budget_key_table_is_the_run_records_declaration():
+    from src.record import KEYS, OPEN_KEYS
+
+    text = (ROOT / "docs" / "budget.md").read_text()
+    table = text[text.index("| key | meaning |") :].split("\n\n", 1)[0]
+    documented = dict(re.findall(r"^\| `([^`]+)` \| (.*) \|$", table, re.M))
+    assert documented == {**KEYS, **OPEN_KEYS}

@@ -515,3 +515,48 @@ def test_ctrl_c_before_training_exits_130(tiny_cfg, caplog, monkeypatch):
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
         train(tiny_cfg("method=uniform"))
     assert stopped.value.code == 130 and "stopped by SIGINT (Ctrl-C) while setting up" in caplog.text
+
+
+def test_without_dev_scores_the_record_says_the_last_weights_were_tested(tiny_cfg):
+    results = train(tiny_cfg("method=uniform", "trainer.limit_val_batches=0"))
+    assert results["tested_weights"] == "last" and results["best_epoch"] is None and results["tested_epoch"] == 1
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_message(tiny_cfg, tmp_path, caplog):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lock = {"host": socket.gethostname(), "pid": int(dead.stdout), "since": 0, "what": "a run", "argv": []}
+    (folder / ".run.lock").write_text(json.dumps(lock))
+    with caplog.at_level(logging.WARNING):
+        results = train(tiny_cfg("method=uniform", "trainer.max_epochs=1"))
+    assert results["target_test"] is not None and "taking over the lock of process" in caplog.text
+    assert not (folder / ".run.lock").exists()  # released when the run ended
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_folder_in_use_refuses_and_the_first_finishes_intact(tiny_data, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT, TINY
+
+    folder = tmp_path / "shared"
+    command = [
+        sys.executable, "-m", "src.run", *[o for o in TINY if not o.startswith("ckpt_path")], "trainer.max_epochs=150",
+        f"paths.data_dir={tiny_data}", f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={folder}",
+    ]  # fmt: skip
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (folder / ".run.lock").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert second.returncode != 0 and "is in use by a run: process" in second.stderr
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
+    results = json.loads((folder / "results.json").read_text())
+    assert results["epochs"] == 150 and len(results["dev_history"]) == 150  # the first run's record, whole

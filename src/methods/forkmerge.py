@@ -18,9 +18,9 @@ the epoch-start optimizer state and the merged model continues with the target-o
 official code keeps one optimizer per branch); the official pruning stage that first ranks auxiliaries
 and keeps the top-k groups is left out: every auxiliary has its own branch.
 
-How it differs from αVIL (src/methods/alphavil.py): αVIL trains each task *alone* from θ and tunes an
-unconstrained α per task by gradient steps on the dev loss, θ + Σ α_t δ_t, with the weights then scaling
-each task's next mini-epoch. ForkMerge trains the target *in every branch*, merges a convex combination
+How it differs from αVIL (src/methods/alphavil.py): αVIL trains each task *alone* from θ and tunes an α per
+task (in a box, or on the simplex) by gradient steps on the dev loss, θ + Σ α_t δ_t, with the weights then
+scaling each task's next block. ForkMerge trains the target *in every branch*, merges a convex combination
 chosen by a grid search, and keeps no weights between epochs.
 """
 

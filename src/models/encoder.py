@@ -29,8 +29,8 @@ def load_pretrained(load: Callable[[str], Any], name: str, what: str) -> Any:
     folder = Path(name).expanduser()
     if looks_like_a_path(name) and not folder.is_dir():
         raise DataError(
-            f"the {what} folder {name} does not exist. Put the Hugging Face files there (see the data table in the "
-            "README), point ALPHAVIL_DATA_DIR at the folder that holds models/, or set model.pretrained to a Hub name."
+            f"the {what} folder {name} does not exist. Put the Hugging Face files there (docs/data.md says where each "
+            "comes from), point ALPHAVIL_DATA_DIR at the folder that holds models/, or set model.pretrained to a Hub name."
         )
     try:
         return load(name)
@@ -47,7 +47,7 @@ def load_pretrained(load: Callable[[str], Any], name: str, what: str) -> Any:
         where = f"{', '.join(str(p) for p in broken)} cannot be read" if broken else f"the files in {name}"
         raise DataError(
             f"could not load the {what} from {name} ({type(cause).__name__}: {cause}): {where}. A truncated or "
-            "corrupt file needs a fresh copy (the README's data table says where each comes from)."
+            "corrupt file needs a fresh copy (docs/data.md says where each comes from)."
         ) from e
 
 
