@@ -30,7 +30,8 @@ def load_pretrained(load: Callable[[str], Any], name: str, what: str) -> Any:
     if looks_like_a_path(name) and not folder.is_dir():
         raise DataError(
             f"the {what} folder {name} does not exist. Put the Hugging Face files there (docs/data.md says where each "
-            "comes from), point ALPHAVIL_DATA_DIR at the folder that holds models/, or set model.pretrained to a Hub name."
+            "comes from), point ALPHAVIL_DATA_DIR at the folder that holds models/, or set model.pretrained to a Hub "
+            "name."
         )
     try:
         return load(name)
