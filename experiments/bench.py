@@ -1,6 +1,6 @@
 """Cost benchmark: each method's wall seconds per 1,000 training examples and peak memory, side by side.
 
-    python -m experiments.bench [--groups multimnist glue glue_speed processes budget] [--repeats 3]
+    python -m experiments.bench [--groups multimnist glue glue_speed processes budget k_scaling] [--repeats 3]
         [--train-examples 10000]
         [--glue-examples 160] [--budget equal fraction]
 
@@ -19,6 +19,8 @@ epoch took, against fixed weights on sampled batches (αVIL's examples and steps
 equal budget is the budget's, not a method's defaults. ``glue_speed``: GLUE's fast CPU path piece by piece,
 uniform's training examples per second in float32, under bf16 autocast, and under bf16 with batches grouped by
 length (the GLUE default on a CPU with AVX512-BF16: ``trainer=auto``, ``task.group_by_length=50``).
+``k_scaling``: an STS-B target beside K = 1, 2, 3, 5 GLUE auxiliaries at equal examples each, for uniform on
+sampled batches, αVIL, ForkMerge, PCGrad and DIW: seconds per epoch and peak memory against K, a fitted slope.
 """
 
 from __future__ import annotations
@@ -225,6 +227,78 @@ def budget_group(rule: list[str], out: Path, repeats: int = 3, extra: list[str] 
     return [*lines, ""]
 
 
+K_AUXILIARIES = ["mrpc", "rte", "sst2", "cola", "wnli"]  # every GLUE task with a training split in the local copy
+K_METHODS = {
+    "uniform · sampled": ["method=uniform", "task.batching=sampled"],
+    "alphavil": ["method=alphavil"],
+    "forkmerge": ["method=forkmerge"],
+    "pcgrad": ["method=pcgrad"],
+    "diw": ["method=diw"],
+}
+
+
+def k_scaling(overrides: list[str], out: Path, ks: list[int], repeats: int = 2) -> list[str]:
+    """Seconds per epoch and peak memory against the number of auxiliaries K, at a fixed budget per auxiliary
+    (``task.budget=equal``: each auxiliary as many examples per epoch as the target), with a line fitted per method.
+
+    Linear in K is the goal (each auxiliary adds its examples); a method is flagged super-linear when a quadratic
+    term explains the curve markedly better (its seconds at the largest K exceed the line through the others).
+    """
+    common = [*overrides, *ONE_EPOCH, "task.budget=equal"]
+    bench_method([*common, "task.auxiliaries=[mrpc]", "method=uniform"], out / "warmup")
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for _ in range(repeats):
+        for k in ks:
+            aux = f"task.auxiliaries=[{','.join(K_AUXILIARIES[:k])}]"
+            for name, method in K_METHODS.items():
+                runs.setdefault((name, k), []).append(bench_method([*common, aux, *method], out / f"k{k}"))
+    shared = _shared_parameters(common)
+    lines = [
+        "### Cost against the number of auxiliaries K (GLUE, MiniLM, stsb target)",
+        "",
+        f"Median of {repeats} epochs; every auxiliary {{n}} examples per epoch (the target's). Slope: seconds per "
+        "epoch per added auxiliary (least squares over K); memory: the process's peak resident set in the epoch. "
+        f"The shared parameters hold {shared / 2**20:.0f} MB (float32).",
+        "",
+        "| method | " + " | ".join(f"K={k}: s / epoch, peak MB" for k in ks) + " | slope (s per auxiliary) | "
+        "last point over the line through the others |",
+        "|---|" + "---|" * (len(ks) + 2),
+    ]
+    for name in K_METHODS:
+        seconds = [statistics.median(r["epoch_s"] for r in runs[name, k]) for k in ks]
+        peaks = [max(r["peak_mb"] for r in runs[name, k]) for k in ks]
+        slope, intercept = _line(ks, seconds)
+        early_slope, early_intercept = _line(ks[:-1], seconds[:-1])
+        excess = seconds[-1] / (early_slope * ks[-1] + early_intercept) - 1
+        cells = " | ".join(f"{s:.1f}, {p:.0f}" for s, p in zip(seconds, peaks))
+        lines.append(f"| {name} | {cells} | {slope:.2f} | {excess:+.0%} |")
+    alpha = [max(r["peak_mb"] for r in runs["alphavil", k]) - max(r["peak_mb"] for r in runs["uniform · sampled", k])
+             for k in ks]  # fmt: skip
+    lines += [
+        "",
+        "αVIL's peak memory above uniform's, against K × the shared parameters (its K flat deltas, float32): "
+        + ", ".join(f"K={k}: {a:+.0f} MB (K × shared {k * shared / 2**20:.0f} MB)" for k, a in zip(ks, alpha)),
+        "",
+    ]
+    return [line.replace("{n}", overrides_value(overrides, "task.max_train_examples")) for line in lines]
+
+
+def overrides_value(overrides: list[str], key: str) -> str:
+    return next((o.split("=", 1)[1] for o in overrides if o.startswith(key + "=")), "?")
+
+
+def _line(xs: list[int], ys: list[float]) -> tuple[float, float]:
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / max(sum((x - mx) ** 2 for x in xs), 1e-12)
+    return slope, my - slope * mx
+
+
+def _shared_parameters(overrides: list[str]) -> int:
+    """Bytes of the shared parameters (the trunk) of the bench's model, as stored."""
+    _, module, _ = build(config([*overrides, "task.auxiliaries=[mrpc]", "method=uniform"], ROOT / "logs" / "bench"))
+    return sum(p.numel() * p.element_size() for p in module.shared_parameters().values())
+
+
 def process_scaling(train_examples: int, out: Path, repeats: int, extra: list[str] | None = None) -> list[str]:
     """Examples per second of uniform on one process and on two (DDP, gloo): the same plan, sharded."""
     epochs = repeats + 1  # the first epoch warms up and is not counted
@@ -259,7 +333,7 @@ def process_scaling(train_examples: int, out: Path, repeats: int, extra: list[st
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    groups = ["multimnist", "glue", "glue_speed", "processes", "budget"]
+    groups = ["multimnist", "glue", "glue_speed", "processes", "budget", "k_scaling"]
     parser.add_argument("--groups", nargs="+", default=groups, choices=groups)
     parser.add_argument(
         "--budget", nargs="+", default=["equal", "fraction"], help="task.budget rules for the budget group"
@@ -267,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per method (median reported)")
     parser.add_argument("--train-examples", type=int, default=10000, help="MultiMNIST examples per task")
     parser.add_argument("--glue-examples", type=int, default=160, help="GLUE examples per task")
+    parser.add_argument("--k", nargs="+", type=int, default=[1, 2, 3, 5], help="k_scaling: numbers of auxiliaries")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench")
     args = parser.parse_args(argv)
     for name in ("pytorch_lightning", "lightning_fabric"):  # no banner per method and repeat
@@ -290,7 +365,7 @@ def main(argv: list[str] | None = None) -> None:
         "model.max_length=128",
     ]
     have_glue = (data / "models" / "all-MiniLM-L6-v2").exists() and (data / "glue").exists()
-    for group in ("glue", "glue_speed"):
+    for group in ("glue", "glue_speed", "k_scaling"):
         if group not in args.groups:
             continue
         if not have_glue:
@@ -298,6 +373,9 @@ def main(argv: list[str] | None = None) -> None:
             lines += [f"### {group}", "", missing, ""]
         elif group == "glue":
             lines += run_group("GLUE (MiniLM; rte with mrpc, stsb)", glue, args.out / "glue", args.repeats)
+        elif group == "k_scaling":
+            target = ["task=glue_stsb", *(o for o in glue[1:] if not o.startswith("task.auxiliaries"))]
+            lines += k_scaling(target, args.out / "k", args.k, args.repeats)
         else:
             lines += glue_speed(glue, args.out / "glue_speed", args.repeats)
     if "processes" in args.groups:
