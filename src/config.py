@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from src.data.glue import DEFAULT_AUXILIARIES as GLUE_AUXILIARIES
 from src.data.glue import TASKS as GLUE_TASKS
 from src.schema import (
     Config,
@@ -134,6 +135,9 @@ def register() -> None:
     OmegaConf.register_new_resolver("alphavil.sweep_group", sweep_group, replace=True)
     OmegaConf.register_new_resolver("alphavil.task_group", task_group, replace=True)
     OmegaConf.register_new_resolver("alphavil.run_id", run_id, replace=True, use_cache=True)
+    OmegaConf.register_new_resolver(
+        "alphavil.glue_auxiliaries", lambda target: ListConfig(list(GLUE_AUXILIARIES.get(target, []))), replace=True
+    )
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="task", name="base_multimnist", node=_schema(MultiMNISTTaskConfig))

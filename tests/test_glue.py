@@ -77,7 +77,17 @@ def _dm(tiny_glue, tmp_path, **kw):
 def test_auto_auxiliaries_are_the_available_tasks(tiny_glue, tmp_path):
     dm = _dm(tiny_glue, tmp_path)
     assert dm.source == str(tiny_glue / "glue")
-    assert [t.name for t in dm.tasks] == ["rte", "cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "wnli"]  # no qnli
+    # no qnli (no train split), no wnli (never unless named: its train set is adversarial to its test set)
+    assert [t.name for t in dm.tasks] == ["rte", "cola", "sst2", "mrpc", "qqp", "stsb", "mnli"]
+
+
+def test_a_glue_target_trains_beside_its_related_tasks_for_three_epochs_by_default():
+    from tests.conftest import compose_config
+
+    rte, cola = compose_config(["task=glue_rte"]), compose_config(["task=glue_cola"])
+    assert list(rte.task.auxiliaries) == ["mrpc", "stsb"] and list(cola.task.auxiliaries) == ["sst2"]
+    assert rte.trainer.max_epochs == 3
+    assert list(compose_config(["task=glue_rte", "task.auxiliaries=[wnli]"]).task.auxiliaries) == ["wnli"]
 
 
 def test_missing_split_is_named_before_training(tiny_glue, tmp_path):

@@ -44,6 +44,21 @@ TEXT = {  # the columns holding each task's text (one sentence or a pair)
     "rte": ("sentence1", "sentence2"),
     "wnli": ("sentence1", "sentence2"),
 }
+# task=glue_<target>'s auxiliaries by default: the other GLUE tasks of the same kind (sentence pairs for a pair
+# target, single sentences for CoLA and SST-2), those with training data in the local copy first. WNLI is left
+# out unless named: its training set is adversarial to its test set. MNLI, QNLI and QQP are the natural
+# auxiliaries of RTE and MRPC where their training splits are at hand (task.auxiliaries=[mnli,qnli,mrpc]).
+DEFAULT_AUXILIARIES = {
+    "rte": ["mrpc", "stsb"],
+    "mrpc": ["stsb", "rte"],
+    "stsb": ["mrpc", "rte"],
+    "cola": ["sst2"],
+    "sst2": ["cola"],
+    "mnli": ["rte", "mrpc"],
+    "qnli": ["rte", "mrpc"],
+    "qqp": ["mrpc", "stsb"],
+    "wnli": ["rte"],
+}
 TEST_SPLITS = {"mnli": {"mnli": "validation_matched", "mnli_mm": "validation_mismatched"}}
 
 
@@ -153,8 +168,9 @@ class GLUEDataModule(TextTaskGroup):
         if clash := sorted(set(own) & set(TASKS)):
             raise DataError(f"task.tasks names {', '.join(clash)}, a GLUE task already: give your task another name")
         glue = [t for t in [target, *([] if auxiliaries == "auto" else auxiliaries)] if t in TASKS]
-        if auxiliaries == "auto":
-            auxiliaries = [t for t in TASKS if t != target and not missing_splits(self.source, [t])] + [
+        if auxiliaries == "auto":  # every other task the source has (WNLI only when it is the target)
+            others = [t for t in TASKS if t not in (target, "wnli")]
+            auxiliaries = [t for t in others if not missing_splits(self.source, [t])] + [
                 t for t in own if t != target
             ]
             glue = [target, *auxiliaries]
