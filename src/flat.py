@@ -39,3 +39,8 @@ def flat_grad(grads: Sequence[Tensor | None], params: Sequence[nn.Parameter]) ->
     if not params:
         return torch.zeros(0)
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+
+
+def cosines(rows: Tensor, target: Tensor) -> Tensor:
+    """The cosine of each row of ``rows`` with ``target`` (0 where either is the zero vector)."""
+    return rows @ target / (rows.norm(dim=1) * target.norm()).clamp_min(torch.finfo(rows.dtype).tiny)

@@ -142,6 +142,16 @@ class MultiTaskModule(pl.LightningModule):
         """The number of processes training together (1 without a trainer)."""
         return self.trainer.world_size if self._trainer is not None else 1
 
+    @contextmanager
+    def on_step(self, step: Step) -> Iterator[None]:
+        """Inside the block the module's reductions read ``step``'s whole sizes (under several processes each holds
+        a shard): a training step, or a callback that measures on a step's batches (the relatedness probe)."""
+        saved, self._counts = self._counts, step.counts
+        try:
+            yield
+        finally:
+            self._counts = saved
+
     def global_mean(self, values: Tensor, key: str) -> Tensor:
         """``values.mean()`` over this process's shard of ``key``, scaled so that its mean over the processes
         is the mean over the whole step's examples (shards of a step may differ in size by one)."""
@@ -385,10 +395,10 @@ class MultiTaskModule(pl.LightningModule):
         progress = min(1.0, (self.current_epoch + (batch_idx + 0.5) / steps) / epochs)
         self._lr_factor = lr_factor(progress, kind, warmup)
         self._set_lr(self.optimizers().optimizer)  # before the method reads it (look-ahead steps)
-        self._counts = step.counts
         self._in_step = True
         try:
-            self.method.training_step(self, step, last)
+            with self.on_step(step):
+                self.method.training_step(self, step, last)
         finally:
             self._in_step = False
         self._set_lr(self.optimizers().optimizer)  # the step's rate, also after a restored optimizer state

@@ -32,7 +32,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from src.flat import flat_grad
+from src.flat import cosines, flat_grad
 
 ESTIMATES = ("lookahead", "cosine", "influence")
 
@@ -82,11 +82,10 @@ class RelatednessProbe(pl.Callback):
     def measure(self, trainer, module, step, tasks: list[str]) -> dict[str, dict[str, float]]:
         """This step's estimates for every task in ``tasks`` (the target's own included, as a reference)."""
         target, spent = module.target, dict(module.spent)
-        module._counts = step.counts  # the whole step's sizes, for global_mean under several processes
         shared = list(module.shared_parameters().values())
         lr = module.learning_rate()
         try:
-            with module.evaluating():
+            with module.evaluating(), module.on_step(step):  # the whole step's sizes under several processes
                 rows = []
                 for task in tasks:
                     loss = module.global_mean(module.loss(task, step.data[task]), task)
@@ -104,7 +103,7 @@ class RelatednessProbe(pl.Callback):
         finally:
             module.spent.update(spent)  # the probe's passes are not the method's
         own = grads[tasks.index(target)]
-        cosine = grads @ own / (grads.norm(dim=1) * own.norm()).clamp_min(1e-12)
+        cosine = cosines(grads, own)
         return {
             "lookahead": {t: float(1 - a / before) for t, a in zip(tasks, after)},
             "cosine": {t: float(c) for t, c in zip(tasks, cosine)},

@@ -170,9 +170,7 @@ class GLUEDataModule(TextTaskGroup):
         glue = [t for t in [target, *([] if auxiliaries == "auto" else auxiliaries)] if t in TASKS]
         if auxiliaries == "auto":  # every other task the source has (WNLI only when it is the target)
             others = [t for t in TASKS if t not in (target, "wnli")]
-            auxiliaries = [t for t in others if not missing_splits(self.source, [t])] + [
-                t for t in own if t != target
-            ]
+            auxiliaries = [t for t in others if not missing_splits(self.source, [t])] + [t for t in own if t != target]
             glue = [target, *auxiliaries]
         if is_local(self.source) and any(t in TASKS for t in glue):
             check_local_copy(self.source)

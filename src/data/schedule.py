@@ -18,6 +18,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from src.schema import BUDGETS
+
 DEV = "__dev__"
 """Key of the target's dev split in a step's batches (DIW's matching batch, αVIL's α-steps)."""
 
@@ -47,8 +49,6 @@ class Step:
     counts: dict[str, int] = field(default_factory=dict)  # the whole step's examples per key, when sharded
 
 
-BUDGETS = ("equal", "proportional", "temperature", "fraction", "counts")
-BATCHINGS = ("mixed", "sampled")
 MAX_PASSES = 100  # a budget rule may draw at most this many passes over an auxiliary per epoch
 
 

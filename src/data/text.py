@@ -144,9 +144,6 @@ class TextTask:
             **fields,
         )
 
-    def has_split(self, split: str) -> bool:
-        return split in self.data_files if self.data_files else True  # a Hub/folder source: asked at load
-
 
 def read_split(task: TextTask, split: str, cache_dir: Path, what: str | None = None, files: Sequence[Path] = ()):
     """The raw ``split`` of ``task`` as a ``datasets.Dataset`` (no tokenization); errors name it as ``what`` and

@@ -141,9 +141,10 @@ def update_weights(w: Tensor, alpha: Tensor, rule: str, w_min: float) -> Tensor:
 
 
 class AlphaVIL(BranchingMethod):
-    """αVIL as laid out in the reference design; the options are documented on :class:`Config`."""
+    """αVIL; the options are documented on :class:`Config`."""
 
     Config = Config
+    counters = ("skipped_alpha_steps",)  # plain-Python state a checkpoint keeps
     distributed = True
     schedule = "blocks"  # sampled batches without the shuffle: one block per task, then the α-steps
     step_option = "method.alpha_lr"
@@ -267,9 +268,3 @@ class AlphaVIL(BranchingMethod):
         return record
 
     # --- state: α is a buffer; the count of skipped steps is plain Python ---------------------------
-    def get_extra_state(self):
-        return {**super().get_extra_state(), "skipped_alpha_steps": self.skipped_alpha_steps}
-
-    def set_extra_state(self, state) -> None:
-        super().set_extra_state(state)
-        self.skipped_alpha_steps = state["skipped_alpha_steps"]

@@ -56,6 +56,7 @@ class AutoLambda(GradientWeighting):
     """λ learned by a one-step look-ahead on the target's dev loss; options on :class:`Config`."""
 
     Config = Config
+    counters = ("meta_steps",)  # plain-Python state a checkpoint keeps
     distributed = True
     scale_heads = True  # λ scales each task's loss
     step_option = "method.lr"
@@ -113,10 +114,3 @@ class AutoLambda(GradientWeighting):
 
     def update(self, module, grads, coefficients) -> None:
         """λ is the weight itself; nothing to observe."""
-
-    def get_extra_state(self):
-        return {**super().get_extra_state(), "meta_steps": self.meta_steps}
-
-    def set_extra_state(self, state) -> None:
-        super().set_extra_state(state)
-        self.meta_steps = state["meta_steps"]

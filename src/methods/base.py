@@ -71,6 +71,7 @@ class WeightingMethod(nn.Module):
     distributed: ClassVar[bool] = False  # checked on several processes (tests/test_distributed.py)
     shorten_with: ClassVar[str] = "task.max_train_examples"  # how to shorten epochs instead of cutting them
     batchings: ClassVar[tuple[str, ...]] = ("mixed",)
+    counters: ClassVar[tuple[str, ...]] = ()  # plain-Python attributes (step counters) a checkpoint keeps
     schedule: ClassVar[str | None] = None
 
     def __init__(self, **options: Any) -> None:
@@ -174,7 +175,11 @@ class WeightingMethod(nn.Module):
             problems.append(f"weights beyond {HUGE:g} ({bad}): the weighting has diverged; lower {self.step_option}")
         for bound, option in (("floor", self.floor_option), ("ceiling", self.ceiling_option)):
             value = getattr(self.cfg, option.split(".")[-1], None) if option else None
-            if value is not None and len(w) > 1 and bool(torch.isclose(w[1:], torch.tensor(float(value))).all()):
+            if (
+                value is not None
+                and len(w) > 1
+                and bool(torch.isclose(w[1:], torch.full_like(w[1:], float(value))).all())
+            ):
                 problems.append(
                     f"every auxiliary's weight is at its {bound} {option}={value}: the weighting has stopped choosing; "
                     f"lower {self.step_option}"
@@ -221,11 +226,14 @@ class WeightingMethod(nn.Module):
         return out
 
     def get_extra_state(self) -> dict[str, Any]:
-        """Plain-Python state, saved in the module's ``state_dict`` beside the buffers."""
-        return {"history": [dict(r) for r in self.history]}
+        """Plain-Python state, saved in the module's ``state_dict`` beside the buffers: the history and the
+        attributes named in :attr:`counters`."""
+        return {"history": [dict(r) for r in self.history], **{name: getattr(self, name) for name in self.counters}}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.history = [dict(r) for r in state["history"]]
+        for name in self.counters:
+            setattr(self, name, state[name])
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # A buffer's size may differ from the checkpoint's (a warm start over the last batch, or a method

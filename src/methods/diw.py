@@ -132,6 +132,7 @@ class DIW(WeightingMethod):
     """
 
     Config = Config
+    counters = ("steps_done",)  # plain-Python state a checkpoint keeps
     distributed = True
 
     def __init__(self, **options):
@@ -201,10 +202,3 @@ class DIW(WeightingMethod):
         module.log("time/kmm_seconds", self._solve_seconds, on_step=False, on_epoch=True, batch_size=1)
         self._solve_seconds = 0.0
         return {}
-
-    def get_extra_state(self):
-        return {**super().get_extra_state(), "steps_done": self.steps_done}
-
-    def set_extra_state(self, state) -> None:
-        super().set_extra_state(state)
-        self.steps_done = state["steps_done"]

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
+from src.flat import cosines
 from src.methods.gradient_weighting import GradientWeighting
 from src.schema import MethodConfig, choice
 
@@ -34,7 +34,7 @@ class Config(MethodConfig):
 def gcs_coefficients(shared: Tensor, variant: str) -> Tensor:
     """Each task's coefficient: 1 for the target (row 0), the gated cosine with it for the others."""
     target = shared[0]
-    cos = shared @ target / (shared.norm(dim=1) * target.norm()).clamp_min(torch.finfo(shared.dtype).tiny)
+    cos = cosines(shared, target)
     coefficients = (cos > 0).to(shared.dtype) if variant == "unweighted" else cos.clamp_min(0)
     coefficients[0] = 1.0
     return coefficients

@@ -1,5 +1,5 @@
 """HydaLearn: highly dynamic task weighting (Verboven, Chaudhary, Berrevoets, Verbeke, Baesens;
-Applied Intelligence 2022, arXiv 2008.11643), one of this project's seed systems.
+Applied Intelligence 2022, arXiv 2008.11643).
 
 Every step holds a batch of every task, and each step sets its own weights from each task's *gain* on the
 target: the drop in the target's loss on this step's target batch after a trial update of the model with

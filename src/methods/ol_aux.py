@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from src.flat import cosines
 from src.methods.gradient_weighting import GradientWeighting
 from src.schema import ConfigError, MethodConfig, at_least, choice, positive
 
@@ -46,7 +47,7 @@ def similarities(shared: Tensor, kind: str, lr: float) -> Tensor:
     """sim(g_target, g_k) for every row k of ``shared`` (row 0 is the target; its own entry is 0)."""
     dots = shared @ shared[0]
     if kind == "cosine":
-        out = dots / (shared.norm(dim=1) * shared[0].norm()).clamp_min(torch.finfo(shared.dtype).tiny)
+        out = cosines(shared, shared[0])
     else:
         out = lr * dots
     out[0] = 0.0
@@ -61,6 +62,7 @@ class OLAux(GradientWeighting):
     """
 
     Config = Config
+    counters = ("steps",)  # plain-Python state a checkpoint keeps
     distributed = True
     scale_heads = True  # the weights scale each task's loss
     step_option = "method.beta"
@@ -91,10 +93,3 @@ class OLAux(GradientWeighting):
         if self.steps % self.cfg.horizon == 0:
             self.w = self.w + self.accumulated.to(self.w)
             self.accumulated.zero_()
-
-    def get_extra_state(self):
-        return {**super().get_extra_state(), "steps": self.steps}
-
-    def set_extra_state(self, state) -> None:
-        super().set_extra_state(state)
-        self.steps = state["steps"]

@@ -33,6 +33,7 @@ class PostTrain(WeightingMethod):
     """Auxiliaries first, then the target; options on :class:`Config`."""
 
     Config = Config
+    counters = ("aux_epochs",)  # plain-Python state a checkpoint keeps
     distributed = True
     batchings = ("mixed", "sampled")
 
@@ -75,10 +76,3 @@ class PostTrain(WeightingMethod):
         if step.block == "finetune" and self.cfg.reset_optimizer:
             module.optimizers().optimizer.state.clear()  # fine-tuning starts from a fresh optimizer state
         module.backward_and_step(self.weighted_sum(module.task_losses(step.data)))
-
-    def get_extra_state(self):
-        return {**super().get_extra_state(), "aux_epochs": self.aux_epochs}
-
-    def set_extra_state(self, state) -> None:
-        super().set_extra_state(state)
-        self.aux_epochs = state["aux_epochs"]

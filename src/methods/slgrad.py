@@ -1,5 +1,5 @@
 """SLGrad: sample-level weighting for multi-task learning with auxiliary tasks (Grégoire, Chaudhary,
-Verboven; Applied Intelligence 54, 2024; arXiv 2306.04519), one of this project's seed systems.
+Verboven; Applied Intelligence 54, 2024; arXiv 2306.04519).
 
 Every step holds a batch of every task and a batch of the target's dev split (the paper's hold-out meta
 objective). Each training example i of each task k gets a weight from how well its own gradient on the
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from src.data.schedule import DEV
-from src.flat import flat_grad
+from src.flat import cosines, flat_grad
 from src.methods.base import WeightingMethod
 from src.schema import MethodConfig, positive
 
@@ -83,7 +83,7 @@ class SLGrad(WeightingMethod):
                 for start in range(0, n, size):  # one chunk's per-example gradients in memory at a time
                     rows = module.example_gradients(task, {k: v[start : start + size] for k, v in batch.items()})
                     rows = rows.float()
-                    pieces.append((rows @ dev) / (rows.norm(dim=1) * dev.norm()).clamp_min(1e-12))
+                    pieces.append(cosines(rows, dev))
                 out[task] = torch.cat(pieces)
         return out
 
