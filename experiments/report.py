@@ -54,16 +54,39 @@ def collect(root: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             problems.append((run, f"corrupt results.json ({type(e).__name__}: {e})"))
             continue
+        if bad := [k for k in ("target_test", "target_dev") if not _score(r[k])]:
+            problems.append((run, f"{bad[0]} is {r[bad[0]]!r}, not a finite number: left out of every mean"))
+            continue
         r["_dir"] = str(run.relative_to(root))
         results.append(r)
     return results, problems
+
+
+def _score(value: Any) -> bool:
+    """A score a mean can take: a finite number (a test that did not run is ``None`` and is allowed)."""
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value))
+
+
+def deduplicated(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Each run once: a copy of a run (the same recorded configuration and seed, a folder given twice) is left
+    out, named with the run it repeats."""
+    kept: dict[str, dict[str, Any]] = {}
+    dropped = []
+    for r in results:
+        record = r.get("run_record") or {"method": r["method"], "overrides": r.get("overrides"), "tasks": r["tasks"]}
+        key = json.dumps([record, r["seed"], r.get("task_config")], sort_keys=True, default=str)
+        if key in kept:
+            dropped.append((r["_dir"], f"a copy of {kept[key]['_dir']} (the same configuration and seed)"))
+        else:
+            kept[key] = r
+    return list(kept.values()), dropped
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 def method_key(r: dict[str, Any]) -> str:
@@ -102,7 +125,17 @@ def method_order(key: str) -> tuple[int, str]:
 
 
 def target_key(r: dict[str, Any]) -> str:
-    return r.get("task_config") or r["target"]
+    """The setting: the task config's name with the tasks trained and their training-set sizes (the target first),
+    so two settings made from one config with other auxiliaries or caps are two tables."""
+    name = r.get("task_config") or r["target"]
+    sizes = r.get("train_examples") or {}
+    tasks = r.get("tasks") or [r["target"]]
+    return f"{name}: " + " + ".join(f"{t} {sizes[t]:,}" if t in sizes else t for t in tasks)
+
+
+def short_name(setting: str) -> str:
+    """A setting's task config name (``target_key`` without its tasks)."""
+    return setting.split(": ", 1)[0]
 
 
 def budget_label(r: dict[str, Any]) -> str:
@@ -222,11 +255,11 @@ def tables(results: list[dict[str, Any]]) -> str:
                     "name": method,
                     "method": method + (" †" if off else "") + (" **(oracle)**" if method == best_fixed else ""),
                     "test": test,
-                    "cell": f"{test:.4f} ± {test_sd:.4f}",
+                    "cell": f"{test:.4f} ± " + ("n/a (one seed)" if math.isnan(test_sd) else f"{test_sd:.4f}"),
                     "seeds": ", ".join(f"{r['target_test']:.4f}" for r in runs),
                     "single": paired(runs, single) if single and method != "single_task" else "–",
                     "oracle": paired(runs, methods[best_fixed]) if best_fixed and method != best_fixed else "–",
-                    "dev": f"{dev:.4f} ± {dev_sd:.4f}",
+                    "dev": f"{dev:.4f}" + ("" if math.isnan(dev_sd) else f" ± {dev_sd:.4f}"),
                     "sec": f"{sec:.1f}",
                     "seen": examples_seen(runs),
                     "spent": spent_cells(spent),
@@ -309,7 +342,9 @@ def plot_weights(results: list[dict[str, Any]], out: Path) -> list[Path]:
         methods = {m: runs for m, runs in methods.items() if runs}
         if not methods:
             continue
-        target = setting if len({b for s_, b in by_target if s_ == setting}) == 1 else f"{setting}_{_slug(budget)}"
+        name = short_name(setting)  # the config's name, unless two settings share it
+        name = name if len({s_ for s_, _ in by_target if short_name(s_) == name}) == 1 else _slug(setting)
+        target = name if len({b for s_, b in by_target if s_ == setting}) == 1 else f"{name}_{_slug(budget)}"
         names = sorted(methods, key=method_order)
         cols = min(len(names), 4)  # method variants (tuned runs, Optuna trials) wrap onto more rows
         rows = math.ceil(len(names) / cols)
@@ -352,12 +387,16 @@ def report(roots: Path | list[Path], out: Path | None = None) -> Path:
     results, problems = [], []
     for root in roots:
         found, missing = collect(root)
+        for r in found:
+            r["_dir"] = str(root / r["_dir"]) if len(roots) > 1 else r["_dir"]
         results += found
         problems += [(root, p, why) for p, why in missing]
+    results, copies = deduplicated(results)
     parts = [f"# Report: {', '.join(map(str, roots))}\n", f"{len(results)} runs with results.\n"]
-    if problems:
-        parts.append("## Runs without usable results\n")
+    if problems or copies:
+        parts.append("## Runs left out\n")
         parts += [f"- `{p.relative_to(root)}`: {why}" for root, p, why in problems]
+        parts += [f"- `{d}`: {why}" for d, why in copies]
         parts.append("")
     if flagged := [r for r in results if r.get("warnings")]:  # included in the tables, but read with care
         parts.append("## Runs flagged while training\n")

@@ -27,7 +27,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from experiments.report import FIXED, collect, group_tables, mean_std, method_order, oracle
+from experiments.report import FIXED, collect, group_tables, mean_std, method_order, oracle, short_name
 from experiments.stats import interval, paired_diffs, spearman
 from src.record import learned_weights
 
@@ -118,7 +118,7 @@ def points(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for aux, effect in effects.items():
             values = {key: learned_weight(runs, aux) for key, runs in learned.items()}
             values.update({name: v[aux] for name, v in probe.items() if aux in v})
-            out.append({"setting": setting, "budget": budget, "aux": aux, **effect, "values": values})
+            out.append({"setting": short_name(setting), "budget": budget, "aux": aux, **effect, "values": values})
     return out
 
 

@@ -311,9 +311,11 @@ def test_report_tables_one_budget_each_with_the_oracle_at_it_and_spending_marked
         + runs("uniform", "sampled", "fraction", 0.90, 0.90, 10_000, 270_000)
         + runs("alphavil", "blocks", "fraction", 0.88, 0.95, 10_200, 272_000)
     )
-    sections = {part.split(" (", 1)[0]: part for part in text.split("### ")[1:]}
-    assert set(sections) == {"setting, budget equal, dev 200", "setting, budget fraction 0.5, dev 200"}
-    small, large = sections["setting, budget equal, dev 200"], sections["setting, budget fraction 0.5, dev 200"]
+    sections = {part.split(" (target", 1)[0]: part for part in text.split("### ")[1:]}
+    equal = "setting: left + right, budget equal, dev 200"
+    fraction = "setting: left + right, budget fraction 0.5, dev 200"
+    assert set(sections) == {equal, fraction}
+    small, large = sections[equal], sections[fraction]
     assert "Oracle: `uniform · sampled`" in small and "Oracle: `uniform · sampled`" in large
     assert "| single_task † |" in small and "| single_task † |" in large  # single-task joins both budgets
     assert "| uniform · mixed † |" in small and "uniform · mixed: steps." in small  # same examples, half the steps
@@ -403,3 +405,33 @@ def test_stsb_known_files_and_one_job_of_its_experiment(tiny_glue, tmp_path):
     results = train(cfg)
     assert results["tasks"] == ["low", "binary", "noise"] and results["target_metric"] == "avg(pearson,spearman)"
     assert results["examples_seen"]["binary"] == results["examples_seen"]["low"]  # the equal budget
+
+
+def _record(folder: Path, seed: int, test, aux: list[str], method: str = "Uniform", tag: str = "") -> None:
+    folder.mkdir(parents=True)
+    record = {
+        "target": "left", "method": method, "method_choice": method.lower(), "task_config": "toy",
+        "tasks": ["left", *aux], "train_examples": {"left": 100, **{a: 500 for a in aux}}, "target_metric": "accuracy",
+        "target_dev": 0.5, "target_test": test, "seed": seed, "epochs": 1, "schedule": "mixed",
+        "weights": {"left": 1.0, **{a: 1.0 for a in aux}}, "run_record": {"task.auxiliaries": aux, "tag": tag},
+    }  # fmt: skip
+    (folder / "results.json").write_text(json.dumps(record))
+
+
+def test_the_report_counts_each_run_once_and_names_what_it_left_out(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        _record(sweep / f"uniform/seed{seed}", seed, 0.8 + seed / 100, ["right"])
+    shutil.copytree(sweep / "uniform/seed0", sweep / "copy_of_seed0")  # a copy: the same configuration and seed
+    _record(sweep / "uniform/seed2", 2, float("nan"), ["right"])  # a NaN score: named, out of every mean
+    _record(sweep / "uniform/seed3", 3, "0.9", ["right"])  # a score written as a string
+    _record(sweep / "other/seed0", 0, 0.7, ["noise"], tag="other")  # the same config, other auxiliaries
+    text = report([sweep, sweep], tmp_path / "out").read_text()  # the folder given twice
+    assert "copy_of_seed0`: a copy of" in text
+    assert "uniform/seed2`: target_test is nan, not a finite number" in text
+    assert "uniform/seed3`: target_test is '0.9', not a finite number" in text
+    assert "### toy: left 100 + right 500" in text and "### toy: left 100 + noise 500" in text
+    row = next(line for line in text.split("### toy: left 100 + right 500")[1].splitlines() if "| uniform" in line)
+    assert "0.8050 ± 0.0071 | 0.8000, 0.8100 |" in row  # seeds 0 and 1, once each
+    noise = next(line for line in text.split("### toy: left 100 + noise 500")[1].splitlines() if "| uniform" in line)
+    assert "0.7000 ± n/a (one seed)" in noise
