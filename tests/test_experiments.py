@@ -432,6 +432,6 @@ def test_the_report_counts_each_run_once_and_names_what_it_left_out(tmp_path):
     assert "uniform/seed3`: target_test is '0.9', not a finite number" in text
     assert "### toy: left 100 + right 500" in text and "### toy: left 100 + noise 500" in text
     row = next(line for line in text.split("### toy: left 100 + right 500")[1].splitlines() if "| uniform" in line)
-    assert "0.8050 ± 0.0071 | 0.8000, 0.8100 |" in row  # seeds 0 and 1, once each
+    assert "0.8050 ± 0.0071** | 0.8000, 0.8100 |" in row  # seeds 0 and 1, once each
     noise = next(line for line in text.split("### toy: left 100 + noise 500")[1].splitlines() if "| uniform" in line)
     assert "0.7000 ± n/a (one seed)" in noise
