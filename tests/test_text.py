@@ -208,3 +208,21 @@ def test_your_own_tasks_train_on_two_processes(tiny_glue, tmp_path):
     assert runs[2]["examples_seen"] == runs[1]["examples_seen"]
     assert runs[2]["optimizer_steps"] == runs[1]["optimizer_steps"]
     assert runs[2]["label_names"] == {"stars": ["bad", "good", "great"]}
+
+
+@pytest.mark.parametrize(
+    "labels,num,names,encoded",
+    [
+        ([1, 2, 3, 5, 4, 1], 5, ("1", "2", "3", "4", "5"), [0, 1, 2, 4, 3, 0]),  # 1-based ratings: no phantom class 0
+        ([1.0, 2.0, 3.0], 3, ("1", "2", "3"), [0, 1, 2]),  # read as floats, the same classes
+        ([True, False, True], 2, ("False", "True"), [1, 0, 1]),  # booleans: two classes, not "fewer than two"
+        ([0, 2, 1], 3, None, [0, 2, 1]),  # 0-based: the integers are the class ids
+    ],
+)
+def test_classes_come_from_the_labels_seen(labels, num, names, encoded):
+    from src.data.text import TextTask, encode_labels, infer_spec
+
+    task = TextTask(name="stars", text=("review",), label="stars")
+    spec, got = infer_spec(task, labels)
+    assert spec.num_outputs == num and got == names
+    assert encode_labels(task, spec, got, labels, "stars") == encoded

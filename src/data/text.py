@@ -10,8 +10,10 @@ listed under ``task.tasks``. Each entry names its source and its fields::
   split → a file or a list of files, read by extension (``.csv``, ``.tsv``, ``.json``, ``.jsonl``, ``.parquet``).
 - ``text``: one column, or two for sentence pairs; ``label``: the label column.
 - ``kind``: ``classification`` or ``regression``; inferred when left out (strings and integers classify,
-  other numbers regress). ``num_labels``: inferred (integer labels 0..max; string labels mapped to ids in sorted
-  order, recorded in results.json under ``label_names``); ``label_names`` fixes the order by hand.
+  other numbers regress). ``num_labels``: inferred: integer labels 0..max; the classes seen when the labels
+  start above 0 (1-based ratings); True/False as two classes; string labels as ids in sorted order. Classes
+  taken from the labels seen are recorded in results.json under ``label_names``; ``label_names`` fixes the
+  order by hand.
 - ``metrics``: from :data:`src.data.tasks.METRICS`; defaults ``[accuracy]`` (classification) and
   ``[pearson, spearman]`` (regression). The first metrics' mean is the headline, as in GLUE.
 - ``train_split`` (default ``train``) and ``test_split`` (default ``test``); a source without a test split
@@ -216,16 +218,21 @@ def infer_spec(task: TextTask, labels: Sequence[Any]) -> tuple[TaskSpec, tuple[s
         metrics = task.metrics or ("pearson", "spearman")
         spec, names = TaskSpec(task.name, 1, metrics), None
     else:
+        ints = [int(y) for y in numbers if float(y).is_integer()]
+        present = [y for y in labels if y is not None]
         if task.label_names is not None:
             names = task.label_names
         elif strings:
-            names = tuple(sorted({str(y) for y in labels if y is not None}))
+            names = tuple(sorted({str(y) for y in present}))
+        elif present and all(isinstance(y, bool) for y in present):  # True/False: two classes, False first
+            names = ("False", "True")
+        elif ints and min(ints) > 0 and task.num_labels is None:  # 1-based (star ratings 1–5): the classes seen
+            names = tuple(str(v) for v in sorted(set(ints)))
         else:
             names = None
         if names is not None:
             num = len(names)
         else:
-            ints = [int(y) for y in numbers if float(y).is_integer()]
             num = task.num_labels or (max(ints) + 1 if ints else 0)
         if task.num_labels is not None and task.num_labels != num:
             given = f"label_names has {num} names" if task.label_names else f"the train split has {num} labels"
@@ -240,6 +247,15 @@ def infer_spec(task: TextTask, labels: Sequence[Any]) -> tuple[TaskSpec, tuple[s
         if m == "f1" and spec.num_outputs != 2:
             raise DataError(f"{where}.metrics: f1 is the positive class's F1 of a binary task; this one has {num}")
     return spec, names
+
+
+def label_key(y: Any) -> str:
+    """A label as its class name: ``True``, ``3`` (whether read as 3 or 3.0), or the text as written."""
+    if isinstance(y, bool):
+        return str(y)
+    if isinstance(y, int | float) and float(y).is_integer():
+        return str(int(y))
+    return str(y)
 
 
 def _is_number(text: str) -> bool:
@@ -267,11 +283,11 @@ def encode_labels(task: TextTask, spec: TaskSpec, names: tuple[str, ...] | None,
                 raise DataError(f"{where}: column {task.label!r}, row {row}: {y!r} is not a finite number")
             out.append(float(y))
         elif index is not None:
-            if str(y) not in index or y is None:
+            if y is None or label_key(y) not in index:
                 raise DataError(
                     f"{where}: column {task.label!r}, row {row}: {y!r} is not one of the labels {list(names)}"
                 )
-            out.append(index[str(y)])
+            out.append(index[label_key(y)])
         else:
             ok = isinstance(y, int | float) and not isinstance(y, bool) and float(y).is_integer()
             if not ok or not 0 <= int(y) < spec.num_outputs:
