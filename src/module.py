@@ -499,6 +499,7 @@ class MultiTaskModule(pl.LightningModule):
     # history lives beside it.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[RECORD_KEY] = self.run_record
+        checkpoint["data_identity"] = dict(getattr(self.trainer.datamodule, "identity", {}) or {})
         checkpoint["run_history"] = {
             "dev_scores": list(self.dev_scores),
             "epoch_seconds": list(self.epoch_seconds),
@@ -509,6 +510,16 @@ class MultiTaskModule(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("data_identity") or {}
+        now = dict(getattr(self.trainer.datamodule, "identity", {}) or {}) if self._trainer is not None else {}
+        if changed := sorted(k for k in saved.keys() & now.keys() if saved[k] != now[k]):
+            from src.data.base import DataError
+
+            raise DataError(
+                f"the data changed since the checkpoint was written ({', '.join(changed)}: other content than the "
+                "run started on); resuming would train later epochs on other data. Restore the data the run started "
+                "with, or start a new run in a new folder."
+            )
         self.dev_scores = list(checkpoint["run_history"]["dev_scores"])
         self.epoch_seconds = list(checkpoint["run_history"]["epoch_seconds"])
         self.examples_seen = dict(checkpoint["run_history"]["examples_seen"])

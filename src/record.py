@@ -177,7 +177,7 @@ def fit_results(cfg: DictConfig, datamodule: MultiTaskDataModule, module: MultiT
         epochs=cfg.trainer.max_epochs,
         overrides=overrides(),
         run_record=jsonable(run_record(cfg)),
-        data=dict(getattr(datamodule, "data_identity", lambda: {})()),
+        data=dict(datamodule.identity),
         extra=extra,
     )
 

@@ -560,3 +560,14 @@ def test_a_second_run_on_a_folder_in_use_refuses_and_the_first_finishes_intact(t
     assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
     results = json.loads((folder / "results.json").read_text())
     assert results["epochs"] == 150 and len(results["dev_history"]) == 150  # the first run's record, whole
+
+
+def test_a_resume_on_other_mnist_data_is_refused(tiny_cfg, tmp_path):
+    """Checksums off and the data folder moved to other files: the resume names the split that changed."""
+    from src.data.base import DataError
+    from tests.conftest import make_mnist
+
+    train(tiny_cfg("method=uniform", "trainer.max_epochs=1", "ckpt_path=auto"))
+    other = make_mnist(tmp_path / "other", seed=1)
+    with pytest.raises(DataError, match=r"the data changed since the checkpoint was written \(mnist/test, mnist/train"):
+        train(tiny_cfg("method=uniform", "trainer.max_epochs=2", "ckpt_path=auto", f"paths.data_dir={other}"))

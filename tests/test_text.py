@@ -226,3 +226,21 @@ def test_classes_come_from_the_labels_seen(labels, num, names, encoded):
     spec, got = infer_spec(task, labels)
     assert spec.num_outputs == num and got == names
     assert encode_labels(task, spec, got, labels, "stars") == encoded
+
+
+def test_a_resume_after_an_own_tasks_file_was_edited_is_refused(text_cfg):
+    """The run records its data's identity; an edited CSV between a stop and a resume is named, not mixed in."""
+    import pandas as pd
+
+    from src.data.base import DataError
+    from src.run import train
+
+    laid = "model.lr_schedule.epochs=2"  # the schedule over two epochs: the first run is the second's prefix
+    first = train(text_cfg("task.target=stars", "trainer.max_epochs=1", laid, "ckpt_path=auto", "test=false"))
+    assert "stars/train" in first["data"]
+    path = text_cfg.files["stars_train"]
+    frame = pd.read_csv(path)
+    frame.loc[0, "review"] = "an edited review"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"the data changed since the checkpoint was written \(stars/train"):
+        train(text_cfg("task.target=stars", "trainer.max_epochs=2", laid, "ckpt_path=auto"))

@@ -151,6 +151,9 @@ class MultiTaskDataModule(pl.LightningDataModule):
         self.train_sets: dict[str, TaskData] = {}
         self.dev_set: TaskData | None = None
         self.test_sets: dict[str, TaskData] = {}
+        # the identity of the data each split was built from (the content keys its cache is keyed by): recorded
+        # in results.json and checkpoints, so a resume on changed data is refused
+        self.identity: dict[str, str] = {}
 
     @property
     def tasks(self) -> list[TaskSpec]:

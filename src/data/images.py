@@ -188,6 +188,7 @@ class ImageTaskGroup(MultiTaskDataModule):
         paths = image_paths(entry, split, frame)
         stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
         key = content_key([listing], stats, self.image_size)
+        self.identity[f"{entry.name}/{split}"] = key
         cache = self.cache_dir / "images" / f"{key}.pt"
         if cache.exists():
             x = torch.load(cache, weights_only=True)

@@ -199,6 +199,7 @@ class MultiMNISTDataModule(MultiTaskDataModule):
         # keyed by the files' content, not their path: an edited or replaced file is never served from an old
         # cache, checksums verified or not
         key = content_key((folder / name for name in FILES), CACHE_VERSION)
+        self.identity[f"mnist/{split}"] = key
         path = self.cache_dir / "multimnist" / f"{split}_seed{self.seed}_{key}.pt"
         if path.exists():
             try:

@@ -420,6 +420,7 @@ class TextTaskGroup(MultiTaskDataModule):
         picked = None if rows is None else rows.tolist()
         encoding = (spec.num_outputs, spec.metrics, names)  # a class added to train changes every split's ids
         data_key = content_key(self.source_files(entry, split), repr(entry), split, picked, encoding)
+        self.identity[f"{entry.name}/{split}"] = data_key
         key = content_key(tokenizer_files(self.tokenizer_name), data_key, self.tokenizer_name, self.max_length)
         path = self.cache_dir / self.CACHE / f"{entry.name}_{split}_{key}.arrow"
         path.parent.mkdir(parents=True, exist_ok=True)
