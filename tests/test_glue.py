@@ -133,7 +133,7 @@ def test_target_outside_glue_is_rejected(tmp_path):
 @pytest.mark.slow  # ~5 s a method on the tiny BERT: the fast suite runs GLUE end to end in the tests below
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_on_glue_rte(method, glue_cfg, tmp_path):
-    results = train(glue_cfg("task=glue_rte", f"method={method}", "task.auxiliaries=[mrpc,stsb]"))
+    train(glue_cfg("task=glue_rte", f"method={method}", "task.auxiliaries=[mrpc,stsb]"))
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["target"] == "rte" and saved["tasks"] == ["rte", "mrpc", "stsb"]
     assert saved["target_metric"] == "accuracy" and saved["target_test"] == saved["test"]["rte"]["accuracy"]
