@@ -24,13 +24,10 @@ from src.schema import (
     Config,
     ConfigError,
     EncoderModelConfig,
-    GLUETaskConfig,
-    ImageTaskConfig,
     LeNetModelConfig,
-    MultiMNISTTaskConfig,
     PathsConfig,
     SearchConfig,
-    TextTaskConfig,
+    TaskConfig,
     TrainerConfig,
 )
 
@@ -106,6 +103,18 @@ def method_schemas() -> dict[str, type]:
     return schemas
 
 
+def task_schemas() -> dict[str, type]:
+    """Every task group's schema, found as methods are: each subclass of :class:`TaskConfig` that names its group
+    (``GROUP``); adding a task group is its DataModule, its schema and its YAML."""
+    found, todo = {}, list(TaskConfig.__subclasses__())
+    while todo:
+        schema = todo.pop()
+        todo += schema.__subclasses__()
+        if schema.__dict__.get("GROUP"):
+            found[schema.GROUP] = schema
+    return found
+
+
 def _schema(schema: type) -> DictConfig:
     """``schema`` as a config whose mapping fields accept new keys from the command line.
 
@@ -140,10 +149,8 @@ def register() -> None:
     )
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="task", name="base_multimnist", node=_schema(MultiMNISTTaskConfig))
-    cs.store(group="task", name="base_glue", node=_schema(GLUETaskConfig))
-    cs.store(group="task", name="base_text", node=_schema(TextTaskConfig))
-    cs.store(group="task", name="base_images", node=_schema(ImageTaskConfig))
+    for name, schema in task_schemas().items():  # base_multimnist, base_glue, ...: every task group's schema
+        cs.store(group="task", name=f"base_{name}", node=_schema(schema))
     for target in GLUE_TASKS:  # task=glue_rte is task=glue with task.target=rte: one config, nine names
         alias = {"defaults": ["glue"], "task": {"target": target}}
         cs.store(group="task", name=f"glue_{target}", node=alias, package="_global_")

@@ -166,6 +166,7 @@ class TaskConfig:
 
 @dataclass
 class MultiMNISTTaskConfig(TaskConfig):
+    GROUP: ClassVar[str] = "multimnist"
     _target_: str = "src.data.multimnist.MultiMNISTDataModule"
     batch_size: int = 256
     eval_batch_size: int = 1000
@@ -178,6 +179,8 @@ class MultiMNISTTaskConfig(TaskConfig):
 @dataclass
 class TextTaskConfig(TaskConfig):
     """Text tasks declared in configuration (``task.tasks``: name → entry, src/data/text.py)."""
+
+    GROUP: ClassVar[str] = "text"
 
     _target_: str = "src.data.text.TextTaskGroup"
     auxiliaries: Any = "auto"  # a list, or auto: every other task listed
@@ -210,6 +213,8 @@ class TextTaskConfig(TaskConfig):
 class ImageTaskConfig(TaskConfig):
     """Image tasks listed in CSV or parquet files (``task.tasks``: name → entry, src/data/images.py)."""
 
+    GROUP: ClassVar[str] = "images"
+
     _target_: str = "src.data.images.ImageTaskGroup"
     auxiliaries: Any = "auto"  # a list, or auto: every other task listed
     tasks: dict[str, Any] = field(default_factory=dict)  # name → {data_files, image, label, ...}
@@ -229,6 +234,8 @@ class ImageTaskConfig(TaskConfig):
 @dataclass
 class GLUETaskConfig(TextTaskConfig):
     """GLUE: the text task group with GLUE's nine tasks as presets, and any of your own beside them."""
+
+    GROUP: ClassVar[str] = "glue"
 
     _target_: str = "src.data.glue.GLUEDataModule"
     source: str = "auto"  # auto (<data_dir>/glue if present, else the Hub) | a Hub name | a folder
