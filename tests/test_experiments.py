@@ -416,6 +416,17 @@ def test_stsb_known_files_and_one_job_of_its_experiment(tiny_glue, tmp_path):
     results = train(cfg)
     assert results["tasks"] == ["low", "binary", "noise"] and results["target_metric"] == "avg(pearson,spearman)"
     assert results["examples_seen"]["binary"] == results["examples_seen"]["low"]  # the equal budget
+    inverted = pd.read_csv(out / "inverted.csv")  # the candidate harmful control: the same pairs, 5 − score
+    assert inverted[pair].equals(read["binary"][pair])
+    assert all(abs(scores[tuple(r[pair])] - (5 - r["label"])) < 1e-6 for _, r in inverted.iterrows())
+    harmful = compose_config(
+        [*GLUE_TINY, "experiment=glue_stsb_harmful", "method=uniform", f"paths.data_dir={tiny_glue}",
+         f"paths.cache_dir={tmp_path}/cache", f"model.pretrained={tiny_glue}/models/tiny-bert", "trainer.max_epochs=1",
+         "task.dev_fraction=0.2"],
+        output_dir=tmp_path / "harmful",
+    )  # fmt: skip
+    results = train(harmful)
+    assert results["tasks"] == ["low", "binary", "inverted"] and results["test"]["inverted"]["score"] is not None
 
 
 def _record(folder: Path, seed: int, test, aux: list[str], method: str = "Uniform", tag: str = "") -> None:
