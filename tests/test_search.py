@@ -199,9 +199,13 @@ def test_bad_search_options_fail_before_any_training(tiny_cfg, tmp_path, overrid
     assert not (tmp_path / "search" / "trials").exists()
 
 
-def test_a_search_without_a_strategy_and_src_run_with_one_are_refused(tiny_cfg, tmp_path):
+def test_a_search_without_a_strategy_is_refused(tiny_cfg):
     with pytest.raises(ConfigError, match="choose a strategy: search=grid"):
         run_search(tiny_cfg())
+
+
+@pytest.mark.slow
+def test_src_run_refuses_a_search_option(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "src.run", "search=grid", "debug=tiny", "logger=none", f"paths.log_dir={tmp_path}"],
         cwd=ROOT,
