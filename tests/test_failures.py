@@ -571,3 +571,29 @@ def test_a_resume_on_other_mnist_data_is_refused(tiny_cfg, tmp_path):
     other = make_mnist(tmp_path / "other", seed=1)
     with pytest.raises(DataError, match=r"the data changed since the checkpoint was written \(mnist/test, mnist/train"):
         train(tiny_cfg("method=uniform", "trainer.max_epochs=2", "ckpt_path=auto", f"paths.data_dir={other}"))
+
+
+def test_a_token_cache_overwritten_with_garbage_is_rebuilt_with_a_warning(tiny_glue, tmp_path, caplog):
+    root = _copy_glue(tiny_glue, tmp_path)
+    before = _rte_labels(root, tmp_path / "cache", tiny_glue)
+    caches = sorted((tmp_path / "cache").rglob("rte_train_*.arrow"))
+    assert caches
+    for cache in caches:
+        cache.write_bytes(b"not an arrow file")
+    with caplog.at_level(logging.WARNING):
+        assert _rte_labels(root, tmp_path / "cache", tiny_glue) == before
+    assert "rebuilding the unreadable token cache" in caplog.text and str(caches[0].name) in caplog.text
+
+
+def test_a_cache_part_left_by_a_killed_writer_is_removed(tiny_cfg, tmp_path):
+    import subprocess
+    import sys
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)  # fmt: skip
+    folder = tmp_path / "cache" / "multimnist"
+    folder.mkdir(parents=True)
+    (folder / f"train_seed0_x.{dead}.tmp").write_bytes(b"half a file")
+    (folder / f"train_seed0_y.{os.getpid()}.tmp").write_bytes(b"being written")  # a live writer's: kept
+    train(tiny_cfg("method=uniform", "trainer.max_epochs=1", "test=false"))
+    assert sorted(p.name for p in folder.glob("*.tmp")) == [f"train_seed0_y.{os.getpid()}.tmp"]

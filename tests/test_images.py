@@ -99,3 +99,19 @@ def test_a_bad_image_entry_is_refused_naming_task_field_and_row(image_cfg, chang
 def test_an_image_group_needs_tasks(image_cfg):
     with pytest.raises(ConfigError, match="tasks is empty"):
         validate(image_cfg(tasks={}))
+
+
+def test_an_image_cache_cut_short_is_rebuilt_with_a_warning(image_cfg, tmp_path, caplog):
+    import logging
+
+    from src.run import build
+
+    first, _, _ = build(image_cfg())
+    first.setup()
+    for cache in (tmp_path / "cache" / "images").glob("*.pt"):
+        cache.write_bytes(cache.read_bytes()[:100])  # a kill while it was written
+    with caplog.at_level(logging.WARNING):
+        again, _, _ = build(image_cfg())
+        again.setup()
+    assert "rebuilding the unreadable image cache" in caplog.text
+    assert torch.equal(again.train_sets["top"].data.x, first.train_sets["top"].data.x)

@@ -17,6 +17,8 @@ or a bad label, stops the run before training with the task, the field and the r
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from src.data.multimnist import ImageData
 from src.data.tasks import TaskSpec
 from src.data.text import encode_labels, infer_spec, label_fields
 
+log = logging.getLogger(__name__)
 LISTINGS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 FIELDS = ("data_files", "image", "root", "label", "kind", "num_labels", "label_names", "metrics", "test_split")
 FIELDS += ("test_fraction", "train_split")
@@ -190,12 +193,18 @@ class ImageTaskGroup(MultiTaskDataModule):
         key = content_key([listing], stats, self.image_size)
         self.identity[f"{entry.name}/{split}"] = key
         cache = self.cache_dir / "images" / f"{key}.pt"
+        x = None
         if cache.exists():
-            x = torch.load(cache, weights_only=True)
-        else:
+            try:
+                x = torch.load(cache, weights_only=True)
+            except Exception as e:  # overwritten or cut short by a kill: rebuilt, not trusted, and said
+                log.warning("rebuilding the unreadable image cache %s (%s: %s)", cache, type(e).__name__, e)
+        if x is None:
             x = decode(paths, self.image_size, listing)
             cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(x, cache)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(x, tmp)
+            os.replace(tmp, cache)  # whole or absent: a kill while saving breaks no later run
         dtype = torch.float32 if spec.regression else torch.long
         return ImageData(x, torch.tensor(labels, dtype=dtype))
 

@@ -165,6 +165,15 @@ class ImageData:
         return {"x": x[:, None], "labels": self.labels[indices]}
 
 
+def remove_stale_parts(folder: Path) -> None:
+    """Delete the ``<name>.<pid>.tmp`` files of writers that no longer run (a kill while saving a cache)."""
+    for tmp in folder.glob("*.tmp"):
+        pid = tmp.suffixes[-2][1:] if len(tmp.suffixes) >= 2 else ""
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            tmp.unlink(missing_ok=True)
+            log.info("removed %s, left by a writer that no longer runs", tmp)
+
+
 class MultiMNISTDataModule(MultiTaskDataModule):
     """MultiMNIST from the four MNIST IDX files under ``<data_dir>/mnist``.
 
@@ -208,6 +217,7 @@ class MultiMNISTDataModule(MultiTaskDataModule):
                 log.warning("rebuilding unreadable cache %s (%s)", path, e)
         data = build_split(folder, split, self.seed)
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(path.parent)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         torch.save(data, tmp)
         os.replace(tmp, path)  # atomic, so parallel sweep jobs never read half a file

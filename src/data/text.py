@@ -28,6 +28,7 @@ presets: one code path loads, checks, tokenizes and caches every text task.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from torch import Tensor
 
 from src.data.base import DataError, MultiTaskDataModule, Subset, content_key, seeded_split
 from src.data.tasks import METRICS, TaskSpec
+
+log = logging.getLogger(__name__)
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 KINDS = ("classification", "regression")
@@ -431,14 +434,25 @@ class TextTaskGroup(MultiTaskDataModule):
             return tokenizer(*args, truncation=True, max_length=self.max_length)
 
         ds = ds.remove_columns([c for c in ds.column_names if c not in entry.text]).add_column("label", labels)
-        return ds.map(
-            encode,
-            batched=True,
-            cache_file_name=str(path),
-            load_from_cache_file=True,
-            remove_columns=list(entry.text),
-            desc=f"tokenizing {entry.name}/{split}",
-        )
+
+        def tokenize(from_cache: bool):
+            return ds.map(
+                encode,
+                batched=True,
+                cache_file_name=str(path),
+                load_from_cache_file=from_cache,
+                remove_columns=list(entry.text),
+                desc=f"tokenizing {entry.name}/{split}",
+            )
+
+        try:
+            return tokenize(from_cache=True)
+        except Exception as e:  # a cache overwritten or cut short: rebuilt, not trusted, and said
+            if not path.exists():
+                raise
+            log.warning("rebuilding the unreadable token cache %s (%s: %s)", path, type(e).__name__, e)
+            path.unlink()
+            return tokenize(from_cache=False)
 
     def load(self):
         from transformers import AutoTokenizer, DataCollatorWithPadding
