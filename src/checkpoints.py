@@ -146,7 +146,16 @@ class DurableCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         part = f"{filepath}.part"
-        super()._save_checkpoint(trainer, part)
+        try:
+            super()._save_checkpoint(trainer, part)
+        except OSError as e:
+            Path(part).unlink(missing_ok=True)
+            raise OSError(
+                e.errno,
+                f"could not write the checkpoint {filepath}: {e.strerror} (a full disk, or a folder this process "
+                "cannot write?). The checkpoints written before it are intact; free space or fix the folder's "
+                "permissions, then resume the run in its folder",
+            ) from e
         if trainer.is_global_zero:
             os.replace(part, filepath)
         trainer.strategy.barrier("checkpoint_renamed")

@@ -597,3 +597,23 @@ def test_a_cache_part_left_by_a_killed_writer_is_removed(tiny_cfg, tmp_path):
     (folder / f"train_seed0_y.{os.getpid()}.tmp").write_bytes(b"being written")  # a live writer's: kept
     train(tiny_cfg("method=uniform", "trainer.max_epochs=1", "test=false"))
     assert sorted(p.name for p in folder.glob("*.tmp")) == [f"train_seed0_y.{os.getpid()}.tmp"]
+
+
+def test_a_full_disk_at_a_checkpoint_names_the_file_and_keeps_what_was_written(tiny_cfg, tmp_path, monkeypatch):
+    import errno
+
+    import pytorch_lightning as pl
+
+    real, calls = pl.Trainer.save_checkpoint, []
+
+    def full_after_two(self, filepath, *args, **kwargs):
+        calls.append(filepath)
+        if len(calls) > 2:  # epoch 0's best and last are written; epoch 1's best finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(pl.Trainer, "save_checkpoint", full_after_two)
+    with pytest.raises(OSError, match=r"could not write the checkpoint .*best-epoch001.ckpt: No space left on device"):
+        train(tiny_cfg("method=uniform", "trainer.max_epochs=2", "model.optimizer.lr=0.01"))
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert kept == ["best-epoch000.ckpt", "last.ckpt"]  # whole, and no part left behind

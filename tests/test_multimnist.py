@@ -126,3 +126,17 @@ def test_real_mnist_files(real_data, tmp_path):
     labels = torch.from_numpy(read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
     assert test["x"].shape == (10000, 28, 28)
     assert torch.equal(test["left"], labels) and torch.equal(test["right"], labels[test["partner"]])
+
+
+def test_official_files_under_each_others_names_are_named_as_swapped(tmp_path, monkeypatch):
+    """Intact files with the train and test names swapped: not "corrupt", but which file each one is."""
+    import src.data.multimnist as mm
+    from src.data.base import DataError
+    from tests.conftest import make_mnist
+
+    folder = make_mnist(tmp_path) / "mnist"
+    monkeypatch.setattr(mm, "FILES", {name: mm.md5(folder / name) for name in mm.FILES})  # these are "official"
+    train, test = folder / "train-labels-idx1-ubyte.gz", folder / "t10k-labels-idx1-ubyte.gz"
+    train.rename(folder / "swap"), test.rename(train), (folder / "swap").rename(test)
+    with pytest.raises(DataError, match=r"is the official t10k-labels-idx1-ubyte.gz, not train-labels-idx1-ubyte.gz"):
+        mm.ensure_mnist(tmp_path, download=False, verify=True)

@@ -90,6 +90,12 @@ def ensure_mnist(root: Path, download: bool = True, verify: bool = True) -> Path
                 "(paths.data_dir) at a folder whose mnist/ holds them."
             )
         if verify and (actual := md5(path)) != digest:
+            other = next((n for n, d in FILES.items() if d == actual), None)
+            if other is not None:  # an intact official file under another's name (train and test swapped)
+                raise DataError(
+                    f"{path} is the official {other}, not {name} (its md5 is {other}'s): the files' names are "
+                    f"swapped; rename them so that {name} holds {name}."
+                )
             raise DataError(
                 f"{path} has md5 {actual}, expected {digest}: the file is corrupt or "
                 "truncated. Delete it and provide a fresh copy."
