@@ -185,7 +185,8 @@ def test_a_text_group_without_tasks_or_with_an_unknown_target_is_refused(text_cf
 
 
 def test_numeric_strings_and_cases_that_cannot_be_inferred():
-    from src.data.text import TextTask, infer_spec
+    from src.data.labels import infer_spec
+    from src.data.text import TextTask
 
     task = TextTask.parse("t", {"data_files": {}, "path": "x", "text": ["a"], "label": "y"})
     spec, names = infer_spec(task, ["0", "1", "1"])  # numbers written as text: classes named by their text
@@ -222,7 +223,8 @@ def test_your_own_tasks_train_on_two_processes(tiny_glue, tmp_path):
     ],
 )
 def test_classes_come_from_the_labels_seen(labels, num, names, encoded):
-    from src.data.text import TextTask, encode_labels, infer_spec
+    from src.data.labels import encode_labels, infer_spec
+    from src.data.text import TextTask
 
     task = TextTask(name="stars", text=("review",), label="stars")
     spec, got = infer_spec(task, labels)

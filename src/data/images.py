@@ -20,16 +20,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from src.data.base import DataError, MultiTaskDataModule, Subset, content_key, seeded_split
+from src.data.labels import LabelledEntry, encode_labels, infer_spec, label_fields
 from src.data.multimnist import ImageData
 from src.data.tasks import TaskSpec
-from src.data.text import encode_labels, infer_spec, label_fields
 
 log = logging.getLogger(__name__)
 LISTINGS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
@@ -37,22 +37,13 @@ FIELDS = ("data_files", "image", "root", "label", "kind", "num_labels", "label_n
 FIELDS += ("test_fraction", "train_split")
 
 
-@dataclass(frozen=True)
-class ImageTask:
+@dataclass(frozen=True, kw_only=True)
+class ImageTask(LabelledEntry):
     """One entry of ``task.tasks`` for images, checked."""
 
-    name: str
     data_files: Mapping[str, str]
     image: str = "path"
     root: str | None = None
-    label: str = "label"
-    kind: str | None = None
-    num_labels: int | None = None
-    label_names: tuple[str, ...] | None = None
-    metrics: tuple[str, ...] | None = None
-    train_split: str = "train"
-    test_splits: Mapping[str, str] = field(default_factory=dict)
-    test_fraction: float | None = None
 
     @classmethod
     def parse(cls, name: str, entry: Mapping[str, Any]) -> ImageTask:
