@@ -169,6 +169,12 @@ def register() -> None:
 def validate(cfg: DictConfig) -> None:
     """Build every schema in ``cfg`` (running its checks); raise :class:`ConfigError` naming the key."""
     check_targets(cfg)  # first: nothing below may name code to run
+    for group in ("task", "method", "model", "trainer", "logger", "callbacks", "paths", "search", "experiment"):
+        if (picked := choice(group)) and (".." in picked or picked.startswith("/")):
+            raise ConfigError(
+                f"{group}={picked}: an option of the {group} group is a name in conf/{group}/ (or a --config-dir's), "
+                "not a path into another group"
+            )
     if unknown := sorted(set(cfg) - {f.name for f in fields(Config)} - {"hydra"}):
         known = ", ".join(f.name for f in fields(Config))
         raise ConfigError(f"{unknown[0]}: not an option (the top-level options: {known}); a run would ignore it")

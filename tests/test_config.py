@@ -253,3 +253,12 @@ def test_a_nested_target_in_any_field_of_any_option_runs_nothing(group, tiny_dat
                 train(cfg)
             assert not marker.exists(), f"{group}={option}: the payload under {where} ran"
     assert tried, f"no field of {group} takes a mapping: the test tried nothing"
+
+
+def test_an_option_that_is_a_path_into_another_group_is_refused(tmp_path):
+    """`task=../debug/tiny` would follow Hydra into the debug group and run without a task of its own."""
+    from src.config import ConfigError
+
+    cfg = compose_config(["task=../debug/tiny"], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"task=../debug/tiny: an option of the task group is a name in conf/task/"):
+        validate(cfg)
