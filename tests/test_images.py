@@ -115,3 +115,18 @@ def test_an_image_cache_cut_short_is_rebuilt_with_a_warning(image_cfg, tmp_path,
         again.setup()
     assert "rebuilding the unreadable image cache" in caplog.text
     assert torch.equal(again.train_sets["top"].data.x, first.train_sets["top"].data.x)
+
+
+def test_16_bit_and_transparent_images_keep_their_contrast():
+    import numpy as np
+    from PIL import Image
+
+    from src.data.images import grayscale
+
+    ramp = np.array([[0, 16384, 32768, 65535]], dtype=np.uint16)
+    deep = grayscale(Image.fromarray(ramp))  # a 16-bit grayscale image (mode I;16)
+    assert np.asarray(deep).tolist() == [[0, 64, 128, 255]]  # scaled to 8 bits, not clipped to white
+    rgba = np.zeros((1, 2, 4), dtype=np.uint8)
+    rgba[0, 0] = (255, 255, 255, 255)  # an opaque white pixel
+    rgba[0, 1] = (255, 255, 255, 0)  # a transparent one
+    assert np.asarray(grayscale(Image.fromarray(rgba))).tolist() == [[255, 0]]

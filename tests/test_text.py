@@ -248,3 +248,24 @@ def test_a_resume_after_an_own_tasks_file_was_edited_is_refused(text_cfg):
     frame.to_csv(path, index=False)
     with pytest.raises(DataError, match=r"the data changed since the checkpoint was written \(stars/train"):
         train(text_cfg("task.target=stars", "trainer.max_epochs=2", laid, "ckpt_path=auto"))
+
+
+def test_one_file_for_train_and_test_or_a_column_named_twice_is_refused(text_cfg, tmp_path):
+    from src.data.base import DataError
+    from src.run import build
+
+    def refused(tasks: dict) -> str:
+        with pytest.raises(Exception) as e:  # noqa: B017 (Hydra wraps what the DataModule raises)
+            build(text_cfg("task.target=stars", "task.auxiliaries=[]", tasks=tasks))
+        cause = e.value.__cause__ or e.value
+        assert isinstance(cause, DataError)
+        return str(cause)
+
+    entry = text_cfg.entries["stars"]
+    train_file = str(text_cfg.files["stars_train"])
+    same = {"stars": {**entry, "data_files": {"train": train_file, "test": train_file}}}
+    assert "is both the train and the test split" in refused(same)
+    twice = tmp_path / "twice.csv"
+    twice.write_text("review,stars,stars\ngood film,good,bad\n")
+    doubled = {"stars": {**entry, "data_files": {"train": str(twice), "test": str(text_cfg.files["stars_test"])}}}
+    assert "names the column(s) ['stars'] twice" in refused(doubled)

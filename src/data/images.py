@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from src.data.base import DataError, MultiTaskDataModule, Subset, content_key, seeded_split
-from src.data.labels import LabelledEntry, encode_labels, infer_spec, label_fields
+from src.data.labels import LabelledEntry, check_split_files, encode_labels, infer_spec, label_fields
 from src.data.multimnist import ImageData
 from src.data.tasks import TaskSpec
 
@@ -60,6 +60,7 @@ class ImageTask(LabelledEntry):
                 raise DataError(f"{where}.data_files.{split}: {path} is not a listing ({', '.join(LISTINGS)})")
             if not Path(str(path)).expanduser().is_file():
                 raise DataError(f"{where}.data_files.{split}: {path} does not exist")
+        check_split_files(where, {split: [str(path)] for split, path in files.items()})
         fields = label_fields(where, entry)
         test_split, test_fraction = fields.pop("test_split"), fields["test_fraction"]
         if test_fraction is None and test_split not in files:
@@ -116,6 +117,23 @@ def image_paths(task: ImageTask, split: str, frame) -> list[Path]:
     return paths
 
 
+def grayscale(image):
+    """An 8-bit grayscale copy of ``image``: 16- and 32-bit integer images scaled to their range (Pillow's own
+    conversion clips them to nearly white), images with an alpha channel laid on black (transparent is dark)."""
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        import numpy as np
+
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        return Image.fromarray(np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("L")
+    return image.convert("L")
+
+
 def decode(paths: Sequence[Path], size: int, listing: Path) -> torch.Tensor:
     """The images as one uint8 tensor ``[N, size, size]``: grayscale, resized with Pillow."""
     from PIL import Image
@@ -124,7 +142,7 @@ def decode(paths: Sequence[Path], size: int, listing: Path) -> torch.Tensor:
     for row, path in enumerate(paths):
         try:
             with Image.open(path) as image:
-                pixels = image.convert("L").resize((size, size), Image.BILINEAR)
+                pixels = grayscale(image).resize((size, size), Image.BILINEAR)
                 out[row] = torch.frombuffer(bytearray(pixels.tobytes()), dtype=torch.uint8).view(size, size)
         except Exception as e:
             raise DataError(f"{listing}: row {row}: the image {path} cannot be read ({type(e).__name__}: {e})") from e

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from src.data.base import DataError
@@ -163,3 +164,26 @@ def encode_labels(
                 )
             out.append(int(y))
     return out
+
+
+def check_split_files(where: str, files: Mapping[str, Sequence[str]]) -> None:
+    """Splits read from files: no file serves two splits (the model would be scored on what it trained on), and a
+    CSV or TSV has no column name twice (pandas would rename the second copy and read it silently)."""
+    import csv
+
+    seen: dict[Path, str] = {}
+    for split, paths in files.items():
+        for p in paths:
+            path = Path(p).expanduser().resolve()
+            if path in seen and seen[path] != split:
+                raise DataError(
+                    f"{where}.data_files: {p} is both the {seen[path]} and the {split} split: the model would be "
+                    "scored on rows it trained on. Give the test split its own file, or leave it out and set "
+                    "test_fraction to carve one"
+                )
+            seen[path] = split
+            if path.suffix.lower() in (".csv", ".tsv"):
+                with open(path, newline="", encoding="utf-8", errors="replace") as f:
+                    header = next(csv.reader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+                if twice := sorted({c for c in header if header.count(c) > 1}):
+                    raise DataError(f"{where}.data_files.{split}: {p} names the column(s) {twice} twice; rename one")

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from src.data.base import DataError, MultiTaskDataModule, Subset, content_key, seeded_split
-from src.data.labels import LabelledEntry, encode_labels, infer_spec, label_fields
+from src.data.labels import LabelledEntry, check_split_files, encode_labels, infer_spec, label_fields
 from src.data.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class TextTask(LabelledEntry):
                     raise DataError(f"{where}.data_files.{split}: {p} does not exist")
             if len({FORMATS[Path(p).suffix.lower()] for p in paths}) > 1:
                 raise DataError(f"{where}.data_files.{split}: the files mix formats ({', '.join(paths)})")
+        check_split_files(where, files)
         fields = label_fields(where, entry)
         return cls(
             name=name,
