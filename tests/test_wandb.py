@@ -81,3 +81,20 @@ def test_a_failing_run_still_closes_its_wandb_run(tiny_cfg, tmp_path, monkeypatc
 
     assert wandb.run is None
     assert read_run(tmp_path / "run")["exit"] == 1
+
+
+def test_a_search_is_one_wandb_group_with_a_run_per_trial_and_its_weights_in_the_config(
+    tiny_cfg, tmp_path, monkeypatch
+):
+    from src.search import run_search
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = tiny_cfg("logger=wandb", "search=grid", "search.space.weights=[0,0.3]", "trainer.max_epochs=1",
+                   f"search.dir={tmp_path}/search")  # fmt: skip
+    run_search(cfg)
+    runs = {p.name: read_run(p) for p in (tmp_path / "search" / "trials").iterdir()}
+    assert set(runs) == {"single", "right-0.3_sampled"}
+    assert {r["run"].run_group for r in runs.values()} == {"search-multimnist_left-grid-seed0"}
+    assert runs["right-0.3_sampled"]["run"].display_name == "right-0.3_sampled"
+    assert runs["right-0.3_sampled"]["config"]["method"]["weights"] == {"right": 0.3}
+    assert all(r["exit"] == 0 for r in runs.values())
