@@ -59,6 +59,21 @@ def setting_of(r: dict[str, Any]) -> str:
     return f"{r.get('task_config') or r['target']} · {budget_label(r)} · {r.get('epochs')} epochs"
 
 
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _same_setting(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two runs belong to one setting: task config, target, epochs, dev size and budget (a search's points
+    may drop auxiliaries, so the tasks trained are not compared)."""
+    keys = ("task_config", "target", "epochs", "dev_examples")
+    budget = [{k: v for k, v in (r.get("budget") or {}).items() if k not in ("per_epoch", "batching")} for r in (a, b)]
+    return all(a.get(k) == b.get(k) for k in keys) and budget[0] == budget[1]
+
+
 def _same_but_budget(a: dict[str, Any], b: dict[str, Any]) -> bool:
     keys = ("task_config", "target", "dev_examples", "epochs")
     return all(a.get(k) == b.get(k) for k in keys)
@@ -94,7 +109,14 @@ class RecordedSpace:
         self.weighted = True
 
     def grid(self) -> list[Point]:
-        return [self.points[k] for k in sorted(self.points)]
+        """The recorded points in the order a live grid lists them (each auxiliary's weight ascending, then the
+        batching, mixed first): pools, subsets and ties then match a live search's."""
+        order = {"mixed": 0, "sampled": 1}
+
+        def place(p: Point) -> tuple:
+            return (*(p.get(WEIGHT + t, 0.0) for t in self.auxiliaries), order.get(p.get("batching", ""), -1))
+
+        return sorted(self.points.values(), key=place)
 
     def distributions(self) -> dict[str, Any]:
         from optuna.distributions import CategoricalDistribution
@@ -116,17 +138,18 @@ class RecordedSpace:
 class ReplayWithSources(Replay):
     """A replay whose hybrid source runs are the recorded runs of the learned method (its cost: one run)."""
 
-    def __init__(self, histories, full_epochs, sources: dict[str, dict[str, Any]]):
+    def __init__(self, histories, full_epochs, sources: dict[str, dict[str, Any]], recorded: list[Point], snap: bool):
         super().__init__(histories, full_epochs)
-        self.sources, self.source_cost = sources, 0.0
+        self.sources, self.source_cost, self.recorded, self.snap = sources, 0.0, recorded, snap
 
     def run_method(self, method: str, extra: Sequence[str] = ()) -> dict[str, Any] | None:
         self.source_cost = 1.0
         return self.sources.get(method)
 
     def advance(self, points, epochs):
-        # a hybrid's fixed point lands between grid values: it is replayed at the nearest recorded point
-        return super().advance([self.nearest(p) for p in points], epochs)
+        # a hybrid's fixed point lands between grid values: it is replayed at the nearest recorded point; any
+        # other point without a record fails, at no cost
+        return super().advance([self.nearest(p) for p in points] if self.snap else points, epochs)
 
     def nearest(self, point: Point) -> Point:
         key = point_key(point)
@@ -167,9 +190,12 @@ def frontier(roots: Sequence[Path], replay: bool = True) -> dict[str, dict[str, 
     by_setting: dict[str, list[dict]] = defaultdict(list)
     alone = []
     for r in runs:
-        in_search = any(r["_path"].startswith(s["_path"] + "/") for s in searches)
-        if in_search and not (r.get("method") in FIXED and len(r.get("dev_history") or []) == r.get("epochs")):
-            continue  # a search's partial trials belong to its own cost, not to the grid
+        search = next((s for s in searches if r["_path"].startswith(s["_path"] + "/")), None)
+        full_run = (
+            len(r.get("dev_history") or []) == (search or {}).get("full_epochs") and r.get("target_test") is not None
+        )
+        if search is not None and not (r.get("method") in FIXED and full_run):
+            continue  # a search's stopped trials and source runs belong to its own cost, not to the grid
         (alone if r.get("schedule") == "target" else by_setting[setting_of(r)]).append(r)
     for r in alone:  # single-task draws no auxiliary examples: it joins every budget of its setting (and dev size)
         same = [k for k, rs in by_setting.items() if _same_but_budget(rs[0], r)]
@@ -215,10 +241,10 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
     for search in searches:
         if search.get("target") is None or not search.get("chosen"):
             continue
-        if not any(search["_path"] in r["_path"] for r in runs) and search.get("auxiliaries") != auxiliaries:
-            continue
-        if sorted(search.get("auxiliaries") or []) != auxiliaries or search.get("full_epochs") != full:
-            continue
+        chosen = _read(Path(search["_path"]) / "trials" / search["chosen"]["key"] / "results.json")
+        reference = next((r for r in runs if r.get("schedule") != "target"), runs[0])
+        if chosen is None or not _same_setting(chosen, reference):
+            continue  # the search of another setting (target, budget, dev size, epochs, auxiliaries)
         name = f"search (live): {_label(search['options'])}"
         add(name, search["seed"], search["chosen"].get("test"), search["total_runs"], "live")
     if replay:
@@ -226,13 +252,14 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
 
         for name, options in REPLAYS.items():
             for s in seeds:
-                points = {k: point_of(r, auxiliaries) for k, r in grid[s].items()}
+                points = {k: point_of(grid[s][k], auxiliaries) for k in sorted(common)}  # every seed's grid
                 trials = ReplayWithSources(
-                    {k: r["dev_history"] for k, r in grid[s].items()},
+                    {k: grid[s][k]["dev_history"] for k in common},
                     full,
                     {r.get("method_choice") or "": r for r in runs if r["seed"] == s and r.get("method") not in FIXED},
+                    list(points.values()),
+                    snap=options["strategy"] == "hybrid",
                 )
-                trials.recorded = list(points.values())
                 if options["strategy"] == "hybrid" and options["source"] not in trials.sources:
                     continue
                 cfg = SearchConfig(**{**options, "seed": s})
@@ -251,7 +278,7 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
                 add(f"replay: {name}", s, test, trials.cost(), "replay")
     for k in range(1, len(common) + 1):
         for s in seeds:
-            pts = [(grid[s][p]["target_dev"], grid[s][p]["target_test"]) for p in common]
+            pts = [(grid[s][p]["target_dev"], grid[s][p]["target_test"]) for p in sorted(common)]
             add(f"grid, best of {k}", s, best_of_k(pts, k), float(k), "grid")
     return {
         "oracle": oracle,

@@ -39,7 +39,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import ConfigError, overrides, validate
+from src.config import ConfigError, choice, overrides, validate
 from src.data.base import DataError
 from src.lock import FolderBusy, locked
 from src.record import jsonable, learned_weights, write_atomically
@@ -119,7 +119,11 @@ class Space:
         return out
 
     def to_point(self, params: dict[str, Any]) -> Point:
-        point = {k: v for k, v in params.items() if not k.startswith("keep/")}
+        # a sampled value is kept to 4 significant digits: the point's name (its folder) and the trial's options
+        # then say the same, and two proposals that share a name are one trial
+        point = {
+            k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in params.items() if not k.startswith("keep/")
+        }
         for k, keep in params.items():
             if k.startswith("keep/") and not keep:
                 point[WEIGHT + k[len("keep/") :]] = 0.0
@@ -249,7 +253,7 @@ class LiveTrials:
             error = f"{type(e).__name__}: {e}"
             folder.mkdir(parents=True, exist_ok=True)
             write_atomically(folder / "failed.json", json.dumps({"error": error, "epochs": epochs}))
-            self.study.tell(trial_id, state=_state("FAIL"), skip_if_finished=True)
+            self._tell(trial_id, state=_state("FAIL"))
             log.error("search: failed %s (%s) · spent %.2f runs", key, error, self.cost())
             return
         segments = _read_json(folder / "segments.json") or {}
@@ -258,9 +262,10 @@ class LiveTrials:
             write_atomically(folder / "segments.json", json.dumps(segments))
         done = self.read(point)
         if key not in self.sampled:
-            self._report(trial_id, results.get("dev_history") or [])
-            if done.epochs >= self.full_epochs:
-                self.study.tell(trial_id, done.best, skip_if_finished=True)
+            with _flock(self.root / ".study.lock"):  # beside another worker that may stop the trial
+                self._report(trial_id, results.get("dev_history") or [])
+                if done.epochs >= self.full_epochs:
+                    self._tell(trial_id, done.best)
         if done.epochs >= self.full_epochs:
             log.info("search: finished %s dev %.4f · spent %.2f runs", key, done.best, self.cost())
 
@@ -271,18 +276,31 @@ class LiveTrials:
         if frozen.state != optuna.trial.TrialState.RUNNING:
             return
         handle = optuna.trial.Trial(self.study, trial_id)
-        for e in range(len(history)):
-            if e + 1 not in frozen.intermediate_values:
-                handle.report(max(history[: e + 1]), e + 1)  # step = epochs trained: Optuna's resource
+        try:
+            for e in range(len(history)):
+                if e + 1 not in frozen.intermediate_values:
+                    handle.report(max(history[: e + 1]), e + 1)  # step = epochs trained: Optuna's resource
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker finished or stopped it meanwhile
+            pass
+
+    def _tell(self, trial_id: int, value: float | None = None, state: Any = None) -> None:
+        """Tell the study a trial's outcome (by its handle: a storage may hold several studies, whose trial ids and
+        numbers differ); a trial another worker already finished is left as it is."""
+        import optuna
+
+        handle = optuna.trial.Trial(self.study, trial_id)
+        try:
+            self.study.tell(handle, value, state=state, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
 
     def stop(self, trial: Trial) -> None:
         folder = self.folder(trial.key)
         if trial.state == "running" and not (folder / "stopped.json").exists():
             write_atomically(folder / "stopped.json", json.dumps({"epochs": trial.epochs}))
             if trial.key not in self.sampled and (trial.key in self.bound or self._find(trial.key) is not None):
-                self.study.tell(
-                    self.optuna_trial(trial.key, trial.point), state=_state("PRUNED"), skip_if_finished=True
-                )
+                with _flock(self.root / ".study.lock"):
+                    self._tell(self.optuna_trial(trial.key, trial.point), state=_state("PRUNED"))
             log.info(
                 "search: stopped %s at %d epochs (dev %.4f) · spent %.2f runs",
                 trial.key,
@@ -299,6 +317,12 @@ class LiveTrials:
 
     def cost(self) -> float:
         return sum(c["runs"] for c in self.costs().values())
+
+    def known(self) -> list[Trial]:
+        """Every trial folder of the search with its point (the study records it), as it stands."""
+        points = {t.user_attrs["key"]: t.user_attrs["point"] for t in self.study.get_trials(deepcopy=False)
+                  if t.user_attrs.get("point") is not None}  # fmt: skip
+        return [self.read(points[f.name]) for f in sorted((self.root / "trials").glob("*")) if f.name in points]
 
     def costs(self) -> dict[str, dict[str, Any]]:
         """What each trial folder's runs spent: ``runs`` (optimizer steps over its full run's), steps, examples,
@@ -391,8 +415,14 @@ class LiveTrials:
             cfg = hydra.compose("config", overrides=trial_overrides, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         try:
-            results = train(cfg)
-        except (FolderBusy, ConfigError, DataError):
+            while True:
+                try:
+                    results = train(cfg)  # finished already (another worker, an earlier process): its record
+                    break
+                except FolderBusy:  # another worker trains it: wait for its record
+                    log.info("search: waiting for %s, which another worker trains", key)
+                    time.sleep(self.o.poll_seconds)
+        except (ConfigError, DataError):
             raise
         except Exception as e:
             folder.mkdir(parents=True, exist_ok=True)
@@ -414,8 +444,6 @@ def _value(v: Any) -> str:
 
 
 def _group(cfg: DictConfig) -> str:
-    from src.config import choice
-
     return f"search-{choice('task')}-{cfg.search.strategy}-seed{cfg.seed}"
 
 
@@ -432,15 +460,29 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+_HELD: dict[tuple[int, str], int] = {}  # locks this process holds: taken again inside, re-entered, not waited on
+
+
 @contextmanager
 def _flock(path: Path) -> Iterator[None]:
-    """An exclusive lock between the workers of one search (creating its study, its records)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    """An exclusive lock between the workers of one search (creating its study, its records). Re-entrant within
+    a process: flock on a second descriptor of the same file would wait on itself forever."""
+    name = (os.getpid(), str(path.resolve()))  # a forked child inherits the dict, not the lock
+    if _HELD.get(name):
+        _HELD[name] += 1
         try:
             yield
         finally:
+            _HELD[name] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        _HELD[name] = 1
+        try:
+            yield
+        finally:
+            _HELD.pop(name, None)
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
@@ -531,7 +573,7 @@ def _pruner(options: SearchConfig) -> Any:
 def search_options(cfg: DictConfig) -> SearchConfig:
     if cfg.get("search") is None:
         raise ConfigError(
-            "choose a strategy: search=grid, halving, hyperband, tpe, regmix or hybrid (conf/search/); "
+            "choose a strategy: search=grid, halving, hyperband, tpe, gp, random, regmix or hybrid (conf/search/); "
             "python -m src.search search=halving"
         )
     node = cfg.search
@@ -569,10 +611,18 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     """Run (or continue) the search ``cfg`` describes in ``cfg.paths.output_dir``; returns search.json."""
     options = search_options(cfg)
     validate(cfg)  # the trials' common config: a bad key or value fails before any training
-    if cfg.trainer.devices not in (1, "1", "auto") or cfg.trainer.num_nodes != 1:
+    if cfg.trainer.devices not in (1, "1") or cfg.trainer.num_nodes != 1:
         raise ConfigError(
             f"trainer.devices={cfg.trainer.devices}: a search trains its trials in its own process, one device "
             "each; start several workers with the same command instead (they share the study)"
+        )
+    from src.checkpoints import LastCheckpoint
+
+    callbacks = [c.get("_target_", "") for c in (cfg.get("callbacks") or {}).values()]
+    if not any(t.rsplit(".", 1)[-1] == LastCheckpoint.__name__ for t in callbacks):
+        raise ConfigError(
+            f"callbacks={choice('callbacks')}: a search continues each trial from its last.ckpt at the next rung; "
+            "keep callbacks=default (or another with src.checkpoints.LastCheckpoint)"
         )
     root = Path(options.dir)
     root.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,12 @@ class Trial:
     @property
     def best(self) -> float:
         """The best dev score so far (what a run tests); -inf before any epoch or when every score is NaN."""
-        finite = [s for s in self.history if not math.isnan(s)]
+        return self.best_within(len(self.history))
+
+    def best_within(self, epochs: int) -> float:
+        """The best dev score of the first ``epochs`` epochs: what a rung at ``epochs`` compares, whatever the
+        trial trained since (a point another bracket took further)."""
+        finite = [s for s in self.history[:epochs] if not math.isnan(s)]
         return max(finite) if finite else -math.inf
 
 
@@ -97,10 +102,14 @@ class Trials(Protocol):
     def cost(self) -> float:
         """Compute spent so far, in full runs."""
 
+    def known(self) -> list[Trial]:
+        """Every trial of the search so far, whoever trained it (several workers, an earlier process)."""
 
-def ranked(trials: Sequence[Trial]) -> list[Trial]:
-    """Best dev score first; ties by the order given (a deterministic choice on every worker)."""
-    return [t for _, t in sorted(enumerate(trials), key=lambda it: (-it[1].best, it[0]))]
+
+def ranked(trials: Sequence[Trial], epochs: int | None = None) -> list[Trial]:
+    """Best dev score (within the first ``epochs``) first; ties by the order given (the same on every worker)."""
+    score = (lambda t: t.best) if epochs is None else (lambda t: t.best_within(epochs))
+    return [t for _, t in sorted(enumerate(trials), key=lambda it: (-score(it[1]), it[0]))]
 
 
 def choose(trials: Sequence[Trial], full_epochs: int) -> Trial | None:
@@ -138,7 +147,7 @@ def halving(
         if i == len(steps) - 1:
             break
         keep = max(1, math.ceil(len(survivors) / eta))
-        order = ranked(survivors)
+        order = ranked(survivors, epochs)
         for t in order[keep:]:
             trials.stop(t)
         alive = [t.point for t in order[:keep]]
@@ -223,8 +232,7 @@ def pruned(
     import optuna
 
     full = trials.full_epochs
-    seen: list[Trial] = []
-    for _ in range(max_trials):
+    while len(study.trials) < max_trials:  # the whole study's trials: every worker's, an earlier process's
         if trials.cost() >= max_runs:
             break
         ask = study.ask(distributions)
@@ -250,8 +258,7 @@ def pruned(
         else:
             trials.stop(trial)
             study.tell(ask, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
-        seen.append(trial)
-    return choose(seen, full)
+    return choose(trials.known(), full)  # among every trial of the search, not this process's alone
 
 
 # --- replay on recorded runs ---------------------------------------------------------------------
@@ -282,3 +289,6 @@ class Replay:
 
     def cost(self) -> float:
         return sum(t.epochs for t in self.trials.values()) / self.full_epochs
+
+    def known(self) -> list[Trial]:
+        return list(self.trials.values())

@@ -333,3 +333,25 @@ def test_the_frontier_states_the_oracle_the_grid_curve_and_the_replayed_strategi
     assert table["early"][1] == pytest.approx(0.5)  # ρ of (0.1, 0.2, 0.3) with (0.3, 0.6, 0.5)
     report = write_report(tables, tmp_path / "out", [tmp_path]).read_text()
     assert "| replay: halving η=3 | 1.67 | 0.5000 ± 0.0000 | -11.00 ± 2.48 |" in report
+
+
+def test_the_study_lock_is_re_entered_by_its_holder_and_still_excludes_another_process(tmp_path):
+    import multiprocessing
+
+    from src.search import _flock
+
+    lock = tmp_path / ".study.lock"
+    with _flock(lock), _flock(lock):  # a stop that looks up its trial takes the lock again: no wait on itself
+        child = multiprocessing.get_context("fork").Process(target=_hold_briefly, args=(lock,))
+        child.start()
+        child.join(1.0)
+        assert child.is_alive()  # another process waits while this one holds it
+    child.join(10.0)
+    assert child.exitcode == 0
+
+
+def _hold_briefly(lock):
+    from src.search import _flock
+
+    with _flock(lock):
+        pass
