@@ -13,18 +13,6 @@ for seed in 0 1 2 3 4; do
   $S task=multimnist_low_k4 search=grid 'search.space.weights=[0,0.3,1]' 'search.space.batching=[sampled]' \
     seed=$seed search.dir=$RUNS/k4_grid/seed$seed && clean $RUNS/k4_grid/seed$seed
 done
-# live searches: successive halving on the one-auxiliary settings and the two-auxiliary one (their grid is
-# committed in experiments/results/budget/runs/small: a live search must retrace its replay exactly)
-for task in multimnist_low_coarse multimnist_low_right multimnist_low_mixed; do
-  for seed in 0 1 2 3 4; do
-    $S task=$task search=halving seed=$seed search.dir=$RUNS/halving/$task/seed$seed && clean $RUNS/halving/$task/seed$seed
-  done
-done
-# every learned method on the K = 4 setting, one run each (the frontier's x = 1)
-python -m src.run -m experiment=known_effect task=multimnist_low_k4 hydra.sweep.dir=$RUNS/k4_methods \
-  'hydra.sweeper.params.task=multimnist_low_k4' \
-  'hydra.sweeper.params.method=single_task,uniform,pcgrad,upgrad,gradnorm,uncertainty,gcs,ol_aux,hydalearn,auto_lambda,forkmerge,alphavil,diw,post_train,slgrad'
-clean $RUNS/k4_methods
 # live searches on K = 4 at about three runs or less
 K4="task=multimnist_low_k4 'search.space.weights=[0,0.3,1]' 'search.space.batching=[sampled]'"
 for seed in 0 1 2 3 4; do
@@ -34,3 +22,19 @@ for seed in 0 1 2 3 4; do
   eval $S $K4 search=hybrid seed=$seed search.dir=$RUNS/k4_hybrid/seed$seed
 done
 clean $RUNS
+# every learned method on the K = 4 setting, one run each (the frontier's x = 1): seeds 0-2, then 3-4
+METHODS=single_task,uniform,pcgrad,upgrad,gradnorm,uncertainty,gcs,ol_aux,hydalearn,auto_lambda,forkmerge,alphavil,diw,post_train,slgrad
+k4_methods() {
+  python -m src.run -m experiment=known_effect task=multimnist_low_k4 hydra.sweep.dir=$RUNS/k4_methods/seeds$1 \
+    'hydra.sweeper.params.task=multimnist_low_k4' "hydra.sweeper.params.method=$METHODS" "hydra.sweeper.params.seed=$2"
+  clean $RUNS/k4_methods
+}
+k4_methods 012 0,1,2
+# live searches: successive halving on the one-auxiliary settings and the two-auxiliary one (their grid is
+# committed in experiments/results/budget/runs/small: a live search must retrace its replay exactly)
+for seed in 0 1 2 3 4; do
+  for task in multimnist_low_coarse multimnist_low_right multimnist_low_mixed; do
+    $S task=$task search=halving seed=$seed search.dir=$RUNS/halving/$task/seed$seed && clean $RUNS/halving/$task/seed$seed
+  done
+  [ $seed = 2 ] && k4_methods 34 3,4
+done
