@@ -25,8 +25,8 @@ clean $RUNS
 # every learned method on the K = 4 setting, one run each (the frontier's x = 1): seeds 0-2, then 3-4
 METHODS=single_task,uniform,pcgrad,upgrad,gradnorm,uncertainty,gcs,ol_aux,hydalearn,auto_lambda,forkmerge,alphavil,diw,post_train,slgrad
 k4_methods() {
-  python -m src.run -m experiment=known_effect task=multimnist_low_k4 hydra.sweep.dir=$RUNS/k4_methods/seeds$1 \
-    'hydra.sweeper.params.task=multimnist_low_k4' "hydra.sweeper.params.method=$METHODS" "hydra.sweeper.params.seed=$2"
+  python -m src.run -m experiment=known_effect task=multimnist_low_k4 method=$METHODS seed=$2 \
+    hydra.sweep.dir=$RUNS/k4_methods/seeds$1
   clean $RUNS/k4_methods
 }
 k4_methods 012 0,1,2
