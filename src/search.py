@@ -57,6 +57,16 @@ from src.strategies import (
 log = logging.getLogger(__name__)
 SEARCH_FILE, RECORD_FILE, STUDY_FILE = "search.json", "search_record.json", "study.journal"
 UNRECORDED = ("storage", "poll_seconds")  # search options that cannot change what a search computes
+# the search options each strategy reads: a folder's search is compared on these (and its strategy) only
+_SAMPLED = ("space", "eta", "min_epochs", "points", "n_points", "seed")
+READS = {
+    "grid": ("space",),
+    "halving": _SAMPLED,
+    "hyperband": _SAMPLED,
+    **{s: ("space", "eta", "min_epochs", "max_runs", "max_trials", "pruner", "seed") for s in ("tpe", "gp", "random")},
+    "regmix": ("space", "proxies", "proxy_epochs", "candidates", "seed"),
+    "hybrid": ("space", "source", "drop_below"),
+}
 
 
 # --- the space ------------------------------------------------------------------------------------
@@ -598,6 +608,8 @@ def check_record(cfg: DictConfig, options: SearchConfig, root: Path) -> None:
             write_atomically(root / RECORD_FILE, json.dumps(record, indent=2))
             return
     before = {f"{k}": v for k, v in saved["run"].items()} | {f"search.{k}": v for k, v in saved["search"].items()}
+    read = {f"search.{k}" for k in ("strategy", *READS.get(options.strategy, tuple(record["search"])))}
+    before, flat = ({k: v for k, v in d.items() if not k.startswith("search.") or k in read} for d in (before, flat))
     flat = {k: v for k, v in flat.items() if k in before}  # keys the framework gained since are not compared
     if changed := differences(before, flat, where="in the folder's search"):
         raise ConfigError(

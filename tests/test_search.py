@@ -175,6 +175,9 @@ def test_the_same_folder_with_another_search_is_refused_before_training(tiny_cfg
     with pytest.raises(ConfigError, match=r"another configuration.*search.space"):
         run_search(_search(tiny_cfg, tmp_path, "search=grid", "search.space.weights=[0,3]"))
     assert sorted(p.name for p in (tmp_path / "search" / "trials").iterdir()) == before
+    # an option the grid never reads (the halving pool's size) changes nothing: the grid continues
+    again = run_search(_search(tiny_cfg, tmp_path, "search=grid", "search.space.weights=[0,1]", "search.n_points=1"))
+    assert sorted(p.name for p in (tmp_path / "search" / "trials").iterdir()) == before and again["chosen"]
 
 
 @pytest.mark.parametrize(
