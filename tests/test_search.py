@@ -334,6 +334,7 @@ def test_the_frontier_states_the_oracle_the_grid_curve_and_the_replayed_strategi
     assert halving["test"] == {0: 0.50, 1: 0.50, 2: 0.50}
     assert halving["cost"][0] == pytest.approx((3 * 1 + 1 * 2) / 3)
     assert table["early"][1] == pytest.approx(0.5)  # ρ of (0.1, 0.2, 0.3) with (0.3, 0.6, 0.5)
+    assert frontier([tmp_path]) == tables  # a replay is reproducible (its pruner's brackets hash the study's name)
     report = write_report(tables, tmp_path / "out", [tmp_path]).read_text()
     assert "| replay: halving η=3 | 1.67 | 0.5000 ± 0.0000 | -11.00 ± 2.48 |" in report
 
