@@ -224,7 +224,8 @@ def frontier(roots: Sequence[Path], replay: bool = True) -> dict[str, dict[str, 
 
 
 def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool) -> dict[str, Any] | None:
-    auxiliaries = sorted({t for r in runs for t in r["tasks"][1:]})
+    # in the task's order (a live grid's product order, which a random pool of its points depends on)
+    auxiliaries = list(dict.fromkeys(t for r in sorted(runs, key=lambda r: -len(r["tasks"])) for t in r["tasks"][1:]))
     full = max(r.get("epochs") or 0 for r in runs)
     seeds = sorted({r["seed"] for r in runs})
     grid = {s: recorded_points([r for r in runs if r["seed"] == s], auxiliaries) for s in seeds}
