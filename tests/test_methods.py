@@ -360,6 +360,7 @@ def test_weights_in_their_range_raise_nothing_and_signed_rules_may_go_negative()
     assert _with_weights("gradnorm", [0.7, 1.3]).check_weights() == []
     assert _with_weights("ol_aux", [1.0, -0.4]).check_weights() == []  # OL-AUX's weights are not clipped
     assert _with_weights("forkmerge", [0.0, 1.0]).check_weights() == []  # merge coefficients may drop a branch
+    assert _with_weights("post_train", [0.0, 1.0]).check_weights() == []  # its auxiliaries' phase, by design
 
 
 def test_weights_that_are_not_finite_stop_the_run_naming_the_option():

@@ -36,6 +36,7 @@ class PostTrain(WeightingMethod):
     counters = ("aux_epochs",)  # plain-Python state a checkpoint keeps
     distributed = True
     batchings = ("mixed", "sampled")
+    target_may_vanish = True  # the auxiliaries' phase trains without the target, by design
 
     def __init__(self, **options):
         super().__init__(**options)
