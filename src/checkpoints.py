@@ -4,7 +4,7 @@ A checkpoint records what defines its run (:func:`run_record`: the task setup, t
 options, the model and optimizer, the seed, the numerics). A resume that changes any of it is refused
 before any data loads, with the keys named; what cannot change a run's result may change
 (:data:`SAFE_TO_CHANGE`: ``trainer.max_epochs`` unless the learning rate follows a schedule, the hardware,
-loggers, callbacks, paths, ``test``).
+loggers, callbacks other than the best checkpoint's rule (:data:`BEST_RULE`), paths, ``test``).
 
 ``ckpt_path=auto`` (the default) continues from ``<output_dir>/checkpoints/last.ckpt`` when it exists: a run
 started again in its own folder (``hydra.run.dir=<run>``, a sweep re-run with ``hydra.sweep.dir=<sweep>``,
@@ -49,6 +49,11 @@ SAFE_TO_CHANGE = (  # recorded groups' keys a resume may change: they cannot cha
 )
 
 
+# what "best" means (which checkpoint is tested): a resume under another rule would keep two "best" files and
+# test the old rule's choice; recorded beside the groups, with the value a record without them was written under
+BEST_RULE = {"callbacks.model_checkpoint.monitor": "dev/score", "callbacks.model_checkpoint.mode": "max"}
+
+
 def run_record(cfg: DictConfig) -> dict[str, Any]:
     """What defines the run ``cfg`` describes: its recorded keys (dotted) and their values.
 
@@ -60,6 +65,7 @@ def run_record(cfg: DictConfig) -> dict[str, Any]:
     # of its own, model.lr_schedule.epochs): more epochs, another run
     scheduled = OmegaConf.select(cfg, "model.lr_schedule.kind", default="constant") != "constant"
     scheduled = scheduled and OmegaConf.select(cfg, "model.lr_schedule.epochs", default=None) is None
+    record.update({k: v for k in BEST_RULE if (v := OmegaConf.select(cfg, k, default=None)) is not None})
     return {k: v for k, v in record.items() if k not in SAFE_TO_CHANGE or (scheduled and k == "trainer.max_epochs")}
 
 
@@ -117,6 +123,7 @@ def check_resume(cfg: DictConfig, path: Path) -> None:
             "program, or from this framework before runs were recorded); it cannot be resumed safely"
         )
     saved, now = checkpoint[RECORD_KEY], run_record(cfg)
+    saved = {**{k: v for k, v in BEST_RULE.items() if k in now}, **saved}  # written before the rule was recorded
     # an option the framework gained after the checkpoint was written, left at null, changes nothing
     now = {k: v for k, v in now.items() if k in saved or v is not None}
     if changed := differences(saved, now):

@@ -176,8 +176,9 @@ def _first_run(tiny_cfg, *overrides):
         ([], ["model.optimizer.lr=0.5"], "model.optimizer.lr"),
         ([], ["seed=1"], "seed: 0 in the checkpoint, 1 now"),
         (["method=static"], ["method=static", "method.weights={right: 0.3}"], "method.weights.right"),
+        ([], ["callbacks.model_checkpoint.mode=min"], "callbacks.model_checkpoint.mode: 'max' in the checkpoint"),
     ],
-    ids=["method", "target", "lr", "seed", "method-option"],
+    ids=["method", "target", "lr", "seed", "method-option", "best-rule"],
 )
 def test_a_resume_that_changes_the_run_is_refused_naming_the_keys(
     first, resume, named, tiny_cfg, tmp_path, monkeypatch
