@@ -223,6 +223,19 @@ def frontier(roots: Sequence[Path], replay: bool = True) -> dict[str, dict[str, 
     return out
 
 
+def _grid_searched(runs: list[dict], searches: list[dict]) -> set[str]:
+    """The points of this setting's live grid searches (``search=grid``), if it has any."""
+    reference = next((r for r in runs if r.get("schedule") != "target"), runs[0])
+    keys: set[str] = set()
+    for search in searches:
+        if search.get("strategy") != "grid" or not search.get("chosen") or search.get("target") is None:
+            continue
+        chosen = _read(Path(search["_path"]) / "trials" / search["chosen"]["key"] / "results.json")
+        if chosen is not None and _same_setting(chosen, reference):
+            keys |= {t["key"] for t in search.get("trials") or [] if t.get("state") == "complete"}
+    return keys
+
+
 def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool) -> dict[str, Any] | None:
     # in the task's order (a live grid's product order, which a random pool of its points depends on)
     auxiliaries = list(dict.fromkeys(t for r in sorted(runs, key=lambda r: -len(r["tasks"])) for t in r["tasks"][1:]))
@@ -230,6 +243,8 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
     seeds = sorted({r["seed"] for r in runs})
     grid = {s: recorded_points([r for r in runs if r["seed"] == s], auxiliaries) for s in seeds}
     common = set.intersection(*(set(g) for g in grid.values())) if grid else set()
+    if searched := _grid_searched(runs, searches):  # a live grid search defines the grid (not other fixed runs)
+        common &= searched
     if len(common) < 2:
         return None
     dev = {k: statistics.fmean(grid[s][k]["target_dev"] for s in seeds) for k in common}
