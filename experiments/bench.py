@@ -276,8 +276,14 @@ def k_scaling(overrides: list[str], out: Path, ks: list[int], repeats: int = 2) 
              for k in ks]  # fmt: skip
     lines += [
         "",
-        "αVIL's peak memory above uniform's, against K × the shared parameters (its K flat deltas, float32): "
-        + ", ".join(f"K={k}: {a:+.0f} MB (K × shared {k * shared / 2**20:.0f} MB)" for k, a in zip(ks, alpha)),
+        "αVIL's peak memory above uniform's, against K × the shared parameters and against what its fork holds "
+        "((K + 4) × shared: K + 1 flat deltas, the target's included, the epoch-start θ and AdamW's two moments "
+        "as saved at the fork; float32): "
+        + ", ".join(
+            f"K={k}: {a:+.0f} MB (K × shared {k * shared / 2**20:.0f} MB, (K + 4) × shared "
+            f"{(k + 4) * shared / 2**20:.0f} MB)"
+            for k, a in zip(ks, alpha)
+        ),
         "",
     ]
     return [line.replace("{n}", overrides_value(overrides, "task.max_train_examples")) for line in lines]

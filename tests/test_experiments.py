@@ -457,3 +457,38 @@ def test_the_report_counts_each_run_once_and_names_what_it_left_out(tmp_path):
     assert "0.8050 ± 0.0071** | 0.8000, 0.8100 |" in row  # seeds 0 and 1, once each
     noise = next(line for line in text.split("### toy: left 100 + noise 500")[1].splitlines() if "| uniform" in line)
     assert "0.7000 ± n/a (one seed)" in noise
+
+
+def test_k_scaling_line_fit_and_super_linear_excess():
+    from experiments.bench import _line
+
+    slope, intercept = _line([1, 2, 3, 5], [3.0, 5.0, 7.0, 11.0])
+    assert slope == pytest.approx(2.0) and intercept == pytest.approx(1.0)
+    early_slope, early_intercept = _line([1, 2, 3], [3.0, 5.0, 7.0])
+    assert 16.5 / (early_slope * 5 + early_intercept) - 1 == pytest.approx(0.5)  # 50% over the line: super-linear
+
+
+@pytest.mark.slow
+def test_k_scaling_bench_times_every_method_at_each_k(tiny_glue, tmp_path):
+    from experiments.bench import K_METHODS, k_scaling
+
+    overrides = [
+        "task=glue_stsb",
+        "model=minilm",
+        f"paths.data_dir={tiny_glue}",
+        f"paths.cache_dir={tmp_path}/cache",
+        f"model.pretrained={tiny_glue}/models/tiny-bert",
+        "task.max_train_examples=16",
+        "task.max_eval_examples=8",
+        "task.batch_size=8",
+        "model.max_length=32",
+    ]
+    lines = k_scaling(overrides, tmp_path / "bench", ks=[1, 2], repeats=1)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
+    assert set(rows) - {"method"} == set(K_METHODS)
+    for name in K_METHODS:
+        cells = rows[name][1:3]  # K=1 and K=2: "seconds, peak MB"
+        assert all(float(c.split(",")[0]) >= 0 and float(c.split(",")[1]) > 0 for c in cells)  # tiny: 0.0 s rounds
+    memory = next(line for line in lines if line.startswith("αVIL's peak memory"))
+    assert "K=1:" in memory and "K=2:" in memory and "(K + 4) × shared" in memory
+    assert "16 examples per epoch" in "\n".join(lines)
