@@ -26,7 +26,7 @@ class FolderBusy(RuntimeError):
     """Another live process holds the folder's lock; the message names it."""
 
 
-def _rank_zero() -> bool:
+def rank_zero() -> bool:
     """Whether this process is the first of its run (Lightning's DDP children and Slurm's tasks say otherwise)."""
     return all(os.environ.get(v, "0") == "0" for v in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "RANK"))
 
@@ -51,7 +51,7 @@ def holder(folder: Path) -> dict | None:
 
 def acquire(folder: Path, what: str = "a run") -> Path | None:
     """Take ``folder``'s lock (making the folder), or raise :class:`FolderBusy`; ``None`` on a rank other than 0."""
-    if not _rank_zero():
+    if not rank_zero():
         return None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import resource
+import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from omegaconf import DictConfig
 
 from src.checkpoints import run_record
 from src.config import choice, overrides
+from src.lock import rank_zero
 from src.schema import ConfigError
 
 if TYPE_CHECKING:
@@ -232,3 +234,34 @@ def finished(cfg: DictConfig) -> dict[str, Any] | None:
         return None  # more epochs, or the test not yet run: continue from last.ckpt
     log.info("%s: this run already finished; its results are kept as they are", path)
     return results
+
+
+HYDRA_SUBDIR = ".hydra"
+ACCEPTED = "accepted"  # .hydra/accepted/: the files of the last start the folder's checks let through
+
+
+def keep_hydra_files(folder: Path) -> None:
+    """Remember the config Hydra wrote for this start, now that the folder's checks let it through.
+
+    Hydra writes ``.hydra/{config,hydra,overrides}.yaml`` before the task function runs, so a start that is then
+    refused (another run's settings, a changed best-checkpoint rule) or skipped (the run already finished) has
+    overwritten the files of the run the folder holds; :func:`restore_hydra_files` puts these back.
+    """
+    written = Path(folder) / HYDRA_SUBDIR
+    if not rank_zero() or not written.is_dir():  # hydra.output_subdir=null, or not started by Hydra
+        return
+    kept = written / ACCEPTED
+    kept.mkdir(exist_ok=True)
+    for path in written.glob("*.yaml"):
+        shutil.copy2(path, kept / path.name)
+
+
+def restore_hydra_files(folder: Path) -> None:
+    """Put back the ``.hydra`` files of the folder's last accepted start (no-op where none was kept)."""
+    written = Path(folder) / HYDRA_SUBDIR
+    kept = written / ACCEPTED
+    if not rank_zero() or not kept.is_dir():
+        return
+    for path in kept.glob("*.yaml"):
+        shutil.copy2(path, written / path.name)
+    log.info("%s: the files of the folder's last accepted start are kept (this start did not run)", written)

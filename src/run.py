@@ -31,7 +31,7 @@ from src.hardware import cluster_plugins, ddp_strategy, end_process_group, on_sl
 from src.lock import locked
 from src.module import MultiTaskModule
 from src.preemption import Preempted, in_lightning, stoppable
-from src.record import finished, fit_results, write_atomically
+from src.record import finished, fit_results, keep_hydra_files, restore_hydra_files, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +112,22 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, A
     ``callbacks`` join the configured ones (see :func:`build`). SIGTERM and Ctrl-C stop the run in every phase
     with the commands that continue it (:mod:`src.preemption`).
     """
+    folder = Path(cfg.paths.output_dir)
     with stoppable(cfg) as phase:
-        validate(cfg)
-        with locked(Path(cfg.paths.output_dir)):  # a second run on this folder refuses, naming this one
-            if (done := finished(cfg)) is not None:
-                return done
-            if (ckpt := resume_path(cfg)) is not None:
-                check_resume(cfg, ckpt)  # before any data loads: a checkpoint of another run is refused at once
-            datamodule, module, trainer = _assemble(cfg, callbacks)
-            return _fit_and_test(cfg, datamodule, module, trainer, ckpt, phase)
+        try:
+            validate(cfg)
+            with locked(folder):  # a second run on this folder refuses, naming this one
+                if (done := finished(cfg)) is not None:
+                    restore_hydra_files(folder)  # .hydra describes the finished run, not this call's overrides
+                    return done
+                if (ckpt := resume_path(cfg)) is not None:
+                    check_resume(cfg, ckpt)  # before any data loads: a checkpoint of another run is refused at once
+                keep_hydra_files(folder)  # accepted: this start's config is the folder's from now on
+                datamodule, module, trainer = _assemble(cfg, callbacks)
+                return _fit_and_test(cfg, datamodule, module, trainer, ckpt, phase)
+        except ConfigError:
+            restore_hydra_files(folder)  # refused: Hydra's rewrite of .hydra must not replace the run's config
+            raise
 
 
 def _fit_and_test(cfg, datamodule, module: MultiTaskModule, trainer: pl.Trainer, ckpt, phase) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import ConfigError, choice, overrides, validate
 from src.data.base import DataError
 from src.lock import FolderBusy, locked
-from src.record import jsonable, learned_weights, write_atomically
+from src.record import jsonable, keep_hydra_files, learned_weights, restore_hydra_files, write_atomically
 from src.schema import SearchConfig
 from src.strategies import (
     WEIGHT,
@@ -642,6 +642,7 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     gridded = options.strategy == "grid" or options.strategy in ("halving", "hyperband") and options.points == "grid"
     example = space.grid()[-1] if gridded else space.sample(1)[0]  # the space is checked, and one trial's config
     check_record(cfg, options, root)
+    keep_hydra_files(Path(cfg.paths.output_dir))  # accepted: a later refused start puts these files back
     study = open_study(options, root)
     trials = LiveTrials(cfg, options, space, root, study)
     trials.check(example)
@@ -813,7 +814,11 @@ def _point_of(key: str, trials: LiveTrials) -> Point | None:
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    result = run_search(cfg)
+    try:
+        result = run_search(cfg)
+    except ConfigError:
+        restore_hydra_files(Path(cfg.paths.output_dir))  # refused: Hydra's rewrite of .hydra must not stay
+        raise
     return result["chosen"]["dev"] if result.get("chosen") else None
 
 

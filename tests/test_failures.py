@@ -193,6 +193,23 @@ def test_a_resume_that_changes_the_run_is_refused_naming_the_keys(
     assert named in str(refused.value)
 
 
+def test_a_refused_or_skipped_start_puts_back_the_runs_hydra_files(tiny_cfg, tmp_path):
+    """Hydra rewrites .hydra/ before the task runs; a refused resume or a finished run's rerun must not keep that."""
+    hydra_dir = tmp_path / "run" / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    (hydra_dir / "config.yaml").write_text("seed: 0\n")  # as Hydra writes it for the first start
+    train(tiny_cfg("trainer.max_epochs=1", "ckpt_path=auto", "test=false"))
+    assert (hydra_dir / "accepted" / "config.yaml").read_text() == "seed: 0\n"
+    (hydra_dir / "config.yaml").write_text("seed: 1\n")  # Hydra's rewrite for a start with other settings
+    with pytest.raises(ConfigError, match=r"holds a finished run with other settings \(seed\)"):
+        train(tiny_cfg("trainer.max_epochs=2", "ckpt_path=auto", "seed=1"))
+    assert (hydra_dir / "config.yaml").read_text() == "seed: 0\n"
+    train(tiny_cfg("trainer.max_epochs=1", "ckpt_path=auto", "test=false"))  # finished: skipped, files as they were
+    (hydra_dir / "config.yaml").write_text("seed: 0  # rewritten\n")
+    train(tiny_cfg("trainer.max_epochs=1", "ckpt_path=auto", "test=false"))
+    assert (hydra_dir / "config.yaml").read_text() == "seed: 0\n"
+
+
 def test_a_resume_may_change_epochs_hardware_loggers_and_paths(tiny_cfg, tiny_data, tmp_path):
     import shutil
 
