@@ -23,6 +23,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
+# Under xdist every worker gets its share of the cores: torch's default (one thread per core in each worker)
+# oversubscribes them, and OpenMP's spinning threads then make the tiny runs ten times slower. The subprocesses a
+# test starts (sweeps, the CLI, gloo processes) inherit the same share.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    share = max(1, (os.cpu_count() or 1) // workers)
+    os.environ.setdefault("OMP_NUM_THREADS", str(share))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 REAL_DATA = Path(os.environ["ALPHAVIL_DATA_DIR"]) if os.environ.get("ALPHAVIL_DATA_DIR") else None
