@@ -264,4 +264,4 @@ def restore_hydra_files(folder: Path) -> None:
         return
     for path in kept.glob("*.yaml"):
         shutil.copy2(path, written / path.name)
-    log.info("%s: the files of the folder's last accepted start are kept (this start did not run)", written)
+    log.info("%s: the files of the folder's last accepted start are put back (this start did not run)", written)

@@ -28,7 +28,7 @@ from src.checkpoints import check_resume, resume_path, run_record
 from src.config import ConfigError, multirun, validate
 from src.data.base import MultiTaskDataModule
 from src.hardware import cluster_plugins, ddp_strategy, end_process_group, on_slurm, resolve_precision
-from src.lock import locked
+from src.lock import FolderBusy, locked
 from src.module import MultiTaskModule
 from src.preemption import Preempted, in_lightning, stoppable
 from src.record import finished, fit_results, keep_hydra_files, restore_hydra_files, write_atomically
@@ -125,7 +125,7 @@ def train(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> dict[str, A
                 keep_hydra_files(folder)  # accepted: this start's config is the folder's from now on
                 datamodule, module, trainer = _assemble(cfg, callbacks)
                 return _fit_and_test(cfg, datamodule, module, trainer, ckpt, phase)
-        except ConfigError:
+        except (ConfigError, FolderBusy):
             restore_hydra_files(folder)  # refused: Hydra's rewrite of .hydra must not replace the run's config
             raise
 

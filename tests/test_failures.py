@@ -573,8 +573,9 @@ def test_a_second_run_on_a_folder_in_use_refuses_and_the_first_finishes_intact(t
     deadline = time.time() + 120
     while not (folder / ".run.lock").exists() and time.time() < deadline:
         time.sleep(0.05)
-    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    second = subprocess.run([*command, "seed=1"], cwd=ROOT, capture_output=True, text=True)
     assert second.returncode != 0 and "is in use by a run: process" in second.stderr
+    assert "seed: 0" in (folder / ".hydra" / "config.yaml").read_text()  # the refused start's rewrite put back
     assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
     results = json.loads((folder / "results.json").read_text())
     assert results["epochs"] == 150 and len(results["dev_history"]) == 150  # the first run's record, whole
