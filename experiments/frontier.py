@@ -65,6 +65,9 @@ REPLAYS: dict[str, dict[str, Any]] = {
         "min_epochs": 2,
     },
     "hybrid (αVIL's weights)": {"strategy": "hybrid", "source": "alphavil"},
+    # the recorded conditional run of the seed (method=conditional), its λ* or its top 3 on the recorded grid
+    "conditional, λ* fixed": {"strategy": "conditional", "top": None},
+    "conditional + halving on its top 3": {"strategy": "conditional", "top": 3, "eta": 3},
 }
 
 
@@ -119,7 +122,7 @@ class RecordedSpace:
 
     def __init__(self, points: dict[str, Point], auxiliaries: Sequence[str], seed: int):
         self.points, self.auxiliaries, self.seed = points, list(auxiliaries), seed
-        self.space = SpaceConfig(weights=[0.0], batching=["sampled", "mixed"])  # a hybrid fixes sampled batches
+        self.space = SpaceConfig(weights=[0.0], batching=["sampled"])  # a hybrid's fixed run: sampled batches
         self.weighted = True
 
     def grid(self) -> list[Point]:
@@ -156,9 +159,10 @@ class ReplayWithSources(Replay):
         super().__init__(histories, full_epochs)
         self.sources, self.source_cost, self.recorded, self.snap = sources, 0.0, recorded, snap
 
-    def run_method(self, method: str, extra: Sequence[str] = ()) -> dict[str, Any] | None:
-        self.source_cost = 1.0
-        return self.sources.get(method)
+    def run_method(self, method: str, extra: Sequence[str] = (), key: str | None = None) -> dict[str, Any] | None:
+        source = self.sources.get(method)
+        self.source_cost = run_cost(source or {})
+        return source
 
     def advance(self, points, epochs):
         # a hybrid's fixed point lands between grid values: it is replayed at the nearest recorded point; any
@@ -179,6 +183,11 @@ class ReplayWithSources(Replay):
 
     def cost(self) -> float:
         return super().cost() + self.source_cost
+
+
+def run_cost(r: dict[str, Any]) -> float:
+    """A learned method's run in full runs: one, and a conditional run's scoring of the weightings after it."""
+    return 1.0 + float((r.get("conditional") or {}).get("runs") or 0.0)
 
 
 def best_of_k(points: Sequence[tuple[float, float]], k: int) -> float:
@@ -267,7 +276,7 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
         for r in learned[key]:
             passes = r.get("passes") or {}
             ratio = (passes.get("forward", 0) + passes.get("backward", 0)) / max(1, 2 * r.get("optimizer_steps", 1))
-            add(key, r["seed"], r.get("target_test"), 1.0, "learned", f"passes / 2·steps {ratio:.2f}")
+            add(key, r["seed"], r.get("target_test"), run_cost(r), "learned", f"passes / 2·steps {ratio:.2f}")
     for search in searches:
         if search.get("target") is None or not search.get("chosen"):
             continue
@@ -286,11 +295,18 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
                 trials = ReplayWithSources(
                     {k: grid[s][k]["dev_history"] for k in common},
                     full,
-                    {r.get("method_choice") or "": r for r in runs if r["seed"] == s and r.get("method") not in FIXED},
+                    {
+                        r.get("method_choice") or "": r
+                        for r in runs
+                        if r["seed"] == s
+                        and r.get("method") not in FIXED
+                        and (r.get("conditional") or {}).get("conditioned") is not False  # not its control
+                    },
                     list(points.values()),
                     snap=options["strategy"] == "hybrid",
                 )
-                if options["strategy"] == "hybrid" and options["source"] not in trials.sources:
+                source = options.get("source") if options["strategy"] == "hybrid" else options["strategy"]
+                if options["strategy"] in ("hybrid", "conditional") and source not in trials.sources:
                     continue
                 if options.get("proxy_epochs", 0) >= full:  # proxies as long as the run: not a proxy
                     continue
@@ -307,7 +323,7 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
                 chosen, _ = run_strategy(cfg, RecordedSpace(points, auxiliaries, s), trials, study)
                 test = grid[s][chosen.key]["target_test"] if chosen and chosen.key in grid[s] else None
                 if chosen is not None and chosen.key.startswith("source-"):
-                    test = trials.sources[options["source"]].get("target_test")
+                    test = trials.sources[source].get("target_test")
                 add(f"replay: {name}", s, test, trials.cost(), "replay")
     for k in range(1, len(common) + 1):
         for s in seeds:
@@ -332,6 +348,12 @@ def _label(options: dict[str, Any]) -> str:
         return f"{strategy}, ≤ {options.get('max_runs')} runs"
     if strategy == "hybrid":
         return f"hybrid ({options.get('source')})"
+    if strategy == "conditional":
+        return (
+            "conditional, λ* fixed"
+            if options.get("top") is None
+            else f"conditional + halving on its top {options['top']}"
+        )
     return str(strategy)
 
 

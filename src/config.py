@@ -81,6 +81,16 @@ def run_id() -> str:
     return os.environ.get("SLURM_JOB_ID") or secrets.token_hex(3)
 
 
+def conditions(method_target: str) -> bool:
+    """Whether the method draws the auxiliary weights a conditioned model reads (``model.net.condition.enabled``'s
+    default): a weighting method's class says so with ``conditions_model``."""
+    from hydra.utils import get_class
+
+    if not str(method_target).startswith("src.methods."):  # check_targets names what else stands there
+        return False
+    return bool(getattr(get_class(method_target), "conditions_model", False))
+
+
 def task_group(datamodule_target: str) -> str:
     """The task group (``multimnist``, ``glue``) of a DataModule class path."""
     from hydra.utils import get_class
@@ -144,6 +154,7 @@ def register() -> None:
     OmegaConf.register_new_resolver("alphavil.sweep_group", sweep_group, replace=True)
     OmegaConf.register_new_resolver("alphavil.task_group", task_group, replace=True)
     OmegaConf.register_new_resolver("alphavil.run_id", run_id, replace=True, use_cache=True)
+    OmegaConf.register_new_resolver("alphavil.conditions", conditions, replace=True)
     OmegaConf.register_new_resolver(
         "alphavil.glue_auxiliaries", lambda target: ListConfig(list(GLUE_AUXILIARIES.get(target, []))), replace=True
     )
@@ -184,6 +195,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={cfg.seed}: must be an integer in [0, 2**32) (numpy's and the data's seeds)")
     _check_model_reads_task(cfg)
     _check_batching(cfg)
+    _check_conditioning(cfg)
 
 
 def _kinds() -> dict[str, tuple[str, Any]]:
@@ -277,6 +289,26 @@ def _check_batching(cfg: DictConfig) -> None:
         raise ConfigError(
             f"task.batching={cfg.task.batching}: method {method.__name__} takes {' or '.join(method.batchings)} "
             "batching only (its rule needs a batch of every task in each step); use task.batching=mixed"
+        )
+
+
+def _check_conditioning(cfg: DictConfig) -> None:
+    """A conditioned model reads weights only a conditional method draws; a conditional method needs a model that
+    can be conditioned (or says it runs its unconditioned control)."""
+    from hydra.utils import get_class
+
+    method = get_class(cfg.method._target_)
+    condition = cfg.model.net.get("condition") if isinstance(cfg.model.get("net"), DictConfig) else None
+    if condition is not None and condition.enabled and not getattr(method, "conditions_model", False):
+        raise ConfigError(
+            f"model.net.condition.enabled=true: method {method.__name__} draws no weights for the conditioning to read "
+            "(only method=conditional does); leave model.net.condition.enabled out"
+        )
+    if condition is None and getattr(method, "conditions_model", False):
+        raise ConfigError(
+            f"method={choice('method') or method.__name__}: the model ({cfg.model.net.get('_target_')}) has no "
+            "model.net.condition option, so it cannot be conditioned on the weights; use model=lenet, model=minilm or "
+            "model=encoder"
         )
 
 

@@ -370,6 +370,7 @@ class MultiTaskModule(pl.LightningModule):
                 f"({self.trainer.world_size} here); use trainer.devices=1 and run seeds in parallel with a launcher"
             )
         self.method.check_trainer(self.trainer)
+        self.method.start(self)
 
     def on_train_start(self) -> None:
         if self.device.type == "cuda":
@@ -475,6 +476,7 @@ class MultiTaskModule(pl.LightningModule):
         self.test_metrics = nn.ModuleDict(
             {name: self.specs[head].make_metrics() for name, head in self.test_heads.items()}
         ).to(self.device)
+        self.method.before_test(self)  # the tested weights are loaded: a method may choose on dev here
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         name = list(self.test_heads)[dataloader_idx]

@@ -107,6 +107,7 @@ OPEN_KEYS: dict[str, str] = {
     "<prefix>_history": "a method's own per-epoch records (`alpha_history`, `method_history`, ...)",
     "label_names": "text and image tasks: the class order of labels read as strings",
     "relatedness": "callbacks=relatedness: the probe's estimates per auxiliary",
+    "conditional": "method=conditional: every scored weighting's dev score, the chosen λ*, the scoring's cost",
 }
 
 

@@ -147,6 +147,7 @@ def _fit_and_test(cfg, datamodule, module: MultiTaskModule, trainer: pl.Trainer,
                 trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             results.target_test = module.test_results[datamodule.target]["score"]
             results.test = module.test_results
+        module.method.finish_record(results)
         phase.now = "after testing, while writing results.json"
         results.wall_seconds = time.perf_counter() - start
         record = results.to_json()

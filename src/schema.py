@@ -288,12 +288,43 @@ class LRScheduleConfig:
 
 
 @dataclass
+class ConditionConfig:
+    """Conditioning of the shared trunk on the auxiliaries' weights (src/models/conditioning.py), for
+    ``method=conditional``: FiLM layers (a per-channel scale and shift) at the trunk's sites, computed by a small
+    MLP from each auxiliary's log weight and a "dropped" flag, zero-initialised (the model starts unconditioned)."""
+
+    # on by default exactly when the method draws the weights (method=conditional): src.config's resolver reads the
+    # method's class; false with method=conditional is its control (the same random weights, no conditioning)
+    enabled: bool = "${alphavil.conditions:${method._target_}}"  # type: ignore[assignment]
+    hidden: int = 64  # width of the MLP's hidden layer
+    sites: list[str] | None = None  # where FiLM acts, by the trunk's site names (null: every site of the trunk)
+    # the sites a trunk offers, checked before any data loads (null: known only once the trunk is built)
+    SITES: ClassVar[tuple[str, ...] | None] = None
+
+    def __post_init__(self) -> None:
+        positive(self, "hidden")
+        if self.sites is not None and not self.sites:
+            raise ConfigError("sites=[]: no site would be conditioned; give site names or null (every site)")
+        if self.sites is not None and self.SITES is not None:
+            if unknown := [s for s in self.sites if s not in self.SITES]:
+                raise ConfigError(
+                    f"sites={list(self.sites)}: {unknown[0]!r} is not a site of this trunk ({', '.join(self.SITES)})"
+                )
+
+
+@dataclass
+class LeNetConditionConfig(ConditionConfig):
+    SITES: ClassVar[tuple[str, ...] | None] = ("conv1", "conv2", "fc")  # src.models.lenet.LeNetTrunk.SITES
+
+
+@dataclass
 class LeNetConfig:
     _target_: str = "src.models.lenet.multi_lenet"
     _partial_: bool = True  # completed with the task specs
     hidden: int = 50
     head_hidden: int | None = 50
     dropout: float = 0.5
+    condition: LeNetConditionConfig = field(default_factory=LeNetConditionConfig)
 
     def __post_init__(self) -> None:
         positive(self, "hidden")
@@ -324,6 +355,7 @@ class EncoderNetConfig:
     pooling: str = "cls"
     dropout: float = 0.1
     head_hidden: int | None = None
+    condition: ConditionConfig = field(default_factory=ConditionConfig)  # sites: layer0, layer1, … (each layer)
 
     def __post_init__(self) -> None:
         choice(self, "pooling", ("cls", "mean"))
@@ -385,13 +417,14 @@ class PathsConfig:
 
 
 # --- search (python -m src.search) -----------------------------------------------------------
-STRATEGIES = ("grid", "halving", "hyperband", "tpe", "gp", "random", "regmix", "hybrid")  # src.strategies
+STRATEGIES = ("grid", "halving", "hyperband", "tpe", "gp", "random", "regmix", "hybrid", "conditional")
 PRUNERS = ("hyperband", "halving", "none")
 
 
 @dataclass
-class SpaceConfig:
-    """What a search varies. Weights are each auxiliary's (the target's is 1); 0 drops the auxiliary."""
+class WeightSpaceConfig:
+    """The auxiliaries' weights a search visits and a conditional model trains on (the target's is 1); 0 drops
+    an auxiliary. One definition for both, so that ``method=conditional`` draws from the space a search searches."""
 
     # the grid every auxiliary's weight takes (grid, halving, hyperband; tpe samples from it); null: no weights are
     # searched and each trial runs the composed method (a search over `params` alone)
@@ -401,8 +434,6 @@ class SpaceConfig:
     low: float | None = None
     high: float | None = None
     zero: bool = True  # sampled points may drop an auxiliary (weight 0), as the grid's 0 does
-    batching: list[str] = field(default_factory=lambda: ["sampled"])  # task.batching of the trials
-    params: dict[str, Any] = field(default_factory=dict)  # other options: key → [values] or {low, high, log}
 
     def __post_init__(self) -> None:
         grids = {"weights": self.weights or [], **{f"per_task.{t}": g for t, g in self.per_task.items()}}
@@ -415,6 +446,17 @@ class SpaceConfig:
             raise ConfigError(f"low={self.low}, high={self.high}: a weight range needs both bounds")
         if self.low is not None and not 0 < self.low < self.high < math.inf:
             raise ConfigError(f"low={self.low}, high={self.high}: a log range needs 0 < low < high (0: set zero=true)")
+
+
+@dataclass
+class SpaceConfig(WeightSpaceConfig):
+    """What a search varies: the weights (:class:`WeightSpaceConfig`), the batching, other options."""
+
+    batching: list[str] = field(default_factory=lambda: ["sampled"])  # task.batching of the trials
+    params: dict[str, Any] = field(default_factory=dict)  # other options: key → [values] or {low, high, log}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.batching:
             raise ConfigError("batching=[]: give at least one of mixed, sampled")
         for b in self.batching:
@@ -449,6 +491,9 @@ class SearchConfig:
     candidates: int = 4096  # regmix: random points the regression picks its best from (with the grid's)
     source: str = "alphavil"  # hybrid: the learned method (any method= option) or relatedness (the probe)
     drop_below: float = 0.05  # hybrid: a learned weight below this (relative to the target's) drops the auxiliary
+    # conditional: the conditional run's best-ranked points that go on to successive halving (null: λ* alone, as
+    # one fixed-weight run)
+    top: int | None = None
     # null: a journal file in the search folder; a database URL (sqlite:///…, postgresql://…) or a journal file
     # on a shared file system lets several workers share one study
     storage: str | None = None
@@ -468,6 +513,7 @@ class SearchConfig:
         at_least(self, "max_trials", 1)
         at_least(self, "proxies", 2)
         at_least(self, "candidates", 1)
+        at_least(self, "top", 1, allow_none=True)
         if not 1 <= self.max_runs < math.inf:
             raise ConfigError(f"max_runs={self.max_runs}: must be at least 1 (one full run)")
         non_negative(self, "drop_below")

@@ -27,6 +27,7 @@ import fcntl
 import itertools
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -66,6 +67,7 @@ READS = {
     **{s: ("space", "eta", "min_epochs", "max_runs", "max_trials", "pruner", "seed") for s in ("tpe", "gp", "random")},
     "regmix": ("space", "proxies", "proxy_epochs", "candidates", "seed"),
     "hybrid": ("space", "source", "drop_below"),
+    "conditional": ("space", "top", "eta", "min_epochs"),
 }
 
 
@@ -346,8 +348,10 @@ class LiveTrials:
             steps = int(results.get("optimizer_steps") or 0)
             full = steps / epochs * self.full_epochs if epochs else 0
             segments = _read_json(folder / "segments.json") or {}
+            # a method's own evaluation after training (a conditional run scoring every weighting), in full runs
+            evaluation = float((results.get("conditional") or {}).get("runs") or 0.0)
             out[folder.name] = {
-                "runs": steps / full if full else 0.0,
+                "runs": (steps / full if full else 0.0) + evaluation,
                 "epochs": epochs,
                 "optimizer_steps": steps,
                 "examples": sum((results.get("examples_seen") or {}).values()),
@@ -399,11 +403,12 @@ class LiveTrials:
             out += [f"logger.wandb.group='{_group(self.cfg)}'", f"logger.wandb.name='{point_key(point)}'"]
         return out
 
-    def run_method(self, method: str, extra: Sequence[str] = ()) -> dict[str, Any] | None:
-        """A full run of another method (a hybrid's source) in ``trials/source-<method>``; ``None`` if it failed."""
+    def run_method(self, method: str, extra: Sequence[str] = (), key: str | None = None) -> dict[str, Any] | None:
+        """A full run of another method (a hybrid's source, a conditional run) in ``trials/<key>`` (by default
+        ``source-<method>``); ``None`` if it failed."""
         from src.run import train
 
-        key = f"source-{method}" if not extra else f"source-{method}-probe"
+        key = key or (f"source-{method}" if not extra else f"source-{method}-probe")
         folder = self.folder(key)
         if failed := _read_json(folder / "failed.json"):
             log.error("search: the source run %s failed before: %s", key, failed.get("error"))
@@ -583,7 +588,8 @@ def _pruner(options: SearchConfig) -> Any:
 def search_options(cfg: DictConfig) -> SearchConfig:
     if cfg.get("search") is None:
         raise ConfigError(
-            "choose a strategy: search=grid, halving, hyperband, tpe, gp, random, regmix or hybrid (conf/search/); "
+            "choose a strategy: search=grid, halving, hyperband, tpe, gp, random, regmix, hybrid, conditional or "
+            "conditional_halving (conf/search/); "
             "python -m src.search search=halving"
         )
     node = cfg.search
@@ -704,6 +710,8 @@ def run_strategy(options: SearchConfig, space: Space, trials: Any, study: Any = 
         return chosen, {"regression": jsonable(fit)}
     if options.strategy == "hybrid":
         return hybrid(options, space, trials)
+    if options.strategy == "conditional":
+        return conditional(options, space, trials)
     raise ConfigError(f"search.strategy={options.strategy!r}: unknown")
 
 
@@ -726,6 +734,70 @@ def hybrid(options: SearchConfig, space: Space, trials: Any) -> tuple[Trial | No
     source.state = "complete"
     chosen = choose([fixed, source], trials.full_epochs)
     return chosen, {"source": options.source, "learned_weights": weights, "fixed_point": point}
+
+
+def conditional_overrides(space: Space) -> list[str]:
+    """The conditional run's options: λ drawn from the search's own weight space, on its one batching."""
+    s = space.space
+    if len(s.batching) != 1 or s.params:
+        raise ConfigError(
+            f"search=conditional trains one conditional model over the weights: search.space.batching must hold one "
+            f"batching (it holds {list(s.batching)}) and search.space.params must be empty (it holds "
+            f"{sorted(s.params) or 'nothing'})"
+        )
+    if not space.weighted:
+        raise ConfigError("search=conditional searches weights: search.space.weights=null leaves none")
+
+    def listed(values: Sequence[float]) -> str:
+        return "[" + ",".join(repr(float(v)) for v in values) + "]"
+
+    out = [f"method.space.weights={listed(s.weights or [])}", f"task.batching={s.batching[0]}"]
+    if s.per_task:
+        out.append("method.space.per_task={" + ",".join(f"{t}:{listed(g)}" for t, g in s.per_task.items()) + "}")
+    if s.low is not None:
+        out += [f"method.space.low={s.low!r}", f"method.space.high={s.high!r}"]
+    out.append(f"method.space.zero={str(s.zero).lower()}")
+    return out
+
+
+def conditional(options: SearchConfig, space: Space, trials: Any) -> tuple[Trial | None, dict]:
+    """One conditional run (method=conditional) scores every weighting on dev; then λ* as one fixed-weight run
+    (``top`` null), or its ``top`` best-ranked points through successive halving. Chosen on dev between the
+    conditional model at λ* and the fixed run(s)."""
+    from src import strategies as s
+
+    results = trials.run_method("conditional", conditional_overrides(space), key="source-conditional")
+    record = (results or {}).get("conditional") or {}
+    if not record.get("conditioned"):
+        return None, {
+            "source": "conditional",
+            "error": "the conditional run failed" if not results else "unconditioned",
+        }
+    batching = results.get("schedule") or space.space.batching[0]
+
+    def point_of(weights: dict[str, float]) -> Point:
+        return canonical({**{WEIGHT + t: float(w) for t, w in weights.items()}, "batching": batching})
+
+    table = record.get("table") or []
+    # the final order: the points rescored on the whole dev split first (by that score), then the subset's ranking
+    order = sorted(table, key=lambda r: (r.get("dev") is None, -(r.get("dev") or 0.0), r["rank"]))
+    if options.top is None:
+        (fixed,) = trials.advance([point_of(record["chosen"])], trials.full_epochs)
+        finalists = [fixed]
+    else:
+        pool = [point_of(r["weights"]) for r in order[: options.top]]
+        best = s.halving(pool, trials, options.eta, options.min_epochs)
+        finalists = [best] if best is not None else []
+    # what the conditional run tests: the model at λ*, whose dev score is known at the end of training only
+    model = Trial("source-conditional", point_of(record["chosen"]), [math.nan] * (trials.full_epochs - 1))
+    model.history.append(float(record["chosen_dev"]))
+    model.state = "complete"
+    chosen = choose([*finalists, model], trials.full_epochs)
+    return chosen, {
+        "source": "conditional",
+        "conditional": {k: v for k, v in record.items() if k != "table"},
+        "pool": [r["weights"] for r in order[: options.top]] if options.top is not None else None,
+    }
 
 
 def relatedness_weights(results: dict[str, Any], auxiliaries: Sequence[str]) -> dict[str, float]:

@@ -133,6 +133,14 @@ OUT_OF_DOMAIN = {
     "ol_aux": {"beta": "0", "horizon": "0", "similarity": "l1"},
     "post_train": {"aux_epochs": "-1", "reset_optimizer": "maybe"},
     "static": {"weights": "{right: -1}", "aux_weight": "inf"},
+    "conditional": {
+        "space": "{low: 3.0, high: 1.0}",  # a reversed range
+        "per": "step",
+        "reference": "{right: -1}",
+        "score_examples": "1",
+        "top": "0",
+        "points": "0",
+    },
     "uncertainty": {"init_log_variance": "inf"},
 }
 

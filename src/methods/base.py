@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pytorch_lightning as pl
 
     from src.module import MultiTaskModule
+    from src.record import RunResults
 
 
 class WeightingMethod(nn.Module):
@@ -188,6 +189,18 @@ class WeightingMethod(nn.Module):
 
     def step(self, module: MultiTaskModule, step: Step) -> None:
         raise NotImplementedError
+
+    def start(self, module: MultiTaskModule) -> None:
+        """At the start of fitting, with the module: a method that acts on the model binds here (a conditional
+        model's validation weights)."""
+
+    def before_test(self, module: MultiTaskModule) -> None:
+        """Before the test, with the tested weights loaded: a method that chooses among what one model holds
+        (a conditional model's weightings) chooses here, on dev."""
+
+    def finish_record(self, results: RunResults) -> None:
+        """Amend the run's record after its test: a method's own results (under an :data:`src.record.OPEN_KEYS`
+        key) and scores it chose on."""
 
     def end_epoch(self, module: MultiTaskModule) -> dict[str, float]:
         """Per-epoch bookkeeping after the last step; returns extra scalars for the log and history.

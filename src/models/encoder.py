@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,19 @@ class EncoderTrunk(nn.Module):
         self.pooling = pooling
         self.hidden = self.encoder.config.hidden_size
 
+    def film_sites(self) -> dict[str, tuple[nn.Module, int, int]]:
+        """Where conditioning may act: the hidden states after each transformer layer (``layer0``, …), the hidden
+        size in the last dimension. The layers are found where BERT-, RoBERTa- and DistilBERT-like encoders keep
+        them; an encoder that keeps them elsewhere offers no site."""
+        for path in ("encoder.layer", "transformer.layer", "layers", "layer", "h", "block"):
+            try:
+                layers = self.encoder.get_submodule(path)
+            except AttributeError:
+                continue
+            if isinstance(layers, nn.ModuleList) and len(layers):
+                return {f"layer{i}": (layer, self.hidden, -1) for i, layer in enumerate(layers)}
+        return {}
+
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         hidden = self.encoder(**{k: batch[k] for k in INPUTS if k in batch}).last_hidden_state
         if self.pooling == "cls":
@@ -107,7 +120,8 @@ def multi_encoder(
     pooling: str = "cls",
     dropout: float = 0.1,
     head_hidden: int | None = None,
+    condition: Mapping[str, Any] | None = None,
 ) -> MultiTaskModel:
     """Encoder trunk and one head per task (classification, or regression for STS-B)."""
     trunk = EncoderTrunk(pretrained, pooling)
-    return MultiTaskModel(trunk, trunk.hidden, tasks, head_hidden, dropout)
+    return MultiTaskModel(trunk, trunk.hidden, tasks, head_hidden, dropout, condition=condition)

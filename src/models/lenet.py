@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -11,7 +12,13 @@ from src.models.multitask import MultiTaskModel
 
 
 class LeNetTrunk(nn.Module):
-    """conv(1→10, 5) → pool → ReLU → conv(10→20, 5) → dropout → pool → ReLU → fc(320→hidden) → ReLU."""
+    """conv(1→10, 5) → pool → ReLU → conv(10→20, 5) → dropout → pool → ReLU → fc(320→hidden) → ReLU.
+
+    Conditioned (``model.net.condition``), FiLM acts on the output of each convolution and of the fully connected
+    layer, before their pooling and ReLU (:data:`SITES`).
+    """
+
+    SITES = ("conv1", "conv2", "fc")  # src.schema.LeNetConditionConfig.SITES
 
     def __init__(self, hidden: int = 50, dropout: float = 0.5):
         super().__init__()
@@ -31,9 +38,20 @@ class LeNetTrunk(nn.Module):
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         return self.net(batch["x"])
 
+    def film_sites(self) -> dict[str, tuple[nn.Module, int, int]]:
+        """Where conditioning may act: name → (module, channels, the channels' dimension)."""
+        conv1, conv2, fc = self.net[0], self.net[3], self.net[8]
+        return dict(
+            zip(self.SITES, [(conv1, conv1.out_channels, 1), (conv2, conv2.out_channels, 1), (fc, fc.out_features, -1)])
+        )
+
 
 def multi_lenet(
-    tasks: Sequence[TaskSpec], hidden: int = 50, head_hidden: int | None = 50, dropout: float = 0.5
+    tasks: Sequence[TaskSpec],
+    hidden: int = 50,
+    head_hidden: int | None = 50,
+    dropout: float = 0.5,
+    condition: Mapping[str, Any] | None = None,
 ) -> MultiTaskModel:
     """LeNet trunk and per-task heads ``fc(hidden→head_hidden) → ReLU → fc(→classes)``."""
-    return MultiTaskModel(LeNetTrunk(hidden, dropout), hidden, tasks, head_hidden)
+    return MultiTaskModel(LeNetTrunk(hidden, dropout), hidden, tasks, head_hidden, condition=condition)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
 from src.data.tasks import TaskSpec
+from src.models.conditioning import conditioner
 
 
 class MultiTaskModel(nn.Module):
@@ -18,6 +20,8 @@ class MultiTaskModel(nn.Module):
         tasks: the training tasks; one head each.
         head_hidden: width of a hidden layer in each head (``None``: a linear head).
         dropout: dropout before each head's layers.
+        condition: ``model.net.condition`` (:class:`src.schema.ConditionConfig`): FiLM on the trunk, conditioned on
+            the auxiliaries' weights (``method=conditional``); off by default.
     """
 
     def __init__(
@@ -27,14 +31,20 @@ class MultiTaskModel(nn.Module):
         tasks: Sequence[TaskSpec],
         head_hidden: int | None = None,
         dropout: float = 0.0,
+        condition: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.trunk = trunk
         self.heads = nn.ModuleDict({t.name: _head(hidden, t.num_outputs, head_hidden, dropout) for t in tasks})
+        self.conditioner = conditioner(trunk, [t.name for t in tasks[1:]], condition)
 
     def shared_parameters(self) -> dict[str, nn.Parameter]:
-        """Trainable trunk parameters by their full name (``trunk.…``)."""
-        return {f"trunk.{n}": p for n, p in self.trunk.named_parameters() if p.requires_grad}
+        """Trainable parameters every task's loss reaches by their full name: the trunk's (``trunk.…``) and its
+        conditioner's (``conditioner.…``)."""
+        out = {f"trunk.{n}": p for n, p in self.trunk.named_parameters() if p.requires_grad}
+        if self.conditioner is not None:
+            out.update({f"conditioner.{n}": p for n, p in self.conditioner.named_parameters() if p.requires_grad})
+        return out
 
     def task_parameters(self, task: str) -> dict[str, nn.Parameter]:
         """Trainable parameters of ``task``'s head by their full name (``heads.<task>.…``)."""

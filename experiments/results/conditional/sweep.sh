@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Loss-conditional training (method=conditional, search=conditional) on the known-effect settings, against the
+# committed grids of experiments/results/search/ (K = 4) and experiments/results/budget/ (one auxiliary).
+# One job at a time, one thread. Started again, finished runs are kept (each run has its own folder).
+#   bash experiments/results/conditional/sweep.sh [part ...]      # parts: k4 k4_control one_aux search
+set -uo pipefail
+cd "$(dirname "$0")/../../.."
+export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+RUNS=${RUNS:-experiments/results/conditional/runs}
+R="python -m src.run experiment=known_effect trainer.enable_model_summary=false task.batching=sampled method=conditional"
+K4="task=multimnist_low_k4 method.space.weights=[0,0.3,1]"
+ONE="method.space.weights=[0,0.1,0.3,1,3]"
+clean() { find "$1" -name checkpoints -type d -prune -exec rm -rf {} + 2>/dev/null; }
+run() {  # run FOLDER OVERRIDES...: one run in its folder, skipped when it finished
+  local dir=$1; shift
+  [ -f "$dir/results.json" ] && return 0
+  $R "$@" hydra.run.dir="$dir" && clean "$dir"
+}
+parts=${*:-k4 k4_control one_aux search}
+for part in $parts; do
+  for seed in 0 1 2 3 4; do
+    case $part in
+      k4) run $RUNS/k4/seed$seed $K4 seed=$seed ;;
+      k4_control) run $RUNS/k4_control/seed$seed $K4 model.net.condition.enabled=false seed=$seed ;;
+      one_aux)
+        for task in multimnist_low_coarse multimnist_low_right multimnist_low_mixed; do
+          run $RUNS/$task/seed$seed task=$task $ONE seed=$seed
+        done ;;
+      search)
+        python -m src.search experiment=search_known task=multimnist_low_k4 search=conditional \
+          'search.space.weights=[0,0.3,1]' 'search.space.batching=[sampled]' seed=$seed \
+          search.dir=$RUNS/k4_search/seed$seed && clean $RUNS/k4_search/seed$seed
+        python -m src.search experiment=search_known task=multimnist_low_k4 search=conditional_halving \
+          'search.space.weights=[0,0.3,1]' 'search.space.batching=[sampled]' seed=$seed \
+          search.dir=$RUNS/k4_search_halving/seed$seed && clean $RUNS/k4_search_halving/seed$seed ;;
+    esac
+  done
+done
