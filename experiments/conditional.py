@@ -65,13 +65,15 @@ def rankings(roots: Sequence[Path]) -> dict[str, dict[str, Any]]:
             if s in grid and oracle in grid[s]:
                 row["oracle_test"] = grid[s][oracle]["target_test"]
             if record.get("conditioned"):
-                pairs = []
+                pairs, losses = [], []
                 for entry in record["table"]:
                     key = _table_key(entry["weights"], r["schedule"])
                     if s in grid and key in grid[s]:
                         pairs.append((entry["dev_subset"], grid[s][key]["target_dev"]))
+                        losses.append(-entry["dev_subset_loss"])
                 row["points"] = len(pairs)
                 row["rho"] = spearman([a for a, _ in pairs], [b for _, b in pairs])
+                row["rho_loss"] = spearman(losses, [b for _, b in pairs])
                 row["spread"] = max(a for a, _ in pairs) - min(a for a, _ in pairs) if pairs else None
                 row["chosen"] = record["chosen"]
                 fixed = grid.get(s, {}).get(_table_key(record["chosen"], r["schedule"]))
@@ -97,13 +99,16 @@ def write(tables: dict[str, dict[str, Any]]) -> str:
             f"Oracle: `{t['oracle']}` (best mean dev of {t['grid_points']} grid points).",
             "",
         ]
-        lines += ["| run | seed | ρ with the grid | points | dev spread (points) | λ* | test at λ* | Δ oracle | "
-                  "grid's fixed run at λ*: test | scoring (runs) |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines.append(
+            "| run | seed | ρ with the grid (score; −loss) | points | dev spread (points) | λ* | test at λ* | Δ oracle "
+            "| grid's fixed run at λ*: test | scoring (runs) |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in t["rows"]:
             name = "conditional" if r["conditioned"] else "control (no conditioning)"
             delta = 100 * (r["test"] - r["oracle_test"]) if "oracle_test" in r else float("nan")
             chosen = ", ".join(f"{k} {v:g}" for k, v in (r.get("chosen") or {}).items()) or "–"
-            rho = f"{r['rho']:.2f}" if "rho" in r else "–"
+            rho = f"{r['rho']:.2f}; {r['rho_loss']:.2f}" if "rho" in r else "–"
             spread = f"{100 * r['spread']:.2f}" if r.get("spread") is not None else "–"
             fixed = f"{r['fixed_test']:.4f}" if r.get("fixed_test") is not None else "–"
             scoring = f"{r['scoring_runs']:.3f}" if r.get("scoring_runs") is not None else "–"

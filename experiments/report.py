@@ -18,7 +18,7 @@ from typing import Any
 
 from experiments.stats import interval, paired_diffs
 
-METHOD_ORDER = [  # fixed weightings, then general multitask methods, then target-aware ones, αVIL last
+METHOD_ORDER = [  # fixed weightings, general multitask methods, target-aware ones, αVIL, the conditional model
     "single_task",
     "static",
     "uniform",
@@ -35,6 +35,7 @@ METHOD_ORDER = [  # fixed weightings, then general multitask methods, then targe
     "auto_lambda",
     "forkmerge",
     "alphavil",
+    "conditional",
 ]
 
 
@@ -103,7 +104,7 @@ def method_key(r: dict[str, Any]) -> str:
     if name == "static" and r.get("weights") and all(w == 1.0 for w in r["weights"].values()):
         name, options = "uniform", []
     key = f"{name} ({', '.join(options)})" if options else name
-    key = f"{key} · {r['schedule']}" if r.get("schedule") in ("mixed", "sampled") else key
+    key = f"{key} · {r['schedule']}" if r.get("schedule") in ("mixed", "sampled", "matched") else key
     precision = [o.partition("=")[2] for o in overrides if o.startswith("trainer.precision=")]
     key = f"{key} · {r.get('precision') or precision[0]}" if precision else key  # float32 against bf16: own rows
     return f"{key} · probed" if r.get("relatedness") else key  # callbacks=relatedness: a row of its own

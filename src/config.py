@@ -278,17 +278,18 @@ def _check_batching(cfg: DictConfig) -> None:
     from hydra.utils import get_class
 
     method = get_class(cfg.method._target_)
-    if method.schedule is not None and cfg.task.batching != "mixed":
+    if method.schedule is not None and cfg.task.batching != "mixed":  # blocks, branches, the target alone
         log.warning(
             "task.batching=%s is not read by method %s, whose steps follow its own schedule (%s)",
             cfg.task.batching,
             method.__name__,
             method.schedule,
         )
-    if method.schedule is None and cfg.task.batching not in method.batchings:
+    takes = (*method.batchings, "matched") if "mixed" in method.batchings else method.batchings
+    if method.schedule is None and cfg.task.batching not in takes:
         raise ConfigError(
-            f"task.batching={cfg.task.batching}: method {method.__name__} takes {' or '.join(method.batchings)} "
-            "batching only (its rule needs a batch of every task in each step); use task.batching=mixed"
+            f"task.batching={cfg.task.batching}: method {method.__name__} takes {' or '.join(takes)} "
+            "batching only (its rule needs a batch of every task in each step); use task.batching=mixed or matched"
         )
 
 

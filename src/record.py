@@ -71,7 +71,7 @@ class RunResults:
         "held: the method's own schedule where it has one)",
         {},
     )
-    schedule: str = _key("what the steps held: `mixed`, `sampled`, `blocks`, `branches`, `target`")
+    schedule: str = _key("what the steps held: `mixed`, `sampled`, `matched`, `blocks`, `branches`, `target`")
     budget_multiple: dict[str, float] = _key("`examples_seen` over what the budget planned for the epochs run", {})
     dev_examples: int = _key("the size of the target's dev split", 0)
     optimizer_steps: int = _key("updates of the model's parameters", 0)

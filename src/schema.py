@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from omegaconf import MISSING
 
 BUDGETS = ("equal", "proportional", "temperature", "fraction", "counts")  # src.data.schedule.epoch_budget
-BATCHINGS = ("mixed", "sampled")  # src.data.schedule.mixed_plan, sampled_plan
+BATCHINGS = ("mixed", "sampled", "matched")  # src.data.schedule.mixed_plan, sampled_plan, matched_plan
 LR_SCHEDULES = ("constant", "linear")  # src.module.lr_factor
 
 
@@ -101,7 +101,9 @@ class TaskConfig:
     temperature: float = 2.0  # budget=temperature: size^(1/T); T >= 1 (1: proportional, large: equal)
     budget_fraction: float = 0.5  # budget=fraction: this share of each auxiliary per epoch
     budget_examples: dict[str, int] = field(default_factory=dict)  # budget=counts: auxiliary → examples per epoch
-    batching: str = "mixed"  # mixed: each step a batch of every task | sampled: one task's batch per step
+    # mixed: each step a batch of every task | sampled: one task's batch per step | matched: a batch of every task
+    # in each step, at sampled's step count and examples (each task's share about batch_size / (K + 1))
+    batching: str = "mixed"
     max_eval_examples: int | None = None  # dev and each test split
     dev_examples: int | None = None  # the target's dev split, capped (a low-resource dev set); over max_eval_examples
     dev_fraction: float = 0.1
@@ -137,6 +139,11 @@ class TaskConfig:
         if self.auxiliaries == "auto":
             auxiliaries = [t for t in offered if t != self.target]
         training = [self.target, *auxiliaries]
+        if self.batching == "matched" and self.auxiliaries != "auto" and self.batch_size < len(training):
+            raise ConfigError(
+                f"batching=matched splits each step's batch_size={self.batch_size} among {len(training)} tasks: at "
+                f"least one example of each needs batch_size >= {len(training)}"
+            )
         for task, n in self.train_examples.items():
             if task not in training:
                 raise ConfigError(f"train_examples has {task!r}, which is not a training task ({', '.join(training)})")

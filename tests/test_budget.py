@@ -191,3 +191,63 @@ def test_a_sampled_step_smaller_than_the_processes_is_dropped_on_every_process()
         kept = shard(steps, rank, 2)
         assert [list(s.indices) for s in kept] == [["t"], ["a"]]  # the one-example step is gone, everywhere
         assert [s.counts for s in kept] == [{"t": 4}, {"a": 3}]
+
+
+# --- matched: mixed batches at sampled batching's steps and examples --------------------------------------
+def test_matched_steps_hold_every_task_at_the_sampled_step_count_and_examples():
+    """A hand-made plan: equal budgets of 100 for three tasks, batches of 16. Sampled batching takes 7 steps per
+    task (21); matched takes the same 21 steps, each holding every task, and the same examples per task."""
+    d = data("matched")
+    tasks = ["t", "a", "b"]
+    matched = matched_plan_of(d, tasks)
+    sampled = sampled_plan(EpochData(d.sizes, d.batch_size, d.budget, "sampled"), tasks, torch.Generator())
+    assert len(matched) == len(sampled) == 21
+    assert all(set(s.indices) == set(tasks) for s in matched)  # every step holds every task
+    assert examples(matched) == examples(sampled) == {"t": 100, "a": 100, "b": 100}
+    assert all({len(v) for v in s.indices.values()} <= {4, 5} for s in matched)  # 100 / 21, rounded both ways
+    assert all(len(v) <= d.batch_size for s in matched for v in s.indices.values())
+    assert len(torch.cat([s.indices["t"] for s in matched]).unique()) == 100  # the target's pass
+
+
+def matched_plan_of(d: EpochData, tasks: list[str], with_dev: bool = False) -> list:
+    from src.data.schedule import matched_plan
+
+    return matched_plan(d, tasks, torch.Generator().manual_seed(0), with_dev)
+
+
+def test_matched_dev_batches_follow_the_target_pieces():
+    steps = matched_plan_of(data("matched"), ["t", "a", "b"], with_dev=True)
+    assert all(len(s.indices[DEV]) == len(s.indices["t"]) for s in steps)
+
+
+def test_matched_refuses_a_task_too_small_to_be_in_every_step():
+    d = data("matched", "fraction", fraction=0.1)  # b: 4 examples per epoch for 15 steps
+    with pytest.raises(ValueError, match=r"task.batching=matched: 'b' has 4 examples per epoch for 15 steps"):
+        matched_plan_of(d, ["t", "a", "b"])
+
+
+def test_matched_refuses_a_batch_smaller_than_the_tasks_before_any_data(tmp_path):
+    cfg = compose_config(["task=multimnist_low_k4", "task.batching=matched", "task.batch_size=4"], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="batching=matched splits each step's batch_size=4 among 5 tasks"):
+        validate(cfg)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_that_takes_mixed_batches_takes_matched(method, tmp_path):
+    cfg = compose_config([f"method={method}", "task.batching=matched"], output_dir=tmp_path)
+    cls = type(instantiate(cfg.method))
+    validate(cfg)  # a method with its own schedule says so in the log; every other one takes mixed, so matched
+    if cls.schedule is None:
+        steps = plan_of(method, "matched", rule="equal")
+        if method != "post_train":  # its auxiliary phase leaves the target out
+            assert all({"t", "a", "b"} <= set(s.indices) for s in steps)
+
+
+@pytest.mark.trains
+def test_a_matched_run_takes_the_steps_and_examples_of_a_sampled_run(tiny_cfg):
+    sampled = train(tiny_cfg("method=uniform", "task.batching=sampled"))
+    matched = train(tiny_cfg("method=pcgrad", "task.batching=matched"))
+    mixed = train(tiny_cfg("method=pcgrad", "task.batching=mixed"))
+    assert matched["optimizer_steps"] == sampled["optimizer_steps"] == 2 * mixed["optimizer_steps"]
+    assert matched["examples_seen"] == sampled["examples_seen"]
+    assert matched["schedule"] == "matched" and matched["budget"]["batching"] == "matched"

@@ -168,12 +168,16 @@ def test_a_single_point_without_conditioning_trains_as_static_at_that_point(tiny
     assert conditional["optimizer_steps"] == static["optimizer_steps"]
     assert conditional["examples_seen"] == static["examples_seen"]
     assert conditional["weights"] == pytest.approx(static["weights"])
-    assert conditional["conditional"] == {"conditioned": False, "table": []}
+    assert conditional["conditional"] == {"conditioned": False, "conditioner_parameters": 0, "table": []}
 
 
 @pytest.mark.trains
 def test_a_conditional_run_scores_every_point_and_tests_at_the_best(tiny_cfg):
-    results = train(tiny_cfg("method=conditional", "method.space.weights=[0,0.3,1]", "method.top=2"))
+    results = train(
+        tiny_cfg(
+            "method=conditional", "method.space.weights=[0,0.3,1]", "method.top=2", "model.net.condition.hidden=16"
+        )
+    )
     record = results["conditional"]
     assert record["conditioned"] and record["points"] == 3 and len(record["table"]) == 3
     rescored = [r for r in record["table"] if "dev" in r]
@@ -187,6 +191,7 @@ def test_a_conditional_run_scores_every_point_and_tests_at_the_best(tiny_cfg):
     assert record["forward_examples"] == 3 * subset + (0 if subset == dev else 2 * dev)
     assert record["runs"] == pytest.approx(record["forward_examples"] / (3 * sum(results["examples_seen"].values())))
     assert results["target_test"] is not None
+    assert record["conditioner_parameters"] == (2 * 16 + 16) + (16 + 1) * 2 * (10 + 20 + 50)  # K = 1: 2 features
 
 
 class KillMidEpoch(Callback):

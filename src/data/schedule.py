@@ -61,8 +61,9 @@ class EpochData:
         batch_size: examples of one task per step.
         budget: examples of each task per epoch (:func:`epoch_budget`): the target's pass (its size) and each
             auxiliary's count from ``task.budget``. Every method's plan draws from it.
-        batching: ``mixed`` (each step a batch of every task) or ``sampled`` (each step one task's batch, the
-            epoch's batches of all tasks in a seeded shuffle), for methods whose rule is a weighted sum of losses.
+        batching: ``mixed`` (each step a batch of every task), ``matched`` (each step a batch of every task, at
+            the steps and examples of ``sampled``: :func:`matched_plan`) or ``sampled`` (each step one task's batch,
+            the epoch's batches of all tasks in a seeded shuffle), for methods whose rule is a weighted sum of losses.
         epoch: the epoch being planned (0-based).
     """
 
@@ -178,6 +179,44 @@ def mixed_plan(data: EpochData, tasks: Sequence[str], generator: torch.Generator
         Step(indices={target: b, **{t: c[i] for t, c in per_task.items() if len(c[i])}}) for i, b in enumerate(batches)
     ]
     return finish(steps)
+
+
+def matched_steps(data: EpochData, tasks: Sequence[str]) -> int:
+    """The optimizer steps of an epoch under ``sampled`` (and ``matched``) batching: every task's batches."""
+    return sum(math.ceil(data.budget[t] / data.batch_size) for t in tasks)
+
+
+def matched_plan(
+    data: EpochData, tasks: Sequence[str], generator: torch.Generator, with_dev: bool = False
+) -> list[Step]:
+    """Mixed batches at the step count and examples of :func:`sampled_plan`: each step holds a batch of every task.
+
+    The epoch takes as many steps as sampled batching does (:func:`matched_steps`) and each task its budget's
+    examples (the target one pass), spread over the steps in pieces whose sizes differ by at most one: with equal
+    budgets a step holds about ``batch_size / (K + 1)`` examples of each task, ``batch_size`` in all. A gradient
+    rule that needs every task in each step then takes the steps and sees the examples sampled batching does, where
+    ``mixed`` takes 1/(K+1) of the steps. A task whose budget is smaller than the step count would miss steps:
+    refused, naming the batch size that fits. With ``with_dev``, each step's dev batch is as large as its target's
+    piece (as :func:`mixed_plan` matches it to the target's batch).
+    """
+    target = tasks[0]
+    steps = matched_steps(data, tasks)
+    if short := [t for t in tasks if data.budget[t] < steps]:
+        t = short[0]
+        raise ValueError(
+            f"task.batching=matched: {t!r} has {data.budget[t]} examples per epoch for {steps} steps, so some steps "
+            f"would hold none of it; every step holds every task only while each task's share of a step is at least "
+            f"one example: raise task.batch_size (to at least {len(tasks)}, one example of each task per step, and "
+            "more where budgets differ) or use task.batching=mixed"
+        )
+    ones = [1] * steps
+    per_task = {target: split_like(torch.randperm(data.sizes[target], generator=generator), ones)}
+    for t in tasks[1:]:
+        per_task[t] = split_like(sample(data.sizes[t], data.budget[t], generator), ones)
+    if with_dev:
+        lengths = [len(b) for b in per_task[target]]
+        per_task[DEV] = split_like(sample(data.sizes[DEV], data.sizes[target], generator), lengths)
+    return finish([Step(indices={t: pieces[i] for t, pieces in per_task.items()}) for i in range(steps)])
 
 
 def task_batches(data: EpochData, task: str, generator: torch.Generator, first: bool) -> list[Tensor]:

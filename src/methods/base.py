@@ -54,7 +54,8 @@ class WeightingMethod(nn.Module):
             closed at its last *executed* step, so the record is never empty.
         batchings: the ``task.batching`` values the method's rule works under: a weighted sum of losses works
             on ``mixed`` and ``sampled`` steps; a rule that compares the tasks' gradients in each step needs
-            every task in it (``mixed``). Checked with the config, before any data loads.
+            every task in it (``mixed``). A method that takes ``mixed`` takes ``matched`` too (every task in each
+            step, at sampled batching's step count). Checked with the config, before any data loads.
         schedule: the name of a schedule of the method's own that ``task.batching`` does not change
             (``blocks``, ``branches``, ``target``); ``None`` for methods that follow ``task.batching``.
     """
@@ -122,7 +123,10 @@ class WeightingMethod(nn.Module):
 
     # The plans every method draws from (src/data/schedule.py); each meets the epoch's budget.
     def mixed_plan(self, data: EpochData, generator: torch.Generator, with_dev: bool = False) -> list[Step]:
-        """Each step a batch of every task (and of the target's dev split when ``with_dev``)."""
+        """Each step a batch of every task (and of the target's dev split when ``with_dev``): at the target's batch
+        count (``mixed``), or at sampled batching's step count (``matched``)."""
+        if data.batching == "matched":
+            return schedule.matched_plan(data, self.names, generator, with_dev)
         return schedule.mixed_plan(data, self.names, generator, with_dev)
 
     def target_plan(self, data: EpochData, generator: torch.Generator) -> list[Step]:

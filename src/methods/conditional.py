@@ -119,6 +119,7 @@ class Conditional(WeightingMethod):
                 )
         self.table: list[dict[str, Any]] = []
         self.scoring: dict[str, Any] = {}
+        self.parameters_added = 0
         self._generator: torch.Generator | None = None
         self._epoch = -1
 
@@ -170,6 +171,8 @@ class Conditional(WeightingMethod):
                     f"the model is conditioned on {conditioner.auxiliaries}, the method weights {self.auxiliaries}"
                 )
             conditioner.default.copy_(self.reference.to(conditioner.default))  # validation: the reference weighting
+        # the conditioning's own cost in parameters (its seconds: the run's against its control's)
+        self.parameters_added = sum(p.numel() for p in conditioner.parameters()) if conditioner is not None else 0
 
     def plan_epoch(self, data, generator) -> list[Step]:
         return self.batched_plan(data, generator)
@@ -292,6 +295,7 @@ class Conditional(WeightingMethod):
             # the run's examples from its record (the test's checkpoint holds only its own epoch's count)
             trained = sum(results.examples_seen.values())
             scoring["runs"] = scoring["forward_examples"] / ((1 + BACKWARD_COST) * trained) if trained else None
+        scoring["conditioner_parameters"] = self.parameters_added
         results.extra["conditional"] = {**scoring, "table": self.table}
         if self.scoring.get("conditioned"):
             results.target_dev = self.scoring["chosen_dev"]
