@@ -36,7 +36,7 @@ from typing import Any
 from experiments.report import budget_label, collect, method_key, method_order
 from experiments.stats import interval, spearman
 from src.schema import SearchConfig, SpaceConfig
-from src.strategies import WEIGHT, Point, Replay, canonical, point_key
+from src.strategies import WEIGHT, Point, Replay, canonical, point_key, sampler_and_pruner
 
 FIXED = ("Static", "Uniform", "SingleTask")
 # strategies replayed by default: name → SearchConfig options
@@ -314,11 +314,9 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
                 import optuna  # noqa: PLC0415
 
                 optuna.logging.set_verbosity(optuna.logging.WARNING)
+                sampler, pruner = sampler_and_pruner(cfg)  # the live search's own
                 study = optuna.create_study(  # named: the Hyperband pruner's brackets hash the study's name
-                    study_name=cfg.study_name,
-                    direction="maximize",
-                    sampler=optuna.samplers.TPESampler(seed=s),
-                    pruner=optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=cfg.eta),
+                    study_name=cfg.study_name, direction="maximize", sampler=sampler, pruner=pruner
                 )
                 chosen, _ = run_strategy(cfg, RecordedSpace(points, auxiliaries, s), trials, study)
                 test = grid[s][chosen.key]["target_test"] if chosen and chosen.key in grid[s] else None

@@ -52,6 +52,7 @@ from src.strategies import (
     canonical,
     choose,
     point_key,
+    sampler_and_pruner,
     weight_features,
 )
 
@@ -541,6 +542,7 @@ def open_study(options: SearchConfig, root: Path) -> Any:
     from optuna.storages.journal import JournalFileBackend
 
     where = options.storage
+    sampler, pruner = sampler_and_pruner(options)
     try:
         if where and "://" in where:
             storage: Any = where
@@ -555,34 +557,13 @@ def open_study(options: SearchConfig, root: Path) -> Any:
                 study_name=options.study_name,
                 direction="maximize",
                 load_if_exists=True,
-                sampler=_sampler(options),
-                pruner=_pruner(options),
+                sampler=sampler,
+                pruner=pruner,
             )
     except ConfigError:
         raise
     except Exception as e:
         raise ConfigError(f"search.storage={where!r}: the study cannot be opened ({type(e).__name__}: {e})") from None
-
-
-def _sampler(options: SearchConfig) -> Any:
-    import optuna
-
-    if options.strategy == "gp":
-        return optuna.samplers.GPSampler(seed=options.seed, deterministic_objective=False)
-    if options.strategy == "tpe":
-        return optuna.samplers.TPESampler(seed=options.seed)
-    return optuna.samplers.RandomSampler(seed=options.seed)
-
-
-def _pruner(options: SearchConfig) -> Any:
-    import optuna
-
-    first = options.min_epochs or 1
-    if options.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=first, reduction_factor=options.eta)
-    if options.pruner == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=options.eta)
-    return optuna.pruners.NopPruner()
 
 
 def search_options(cfg: DictConfig) -> SearchConfig:

@@ -261,6 +261,30 @@ def pruned(
     return choose(trials.known(), full)  # among every trial of the search, not this process's alone
 
 
+# --- Optuna's part: one builder for the live search and for replays -------------------------------------------
+def sampler_and_pruner(options: Any) -> tuple[Any, Any]:
+    """Optuna's sampler and pruner for a search's options (a :class:`src.schema.SearchConfig`): ``gp``, ``tpe`` or
+    random proposals; Optuna's ``HyperbandPruner``, ``SuccessiveHalvingPruner`` or none from ``min_epochs`` (1 by
+    default) at ``eta``. The live search (src.search.open_study) and a replay (experiments.frontier) both build
+    them here, so a replayed strategy is the one that ran live."""
+    import optuna
+
+    if options.strategy == "gp":
+        sampler = optuna.samplers.GPSampler(seed=options.seed, deterministic_objective=False)
+    elif options.strategy == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=options.seed)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=options.seed)
+    first = options.min_epochs or 1
+    if options.pruner == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=first, reduction_factor=options.eta)
+    elif options.pruner == "halving":
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=options.eta)
+    else:
+        pruner = optuna.pruners.NopPruner()
+    return sampler, pruner
+
+
 # --- replay on recorded runs ---------------------------------------------------------------------
 class Replay:
     """Trials read from recorded dev histories (a grid's runs): advancing a point to ``e`` epochs reveals the first

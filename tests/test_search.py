@@ -376,3 +376,67 @@ def test_a_live_grid_search_defines_the_frontiers_grid(tmp_path):
         _run(tmp_path / f"methods/s{seed}/uniform_mixed", "Uniform", seed, [0.3, 0.5, 0.9], 0.50, 1.0, "mixed")
     (table,) = frontier([tmp_path]).values()
     assert table["grid_points"] == 2 and table["oracle"] == "aux-1_sampled"
+
+
+def test_a_replay_builds_the_sampler_and_pruner_its_options_name(tmp_path, monkeypatch):
+    """The frontier replays a strategy with the live search's own Optuna parts: a replayed gp with the halving
+    pruner from epoch 2 runs GPSampler and SuccessiveHalvingPruner(min_resource=2), not a copy's TPE + Hyperband."""
+    import optuna
+
+    import experiments.frontier as frontier_module
+    from src.schema import SearchConfig
+    from src.strategies import sampler_and_pruner
+
+    sampler, pruner = sampler_and_pruner(SearchConfig(strategy="gp", pruner="halving", min_epochs=2, eta=3, seed=5))
+    assert isinstance(sampler, optuna.samplers.GPSampler)
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner) and pruner._min_resource == 2
+    assert isinstance(
+        sampler_and_pruner(SearchConfig(strategy="random", pruner="none", seed=0))[1], optuna.pruners.NopPruner
+    )
+    built = []
+
+    def recording(options):
+        built.append((options.strategy, options.pruner, options.min_epochs))
+        return sampler_and_pruner(options)
+
+    monkeypatch.setattr(frontier_module, "sampler_and_pruner", recording)
+    monkeypatch.setattr(
+        frontier_module, "REPLAYS", {"gp": {"strategy": "gp", "pruner": "halving", "min_epochs": 2, "max_runs": 2.0}}
+    )
+    for seed in (0, 1):
+        _run(tmp_path / f"s{seed}/w0", "SingleTask", seed, [0.1, 0.2, 0.3], 0.3, None, "mixed")
+        _run(tmp_path / f"s{seed}/w1", "Uniform", seed, [0.2, 0.3, 0.6], 0.6, 1.0, "sampled")
+        _run(tmp_path / f"s{seed}/w3", "Static", seed, [0.3, 0.4, 0.5], 0.5, 3.0, "sampled")
+    frontier_module.frontier([tmp_path])
+    assert built == [("gp", "halving", 2), ("gp", "halving", 2)]  # one study per seed
+
+
+def test_the_frontier_replays_a_recorded_conditional_run(tmp_path):
+    """search=conditional replayed on a recorded grid: the conditional run's λ* as the grid's fixed run, chosen on
+    dev against the conditional model at λ*; its cost is the conditional run with its scoring, and the fixed run."""
+    from experiments.frontier import frontier
+
+    for seed in (0, 1):
+        _run(tmp_path / f"s{seed}/w0", "SingleTask", seed, [0.1, 0.2, 0.3], 0.30, None, "mixed")
+        _run(tmp_path / f"s{seed}/w1", "Uniform", seed, [0.2, 0.3, 0.6], 0.60, 1.0, "sampled")
+        _run(tmp_path / f"s{seed}/w3", "Static", seed, [0.3, 0.4, 0.5], 0.50, 3.0, "sampled")
+        _run(tmp_path / f"s{seed}/cond", "Conditional", seed, [0.2, 0.3, 0.4], 0.55, 1.0, "sampled")
+        record = json.loads((tmp_path / f"s{seed}/cond/results.json").read_text())
+        dev = 0.45 if seed == 0 else 0.65  # seed 0: the fixed run at λ* wins on dev; seed 1: the model itself
+        record["conditional"] = {"conditioned": True, "chosen": {"aux": 3.0}, "chosen_dev": dev, "runs": 0.2,
+                                 "table": [{"weights": {"aux": 3.0}, "dev": dev, "rank": 0}]}  # fmt: skip
+        (tmp_path / f"s{seed}/cond/results.json").write_text(json.dumps(record))
+    rows = frontier([tmp_path])[next(iter(frontier([tmp_path])))]["rows"]
+    assert rows["conditional · sampled"]["cost"] == {0: 1.2, 1: 1.2}  # the scoring counted beside the run
+    replay = rows["replay: conditional, λ* fixed"]
+    assert replay["test"] == {0: 0.50, 1: 0.55}  # the grid's run at aux 3 (dev 0.5 > 0.45), then the model's
+    assert replay["cost"] == {0: pytest.approx(2.2), 1: pytest.approx(2.2)}
+
+
+def test_the_strategy_side_imports_neither_torch_nor_lightning():
+    import subprocess
+    import sys
+
+    code = "import sys, src.strategies; print(sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
