@@ -14,6 +14,7 @@ from src.methods.alphavil import (
     alpha_gradient,
     mix,
     project_simplex,
+    relative_deltas,
     relative_to_target,
     update_weights,
 )
@@ -244,3 +245,30 @@ def test_negative_transfer_random_label_task_gets_less_weight(tiny_cfg):
         )
     )
     assert results["weights"]["noise"] < results["weights"]["right"], results["weight_history"]
+
+
+def test_deltas_in_the_targets_basis_count_the_shared_drift_once():
+    """δ_t = c + s_t: in the target's basis the mixture at α = 1 is θ + c + s_target + Σ_aux (s_t − s_target), the
+    shared drift c once; in each delta's own basis it is θ + (K + 1)·c + Σ s_t."""
+    c, s = torch.tensor([1.0, 1.0]), torch.tensor([[0.0, 0.1], [0.2, 0.0], [0.0, -0.3]])
+    deltas = c + s
+    relative = relative_deltas(deltas)
+    assert torch.equal(relative[0], deltas[0]) and torch.allclose(relative[1:], s[1:] - s[0])
+    ones, theta = torch.ones(3), torch.zeros(2)
+    assert torch.allclose(mix(theta, relative, ones), c + s[0] + (s[1:] - s[0]).sum(0))
+    assert torch.allclose(mix(theta, deltas, ones), 3 * c + s.sum(0))
+
+
+def test_the_target_basis_is_applied_once_the_last_block_ends(tiny_cfg, monkeypatch):
+    seen = []
+    import src.methods.alphavil as alphavil
+
+    real = alphavil.relative_deltas
+
+    def recording(deltas):
+        seen.append(deltas.clone())
+        return real(deltas)
+
+    monkeypatch.setattr(alphavil, "relative_deltas", recording)
+    train(tiny_cfg("method=alphavil", "method.delta_basis=target", "trainer.max_epochs=1"))
+    assert len(seen) == 1 and bool(seen[0].abs().sum(1).gt(0).all())  # every task's delta was in, once an epoch

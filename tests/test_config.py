@@ -115,6 +115,7 @@ OUT_OF_DOMAIN = {
         "w_min": "5",  # above alpha_max
         "reset_optimizer": "maybe",
         "delta_dtype": "float16",
+        "delta_basis": "mean",
     },
     "auto_lambda": {"init": "-1", "lr": "0", "betas": "[0.9,1.5]", "eps": "0"},
     "diw": {

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 ALPHA_INIT = ("ones", "weights")
 ALPHA_DOMAINS = ("box", "simplex")
 WEIGHT_UPDATES = ("additive", "multiplicative", "replace")
+DELTA_BASES = ("own", "target")
 DELTA_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}  # auto: the parameters' dtype
 
 
@@ -66,6 +67,10 @@ class Config(MethodConfig):
     w_min: float = 0.05  # auxiliary weights never go below this (at 0 a task's delta holds none of its data)
     reset_optimizer: bool = True  # each task's block starts from the epoch-start optimizer state
     delta_dtype: str = "auto"  # auto (the parameters' dtype) | float32 | bfloat16: storage of the K deltas
+    # own: θ + Σ_t α_t δ_t | target: each auxiliary's delta taken relative to the target's,
+    # θ + α_target δ_target + Σ_aux α_t (δ_t − δ_target), so the drift every delta shares is counted once, not K+1
+    # times, and an auxiliary's α prices what its block adds beyond the target's (docs/methods.md: why)
+    delta_basis: str = "own"
 
     def __post_init__(self) -> None:
         at_least(self, "alpha_steps", 0)
@@ -85,12 +90,20 @@ class Config(MethodConfig):
         choice(self, "alpha_domain", ALPHA_DOMAINS)
         choice(self, "weight_update", WEIGHT_UPDATES)
         choice(self, "delta_dtype", tuple(DELTA_DTYPES))
+        choice(self, "delta_basis", DELTA_BASES)
 
 
 # --- the pure parts: testable on small tensors without a Trainer ---------------------------------
 def alpha_gradient(grad: Tensor, deltas: Tensor) -> Tensor:
     """∂L/∂α_t = ⟨g, δ_t⟩ for each row δ_t of ``deltas`` (computed row by row to bound memory)."""
     return torch.stack([torch.dot(d.to(grad.dtype), grad) for d in deltas])
+
+
+def relative_deltas(deltas: Tensor) -> Tensor:
+    """The deltas in the target's basis: the target's own (row 0), then each auxiliary's less the target's."""
+    out = deltas.clone()
+    out[1:] -= deltas[0]
+    return out
 
 
 def mix(theta: Tensor, deltas: Tensor, alpha: Tensor) -> Tensor:
@@ -194,6 +207,8 @@ class AlphaVIL(BranchingMethod):
         module.backward_and_step(self.w[k].to(losses[step.block]) * losses[step.block])
         if step.last_in_block:  # the epoch continues with the optimizer state the target's block ended with
             self.deltas[k] = (self.end_branch(module, keep_optimizer=k == 0) - self.theta).to(self.deltas.dtype)
+            if k == len(self.names) - 1 and self.cfg.delta_basis == "target":
+                self.deltas[1:] = relative_deltas(self.deltas)[1:]
             if k == len(self.names) - 1 and not self.cfg.alpha_steps:
                 self.alpha = self._initial_alpha()
                 self._close_epoch(module)
