@@ -59,9 +59,14 @@ def rankings(roots: Sequence[Path]) -> dict[str, dict[str, Any]]:
         dev = {k: statistics.fmean(grid[s][k]["target_dev"] for s in seeds) for k in common}
         oracle = max(sorted(common), key=lambda k: dev[k])
         rows = []
-        for r in sorted(conditional, key=lambda r: (r["conditional"].get("conditioned") is False, r["seed"])):
+        for r in sorted(conditional, key=lambda r: (variant(r), r["seed"])):
             s, record = r["seed"], r["conditional"]
-            row: dict[str, Any] = {"seed": s, "conditioned": record.get("conditioned", False), "test": r["target_test"]}
+            row: dict[str, Any] = {
+                "seed": s,
+                "variant": variant(r),
+                "conditioned": record.get("conditioned", False),
+                "test": r["target_test"],
+            }
             if s in grid and oracle in grid[s]:
                 row["oracle_test"] = grid[s][oracle]["target_test"]
             if record.get("conditioned"):
@@ -82,6 +87,18 @@ def rankings(roots: Sequence[Path]) -> dict[str, dict[str, Any]]:
             rows.append(row)
         out[setting] = {"oracle": oracle, "grid_points": len(common), "rows": rows}
     return out
+
+
+def variant(r: dict[str, Any]) -> str:
+    """The recipe: the options a run changed beyond the space (``defaults``, or ``control`` without conditioning)."""
+    if not (r.get("conditional") or {}).get("conditioned"):
+        return "control (no conditioning)"
+    changed = [
+        o.split(".", 1)[1] if o.startswith("method.") else o.removeprefix("model.net.")
+        for o in r.get("overrides", [])
+        if o.startswith(("method.", "model.net.condition")) and not o.startswith("method.space.")
+    ]
+    return ", ".join(sorted(changed)) or "defaults"
 
 
 def _delta(rows: list[dict], key: str) -> str:
@@ -105,7 +122,7 @@ def write(tables: dict[str, dict[str, Any]]) -> str:
         )
         lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in t["rows"]:
-            name = "conditional" if r["conditioned"] else "control (no conditioning)"
+            name = r["variant"]
             delta = 100 * (r["test"] - r["oracle_test"]) if "oracle_test" in r else float("nan")
             chosen = ", ".join(f"{k} {v:g}" for k, v in (r.get("chosen") or {}).items()) or "–"
             rho = f"{r['rho']:.2f}; {r['rho_loss']:.2f}" if "rho" in r else "–"
@@ -116,19 +133,18 @@ def write(tables: dict[str, dict[str, Any]]) -> str:
                 f"| {name} | {r['seed']} | {rho} | {r.get('points', '–')} | {spread} | {chosen} | {r['test']:.4f} | "
                 f"{delta:+.2f} | {fixed} | {scoring} |"
             )
-        cond = [r for r in t["rows"] if r["conditioned"]]
-        control = [r for r in t["rows"] if not r["conditioned"]]
-        rhos = [r["rho"] for r in cond if "rho" in r]
-        lines += [
-            "",
-            f"- conditional model at λ*: Δ to the oracle {_delta(cond, 'test')}; mean ρ "
-            f"{statistics.fmean(rhos):.2f} (min {min(rhos):.2f}, max {max(rhos):.2f})"
-            if rhos
-            else "- no ρ",
-            f"- the grid's fixed run at λ*: Δ {_delta(cond, 'fixed_test')}",
-            f"- control (no conditioning): Δ {_delta(control, 'test')}",
-            "",
-        ]
+        lines.append("")
+        for name in dict.fromkeys(r["variant"] for r in t["rows"]):
+            rows = [r for r in t["rows"] if r["variant"] == name]
+            line = f"- **{name}**: the model at λ*, Δ to the oracle {_delta(rows, 'test')}"
+            if rhos := [r["rho"] for r in rows if "rho" in r]:
+                losses = [r["rho_loss"] for r in rows]
+                line += (
+                    f"; ρ mean {statistics.fmean(rhos):.2f} (min {min(rhos):.2f}, max {max(rhos):.2f}), by −loss "
+                    f"{statistics.fmean(losses):.2f}; the grid's fixed run at λ*: Δ {_delta(rows, 'fixed_test')}"
+                )
+            lines.append(line)
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -548,6 +548,34 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     ("resume-other-lr", resume("model.optimizer.lr=0.01"), "model.optimizer.lr: 0.001 in the checkpoint, 0.01 now"),
     ("resume-other-batch", resume("task.batch_size=16"), "task.batch_size: 32 in the checkpoint, 16 now"),
     ("resume-best-gone", resume(breaking=best_checkpoint_gone), "best checkpoint .* no longer exists"),
+    # loss-conditional training (method=conditional) and the step-matched batching
+    ("conditioned-other-method", config("model.net.condition.enabled=true"), "method Uniform draws no weights"),
+    ("conditional-empty-space", config("method=conditional", "method.space.weights=[]"), "an empty grid leaves λ"),
+    (
+        "conditional-reversed-range",
+        config("method=conditional", "method.space.low=3", "method.space.high=1"),
+        "0 < low < high",
+    ),  # fmt: skip
+    (
+        "conditional-negative-range",
+        config("method=conditional", "method.space.low=-1", "method.space.high=1"),
+        "0 < low < high",
+    ),  # fmt: skip
+    (
+        "conditional-reference-outside",
+        mnist_run("method=conditional", "method.space.weights=[0,0.3]"),
+        "method.reference.right=1 is outside the space",
+    ),  # fmt: skip
+    (
+        "conditional-unknown-site",
+        mnist_run("method=conditional", "model.net.condition.sites=[conv9]"),
+        "'conv9' is not a site",
+    ),  # fmt: skip
+    (
+        "matched-batch-too-small",
+        config("task.batching=matched", "task.batch_size=1"),
+        "batching=matched splits each step's batch_size=1 among 2 tasks",
+    ),  # fmt: skip
     # signals
     ("sigterm", sigterm_in_epoch_one, "stopped by SIGTERM in epoch 1"),
 ]

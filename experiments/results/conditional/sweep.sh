@@ -2,7 +2,10 @@
 # Loss-conditional training (method=conditional, search=conditional) on the known-effect settings, against the
 # committed grids of experiments/results/search/ (K = 4) and experiments/results/budget/ (one auxiliary).
 # One job at a time, one thread. Started again, finished runs are kept (each run has its own folder).
-#   bash experiments/results/conditional/sweep.sh [part ...]      # parts: k4 k4_control one_aux search
+#   bash experiments/results/conditional/sweep.sh [part ...]
+# parts: k4 k4_control one_aux (the defaults and the control, 5 seeds), ablations (K = 4, seeds 0-2: one option
+# changed each), search (search=conditional and conditional_halving live on K = 4), stsb (STS-B at 1,000 examples
+# beside MRPC and RTE, seeds 0-2, MiniLM)
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
@@ -16,7 +19,7 @@ run() {  # run FOLDER OVERRIDES...: one run in its folder, skipped when it finis
   [ -f "$dir/results.json" ] && return 0
   $R "$@" hydra.run.dir="$dir" && clean "$dir"
 }
-parts=${*:-k4 k4_control one_aux search}
+parts=${*:-k4 k4_control one_aux ablations search stsb}
 for part in $parts; do
   for seed in 0 1 2 3 4; do
     case $part in
@@ -26,6 +29,17 @@ for part in $parts; do
         for task in multimnist_low_coarse multimnist_low_right multimnist_low_mixed; do
           run $RUNS/$task/seed$seed task=$task $ONE seed=$seed
         done ;;
+      ablations)
+        [ $seed -le 2 ] || continue
+        run $RUNS/ablations/whole_dev/seed$seed $K4 method.score_examples=null seed=$seed
+        run $RUNS/ablations/hidden256/seed$seed $K4 model.net.condition.hidden=256 seed=$seed
+        run $RUNS/ablations/per_batch/seed$seed $K4 method.per=batch seed=$seed
+        run $RUNS/ablations/fc_only/seed$seed $K4 'model.net.condition.sites=[fc]' seed=$seed ;;
+      stsb)
+        [ $seed -le 2 ] && [ ! -f $RUNS/glue_low_stsb/seed$seed/results.json ] || continue
+        python -m src.run experiment=glue_low_stsb method=conditional task.batching=sampled \
+          'method.space.weights=[0,1]' seed=$seed hydra.run.dir=$RUNS/glue_low_stsb/seed$seed \
+          && clean $RUNS/glue_low_stsb/seed$seed ;;
       search)
         python -m src.search experiment=search_known task=multimnist_low_k4 search=conditional \
           'search.space.weights=[0,0.3,1]' 'search.space.batching=[sampled]' seed=$seed \
