@@ -271,3 +271,15 @@ def test_an_option_that_is_a_path_into_another_group_is_refused(tmp_path):
     cfg = compose_config(["task=../debug/tiny"], output_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"task=../debug/tiny: an option of the task group is a name in conf/task/"):
         validate(cfg)
+
+
+@pytest.mark.parametrize("name", ["alpha", "merge", "finetune"])
+def test_a_task_named_like_a_methods_phase_is_refused(name):
+    """αVIL's α-steps, ForkMerge's merge and post-training's target phase name their steps' block: a task of that
+    name would be read as the phase (αVIL then fails on a KeyError deep in a step)."""
+    from src.data.base import check_tasks
+
+    with pytest.raises(ValueError, match=f"task '{name}': the names alpha, merge, finetune are reserved"):
+        check_tasks("text", ["stars", name], "stars", [name])
+    with pytest.raises(ValueError, match="reserved"):
+        check_tasks("text", ["stars", name], name, ["stars"])

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from src.data.schedule import (
     DEV,
+    PHASES,
     EpochData,
     Step,
     TaskData,
@@ -244,6 +245,11 @@ class MultiTaskDataModule(pl.LightningDataModule):
 def check_tasks(group: str, available: Sequence[str], target: str, auxiliaries: Sequence[str]) -> None:
     """Reject a target or auxiliary outside the task group, duplicates, or the target listed twice."""
     where = f"task group {group!r} (tasks: {', '.join(available)})"
+    if clash := [t for t in (target, *auxiliaries) if t in PHASES]:
+        raise ValueError(
+            f"task {clash[0]!r}: the names {', '.join(PHASES)} are reserved for the methods' own phases (αVIL's "
+            "α-steps, ForkMerge's merge, post-training's target phase); name the task otherwise"
+        )
     if target not in available:
         raise ValueError(f"task.target={target!r} is not in {where}")
     for aux in auxiliaries:
