@@ -136,8 +136,14 @@ class TaskConfig:
             check_tasks(datamodule.GROUP, offered, self.target, auxiliaries)
         except ValueError as e:
             raise ConfigError(str(e).removeprefix("task.")) from None
-        if self.auxiliaries == "auto":
-            auxiliaries = [t for t in offered if t != self.target]
+        if self.auxiliaries == "auto":  # the task group's one rule, as its runs and searches resolve it
+            auxiliaries = datamodule.resolve_auxiliaries(
+                {
+                    k: getattr(self, k)
+                    for k in ("target", "auxiliaries", "tasks", "source", "data_dir")
+                    if hasattr(self, k)
+                }
+            )
         training = [self.target, *auxiliaries]
         if self.batching == "matched" and self.auxiliaries != "auto" and self.batch_size < len(training):
             raise ConfigError(

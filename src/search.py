@@ -649,10 +649,11 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _auxiliaries(cfg: DictConfig) -> list[str]:
-    aux = cfg.task.auxiliaries
-    if aux == "auto":
-        return [t for t in (cfg.task.get("tasks") or {}) if t != cfg.task.target]
-    return list(aux)
+    """The auxiliaries a run of ``cfg`` trains beside the target (``auto`` resolved by the task group's one rule)."""
+    from hydra.utils import get_class
+
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    return get_class(task["_target_"]).resolve_auxiliaries(task)
 
 
 def run_strategy(options: SearchConfig, space: Space, trials: Any, study: Any = None) -> tuple[Trial | None, dict]:

@@ -280,3 +280,21 @@ def test_group_by_length_never_regroups_across_blocks():
     grouped = group_by_length(steps, lengths, window=50, generator=torch.Generator().manual_seed(0))
     first = sorted(torch.cat([s.indices["t"] for s in grouped[:3]]).tolist())
     assert first == [0, 1, 2, 3, 4, 5]  # the first block's examples stay in the first block
+
+
+def test_auto_auxiliaries_are_the_same_for_a_run_a_search_and_the_schema(glue_cfg):
+    """task.auxiliaries=auto is resolved by the task group's one rule: the DataModule a run builds, a search's
+    space and the schema's checks see the same tasks (here every GLUE task with a train split but WNLI)."""
+    from hydra.utils import instantiate
+
+    from src.data.glue import GLUEDataModule
+    from src.search import _auxiliaries
+
+    cfg = glue_cfg("task=glue_rte", "task.auxiliaries=auto")
+    datamodule = instantiate(cfg.task)
+    assert datamodule.auxiliaries == _auxiliaries(cfg)
+    assert "qnli" not in datamodule.auxiliaries and "wnli" not in datamodule.auxiliaries  # no train split; WNLI
+    schema = GLUEDataModule.resolve_auxiliaries(
+        {"target": "rte", "auxiliaries": "auto", "source": "auto", "data_dir": cfg.paths.data_dir}
+    )
+    assert schema == datamodule.auxiliaries

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -155,6 +156,16 @@ class MultiTaskDataModule(pl.LightningDataModule):
         # the identity of the data each split was built from (the content keys its cache is keyed by): recorded
         # in results.json and checkpoints, so a resume on changed data is refused
         self.identity: dict[str, str] = {}
+
+    @classmethod
+    def resolve_auxiliaries(cls, task: Mapping[str, Any]) -> list[str]:
+        """``task.auxiliaries`` of a task config as a list: ``auto`` is every other task the group offers (its
+        presets and the tasks declared under ``task.tasks``). The one rule runs, searches and checks use."""
+        auxiliaries = task.get("auxiliaries", "auto")
+        if auxiliaries != "auto":
+            return list(auxiliaries)
+        offered = dict.fromkeys([*cls.TASKS, *(task.get("tasks") or {})])
+        return [t for t in offered if t != task["target"]]
 
     @property
     def tasks(self) -> list[TaskSpec]:

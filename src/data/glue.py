@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from src.data.base import DataError
 from src.data.tasks import TaskSpec
@@ -167,11 +169,10 @@ class GLUEDataModule(TextTaskGroup):
         own = dict(tasks or {})
         if clash := sorted(set(own) & set(TASKS)):
             raise DataError(f"task.tasks names {', '.join(clash)}, a GLUE task already: give your task another name")
-        glue = [t for t in [target, *([] if auxiliaries == "auto" else auxiliaries)] if t in TASKS]
-        if auxiliaries == "auto":  # every other task the source has (WNLI only when it is the target)
-            others = [t for t in TASKS if t not in (target, "wnli")]
-            auxiliaries = [t for t in others if not missing_splits(self.source, [t])] + [t for t in own if t != target]
-            glue = [target, *auxiliaries]
+        auxiliaries = self.resolve_auxiliaries(
+            {"target": target, "auxiliaries": auxiliaries, "tasks": own, "source": self.source}
+        )
+        glue = [t for t in [target, *auxiliaries] if t in TASKS]
         if is_local(self.source) and any(t in TASKS for t in glue):
             check_local_copy(self.source)
         if missing := missing_splits(self.source, [t for t in glue if t in TASKS]):
@@ -184,6 +185,16 @@ class GLUEDataModule(TextTaskGroup):
                 f"task.source={HUB} with network access, or drop these tasks from task.auxiliaries."
             )
         super().__init__(tokenizer, own, cache_dir, max_length, auxiliaries, **kwargs)
+
+    @classmethod
+    def resolve_auxiliaries(cls, task: Mapping[str, Any]) -> list[str]:
+        """``auto``: every other GLUE task the source holds (WNLI only when named), then the tasks of your own."""
+        if task.get("auxiliaries", "auto") != "auto":
+            return list(task["auxiliaries"])
+        source = resolve_source(task.get("source", "auto"), task.get("data_dir", "data"))
+        others = [t for t in TASKS if t not in (task["target"], "wnli")]
+        own = [t for t in (task.get("tasks") or {}) if t != task["target"]]
+        return [t for t in others if not missing_splits(source, [t])] + own
 
     def parse_entries(self, tasks):
         return {**{t: preset(t, self.source) for t in TASKS}, **super().parse_entries(tasks)}

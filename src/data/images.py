@@ -173,8 +173,9 @@ class ImageTaskGroup(MultiTaskDataModule):
     ):
         self.entries = {name: ImageTask.parse(name, dict(e)) for name, e in (tasks or {}).items()}
         self.image_size, self.cache_dir = image_size, Path(cache_dir)
-        if auxiliaries == "auto":
-            auxiliaries = [t for t in self.entries if t != kwargs["target"]]
+        auxiliaries = self.resolve_auxiliaries(
+            {"target": kwargs["target"], "auxiliaries": auxiliaries, "tasks": self.entries}
+        )
         self.TASKS: dict[str, TaskSpec] = {n: TaskSpec(n, 2) for n in self.entries}
         self.label_names: dict[str, list[str]] = {}
         self._frames: dict[tuple[str, str], Any] = {}

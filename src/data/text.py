@@ -222,8 +222,7 @@ class TextTaskGroup(MultiTaskDataModule):
         self.entries = self.parse_entries(tasks)
         self.tokenizer_name, self.max_length, self.cache_dir = tokenizer, max_length, Path(cache_dir)
         target = kwargs["target"]
-        if auxiliaries == "auto":
-            auxiliaries = [t for t in self.entries if t != target]
+        auxiliaries = self.resolve_auxiliaries({"target": target, "auxiliaries": auxiliaries, "tasks": self.entries})
         self.label_names: dict[str, list[str]] = {}
         self._raw: dict[tuple[str, str], Any] = {}
         # every task the group offers; a training task's spec (head size, metrics) follows from its labels below
