@@ -49,6 +49,15 @@ def holder(folder: Path) -> dict | None:
         return None
 
 
+def in_use(folder: Path) -> bool:
+    """Whether a live process holds ``folder``'s lock (a lock left by a process of this machine that no longer runs
+    is not a use; one of another machine cannot be checked, so it counts as one)."""
+    other = holder(folder)
+    if other is None:
+        return (Path(folder) / LOCK_NAME).exists()  # being written, or unreadable: in use until it can be read
+    return other.get("host") != socket.gethostname() or _alive(int(other.get("pid", -1)))
+
+
 def acquire(folder: Path, what: str = "a run") -> Path | None:
     """Take ``folder``'s lock (making the folder), or raise :class:`FolderBusy`; ``None`` on a rank other than 0."""
     if not rank_zero():

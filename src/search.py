@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import ConfigError, choice, overrides, validate
 from src.data.base import DataError
-from src.lock import FolderBusy, locked
+from src.lock import FolderBusy, in_use, locked
 from src.record import jsonable, keep_hydra_files, learned_weights, restore_hydra_files, write_atomically
 from src.schema import SearchConfig
 from src.strategies import (
@@ -198,6 +199,24 @@ class LiveTrials:
     def folder(self, key: str) -> Path:
         return self.root / "trials" / key
 
+    def orphans(self) -> list[tuple[Any, Point]]:
+        """The study's trials a dead worker left running (no live process holds their folder), with their points:
+        a resumed search continues each under its own Optuna trial before it asks for new ones."""
+        import optuna
+
+        out = []
+        with _flock(self.root / ".study.lock"):
+            for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                key, point = t.user_attrs.get("key"), t.user_attrs.get("point")
+                if key is None or point is None or in_use(self.folder(key)):
+                    continue
+                self.bound[key] = t._trial_id
+                self.sampled.add(key)
+                out.append((optuna.trial.Trial(self.study, t._trial_id), canonical(dict(point))))
+        if out:
+            log.info("search: continuing %d trial(s) a stopped worker left running", len(out))
+        return out
+
     def read(self, point: Point) -> Trial:
         """The trial of ``point`` as its folder and the study record it."""
         key = point_key(point)
@@ -257,6 +276,12 @@ class LiveTrials:
         from src.run import train
 
         key, folder = trial.key, self.folder(trial.key)
+        checkpoints = folder / "checkpoints"
+        if checkpoints.is_dir() and not (checkpoints / "last.ckpt").exists():
+            # killed while its first checkpoints were written: nothing to continue from, and the search owns the
+            # folder; the trial starts again (its cost is what its results.json records, so nothing counts twice)
+            log.warning("search: %s holds no last.ckpt to continue from; the trial starts again", checkpoints)
+            shutil.rmtree(checkpoints)
         try:
             with self.composed(point, epochs, folder) as cfg:
                 results = train(cfg)

@@ -216,6 +216,9 @@ def weight_features(names: Sequence[str]) -> Callable[[Point], np.ndarray]:
     return features
 
 
+DUPLICATES = 20  # proposals in a row of points already decided: the sampler has nothing new to offer
+
+
 def pruned(
     study: Any,
     distributions: dict[str, Any],
@@ -228,29 +231,34 @@ def pruned(
 ) -> Trial | None:
     """An Optuna sampler proposes, Optuna's pruner stops: each trial advances rung by rung (``report_epochs``),
     reporting its dev scores so far, until the pruner stops it or it reaches the full length. Proposals stop when
-    ``max_runs`` of compute is spent or after ``max_trials``. ``on_ask`` sees each proposal's point and trial."""
+    ``max_runs`` of compute is spent or the search holds ``max_trials`` points. ``on_ask`` sees each proposal's
+    point and trial.
+
+    Started again, the search ends where an uninterrupted one ends: a trial a dead worker left running
+    (``trials.orphans()``, live searches) is continued first under its own Optuna trial; a point proposed again
+    (a seeded sampler replays its first proposals) is told its known outcome and counts once, as do the study's
+    trials of one point; after :data:`DUPLICATES` such proposals in a row the space is spent."""
     import optuna
 
     full = trials.full_epochs
-    while len(study.trials) < max_trials:  # the whole study's trials: every worker's, an earlier process's
-        if trials.cost() >= max_runs:
-            break
-        ask = study.ask(distributions)
-        point = canonical(to_point(ask.params))
-        if on_ask is not None:
-            on_ask(point, ask)
+
+    def run(ask: Any, point: Point) -> None:
         trial: Trial | None = None
-        reported = 0
+        frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == ask.number), None)
+        reported = len(frozen.intermediate_values) if frozen is not None else 0  # an orphan's reports so far
         for epochs in report_epochs:
             (trial,) = trials.advance([point], epochs)
             if trial.state == "failed":
                 break
             for e in range(reported, trial.epochs):  # step = epochs trained, as Optuna's pruners count resources
                 ask.report(max(trial.history[: e + 1]), e + 1)
-            reported = trial.epochs
+            reported = max(reported, trial.epochs)
             if trial.epochs < full and ask.should_prune():
                 break
         assert trial is not None
+        tell(ask, trial)
+
+    def tell(ask: Any, trial: Trial) -> None:
         if trial.state == "failed":
             study.tell(ask, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         elif trial.epochs >= full:
@@ -258,6 +266,21 @@ def pruned(
         else:
             trials.stop(trial)
             study.tell(ask, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+
+    for ask, point in getattr(trials, "orphans", list)():
+        run(ask, point)
+    repeated = 0
+    while len({t.key for t in trials.known()}) < max_trials:  # every worker's points, an earlier process's
+        if trials.cost() >= max_runs or repeated >= DUPLICATES:
+            break
+        ask = study.ask(distributions)
+        point = canonical(to_point(ask.params))
+        known = next((t for t in trials.known() if t.key == point_key(point)), None)
+        decided = known is not None and known.state in ("complete", "stopped", "failed")
+        repeated = repeated + 1 if decided else 0  # decided already: its trial costs nothing, and counts once
+        if on_ask is not None:
+            on_ask(point, ask)
+        run(ask, point)
     return choose(trials.known(), full)  # among every trial of the search, not this process's alone
 
 

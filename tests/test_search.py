@@ -259,25 +259,38 @@ def test_two_workers_on_one_study_run_every_trial_once(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_search_killed_mid_way_continues_with_the_same_command(tiny_data, tmp_path):
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        ("search=halving",),
+        # a model-based search: its seeded sampler proposes the same first points again, and the trial the killed
+        # worker left running must be continued, not counted
+        ("search=tpe", "search.max_trials=3", "search.max_runs=10", "trainer.max_epochs=3"),
+        ("search=conditional",),  # a source run, then a fixed one
+    ],
+    ids=["halving", "tpe", "conditional"],
+)
+def test_a_search_killed_mid_way_continues_with_the_same_command(strategy, tiny_data, tmp_path):
     whole = tmp_path / "whole"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
-        _command(tiny_data, tmp_path, whole, "search=halving"), cwd=ROOT, env=env, check=True, capture_output=True
-    )
+    subprocess.run(_command(tiny_data, tmp_path, whole, *strategy), cwd=ROOT, env=env, check=True, capture_output=True)
     folder = tmp_path / "killed"
-    command = _command(tiny_data, tmp_path, folder, "search=halving")
+    command = _command(tiny_data, tmp_path, folder, *strategy)
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while len(list(folder.glob("trials/*/results.json"))) < 2 and time.time() < deadline:
+    # halving: after two trials' first rungs; the others: once the second trial has started, a second into it
+    pattern = "trials/*/results.json" if strategy[0] == "search=halving" else "trials/*"
+    while len(list(folder.glob(pattern))) < 2 and time.time() < deadline:
         time.sleep(0.2)
+    time.sleep(0 if strategy[0] == "search=halving" else 1.0)
     proc.send_signal(signal.SIGKILL)  # no handler runs: locks and checkpoints are left as they are
     proc.wait()
     finished = {p.parent.name: p.stat().st_mtime_ns for p in folder.glob("trials/*/results.json")}
     subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
     result = json.loads((folder / "search.json").read_text())
     expected = json.loads((whole / "search.json").read_text())
-    assert result["total_runs"] == expected["total_runs"]
+    assert result["total_runs"] == pytest.approx(expected["total_runs"])
+    assert {t["key"]: t["state"] for t in result["trials"]} == {t["key"]: t["state"] for t in expected["trials"]}
     assert result["chosen"]["key"] == expected["chosen"]["key"]
     assert result["chosen"]["dev"] == pytest.approx(expected["chosen"]["dev"])
     for key, mtime in finished.items():
