@@ -101,6 +101,8 @@ def method_key(r: dict[str, Any]) -> str:
     name = r.get("method_choice") or r["method"]
     overrides = r.get("overrides", [])
     options = sorted(_short(o.removeprefix("method.")) for o in overrides if o.startswith("method."))
+    # a conditional model's own options (its control: condition.enabled=false) make rows of their own
+    options += sorted(_short(o.removeprefix("model.net.")) for o in overrides if o.startswith("model.net.condition."))
     if name == "static" and r.get("weights") and all(w == 1.0 for w in r["weights"].values()):
         name, options = "uniform", []
     key = f"{name} ({', '.join(options)})" if options else name

@@ -245,6 +245,14 @@ def test_report_gives_method_variants_rows_of_their_own():
     assert method_key({**grid, "schedule": "mixed"}) == "uniform · mixed"  # the oracle grid's weight 1
     assert method_key({**grid, "weights": {"left": 1.0, "right": 0.3}}) == "static (aux_weight=1)"
     assert method_key({**plain, "schedule": "blocks"}) == "alphavil"  # a schedule of its own: no suffix
+    control = {
+        "method_choice": "conditional",
+        "overrides": ["model.net.condition.enabled=false"],
+        "schedule": "sampled",
+    }
+    assert method_key(control) == "conditional (condition.enabled=false) · sampled"  # apart from the method's row
+    matched = {**plain, "method_choice": "pcgrad", "overrides": ["method=pcgrad"], "schedule": "matched"}
+    assert method_key(matched) == "pcgrad · matched"
     fp32 = {**plain, "overrides": ["method=alphavil", "trainer.precision=32-true"], "precision": "32-true"}
     assert method_key(fp32) == "alphavil · 32-true" and method_key({**plain, "precision": "bf16-mixed"}) == "alphavil"
     keys = ["alphavil (alpha_lr=0.2, rho=0.9)", "alphavil", "custom", "uniform", "single_task"]
