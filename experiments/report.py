@@ -55,6 +55,14 @@ def collect(root: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             problems.append((run, f"corrupt results.json ({type(e).__name__}: {e})"))
             continue
+        if (run / "failed.json").exists():  # a search's trial that crashed: its own search does not count it
+            problems.append((run, "its search recorded this trial as failed (failed.json)"))
+            continue
+        if r["target_test"] is None:
+            problems.append(
+                (run, "no test score: a search's trial stopped before the full run, or a run with test=false")
+            )
+            continue
         if bad := [k for k in ("target_test", "target_dev") if not _score(r[k])]:
             problems.append((run, f"{bad[0]} is {r[bad[0]]!r}, not a finite number: left out of every mean"))
             continue
@@ -386,7 +394,6 @@ def report(roots: Path | list[Path], out: Path | None = None) -> Path:
     """Write ``report.md`` and the weight plots for the runs below ``roots``; returns the report's path."""
     roots = [roots] if isinstance(roots, Path) else roots
     out = out or roots[0] / "report"
-    out.mkdir(parents=True, exist_ok=True)
     results, problems = [], []
     for root in roots:
         found, missing = collect(root)
@@ -394,6 +401,11 @@ def report(roots: Path | list[Path], out: Path | None = None) -> Path:
             r["_dir"] = str(root / r["_dir"]) if len(roots) > 1 else r["_dir"]
         results += found
         problems += [(root, p, why) for p, why in missing]
+    if not results and not problems:  # no report is written into a folder that holds no run
+        raise FileNotFoundError(
+            f"no run below {', '.join(map(str, roots))} (no results.json, no .hydra): nothing to report"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     results, copies = deduplicated(results)
     parts = [f"# Report: {', '.join(map(str, roots))}\n", f"{len(results)} runs with results.\n"]
     if problems or copies:
@@ -425,7 +437,10 @@ def main(argv: list[str] | None = None) -> None:
     for d in args.dirs:
         if not d.is_dir():
             parser.error(f"{d} is not a folder")
-    print(report(args.dirs, args.out).read_text())
+    try:
+        print(report(args.dirs, args.out).read_text())
+    except FileNotFoundError as e:
+        parser.exit(1, f"report: {e}\n")
 
 
 if __name__ == "__main__":

@@ -453,3 +453,35 @@ def test_the_strategy_side_imports_neither_torch_nor_lightning():
     code = "import sys, src.strategies; print(sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_report_on_a_search_folder_leaves_out_untested_and_failed_trials_by_name(tmp_path):
+    """A committed live search's folder: trials it stopped at a rung were never tested, and a trial it recorded as
+    failed is not a result; the report names both and tables the rest."""
+    import shutil
+
+    from experiments.report import report
+
+    runs = ROOT / "experiments/results/search/runs"
+    tested = sorted(p.parent for p in (runs / "k4_tpe/seed0/trials").glob("*/results.json"))[:2]
+    stopped = next(
+        p.parent
+        for p in sorted((runs / "k4_halving20/seed0/trials").glob("*/results.json"))
+        if json.loads(p.read_text())["target_test"] is None
+    )
+    for folder in (*tested, stopped):
+        shutil.copytree(folder, tmp_path / "trials" / folder.name)
+    tested, stopped = [f.name for f in tested], stopped.name
+    (tmp_path / "trials" / tested[1] / "failed.json").write_text(json.dumps({"error": "RuntimeError: boom"}))
+    text = report(tmp_path).read_text()
+    assert f"`trials/{stopped}`: no test score: a search's trial stopped before the full run" in text
+    assert f"`trials/{tested[1]}`: its search recorded this trial as failed" in text
+    assert "1 runs with results" in text
+
+
+def test_a_report_on_a_folder_without_runs_says_so_and_writes_nothing(tmp_path):
+    from experiments.report import report
+
+    with pytest.raises(FileNotFoundError, match="nothing to report"):
+        report(tmp_path)
+    assert not (tmp_path / "report").exists()
