@@ -10,14 +10,19 @@ TORCH_INDEX_URL ?=
 ARGS ?=
 DIR ?=
 
-.PHONY: help install test test-unit test-slow test-all lint format run sweep search bench report transfer frontier
+.PHONY: help install postgres test test-unit test-slow test-all lint format run sweep search bench report transfer frontier
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-install: ## Install torch (TORCH_SPEC), then this project with its dev and sweep extras
+install: ## Install torch (TORCH_SPEC), then this project with its dev, sweep and postgres extras
 	$(PIP) install "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(PIP) install -e ".[dev,sweep]"
+	$(PIP) install -e ".[dev,sweep,postgres]"
+
+postgres: ## A PostgreSQL server for several search workers' shared study (Debian's package; needs root), for its test
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/pg_ctl
 
 test: ## Fast tests (no `slow` marker), on every core: minutes on two
 	$(PYTHON) -m pytest -q -n auto

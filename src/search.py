@@ -569,14 +569,13 @@ def open_study(options: SearchConfig, root: Path) -> Any:
     where = options.storage
     sampler, pruner = sampler_and_pruner(options)
     try:
-        if where and "://" in where:
-            storage: Any = where
-            optuna.storages.get_storage(where)
-        else:
-            path = Path(where) if where else root / STUDY_FILE
-            path.parent.mkdir(parents=True, exist_ok=True)
-            storage = JournalStorage(JournalFileBackend(str(path)))
-        with _flock(root / ".study.lock"):
+        with _flock(root / ".study.lock"):  # the workers of this machine one at a time
+            if where and "://" in where:
+                storage: Any = _database(where)
+            else:
+                path = Path(where) if where else root / STUDY_FILE
+                path.parent.mkdir(parents=True, exist_ok=True)
+                storage = JournalStorage(JournalFileBackend(str(path)))
             return optuna.create_study(
                 storage=storage,
                 study_name=options.study_name,
@@ -589,6 +588,25 @@ def open_study(options: SearchConfig, root: Path) -> Any:
         raise
     except Exception as e:
         raise ConfigError(f"search.storage={where!r}: the study cannot be opened ({type(e).__name__}: {e})") from None
+
+
+def _database(url: str, tries: int = 5) -> Any:
+    """Optuna's storage on a database. Workers that start together on several machines create its tables at once,
+    and all but one fail on the tables another just made (an IntegrityError on PostgreSQL): tried again, after a
+    pause that grows, the tables are there."""
+    import optuna
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except ImportError:
+            raise
+        except Exception as e:  # sqlalchemy's errors; a bad URL fails the same way every time and is raised
+            if attempt == tries - 1:
+                raise
+            log.info("search: the study's tables are being created by another worker (%s); trying again", e)
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def search_options(cfg: DictConfig) -> SearchConfig:

@@ -485,3 +485,90 @@ def test_a_report_on_a_folder_without_runs_says_so_and_writes_nothing(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to report"):
         report(tmp_path)
     assert not (tmp_path / "report").exists()
+
+
+# --- several workers on a real database --------------------------------------------------------------------
+def _postgres_binaries() -> Path | None:
+    """The folder of PostgreSQL's server programs (Debian's postgresql package: /usr/lib/postgresql/<v>/bin)."""
+    import shutil
+
+    if (found := shutil.which("pg_ctl")) and shutil.which("initdb"):
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return versions[-1].parent if versions else None
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    """A throwaway PostgreSQL server on 127.0.0.1 (trust authentication, a data folder in tmp_path), stopped after
+    the test; its URL. Skipped, with the reason, where the server or the driver is not installed (`make postgres`
+    installs both; CI does)."""
+    import getpass
+    import shutil
+    import socket
+
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is an extra: pip install -e .[postgres]")
+    binaries = _postgres_binaries()
+    if binaries is None:
+        pytest.skip("no PostgreSQL server here (make postgres installs Debian's postgresql package)")
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="alphavil-pg-"))  # under /tmp: the server's user must reach it
+    data = home / "data"
+    as_user: list[str] = []
+    if getpass.getuser() == "root":  # initdb refuses root: the server runs as the package's postgres user
+        if not shutil.which("runuser"):
+            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+        as_user = ["runuser", "-u", "postgres", "--"]
+        home.chmod(0o777)
+    with socket.socket() as s:  # a free port on the loopback
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*as_user, str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                   check=True, capture_output=True)  # fmt: skip
+    options = f"-h 127.0.0.1 -p {port} -k {data}"
+    start = [*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "log"), "-w", "start"]
+    subprocess.run(start, check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        stop = [*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
+        subprocess.run(stop, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["postgresql", "journal"])
+def test_three_workers_one_killed_run_every_trial_once(storage, tiny_data, tmp_path, request):
+    """docs/search.md's several machines, on one: three workers of one search share a study (on PostgreSQL, or on
+    the search folder's journal file); one is killed mid-trial (SIGKILL) and started again. The search completes
+    with the trials and total_runs of a one-worker search, each trial's segments recorded once."""
+    postgres = request.getfixturevalue("postgres") if storage == "postgresql" else None
+    alone = tmp_path / "alone"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    space = ("search=halving", "search.space.weights=[0,0.1,0.3,1,3,10]")
+    subprocess.run(_command(tiny_data, tmp_path, alone, *space), cwd=ROOT, env=env, check=True, capture_output=True)
+    folder = tmp_path / "shared"
+    command = _command(tiny_data, tmp_path, folder, *space, *([f"search.storage={postgres}"] if postgres else []))
+    workers = [subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    deadline = time.time() + 300
+    while not list(folder.glob("trials/*/results.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    workers[0].send_signal(signal.SIGKILL)  # mid-way: no handler runs, its trial's lock and folder stay as they are
+    workers[0].wait()
+    workers[0] = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    logs = [w.communicate(timeout=600)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], logs
+    result = json.loads((folder / "search.json").read_text())
+    expected = json.loads((alone / "search.json").read_text())
+    assert result["total_runs"] == pytest.approx(expected["total_runs"])
+    assert {t["key"]: t["state"] for t in result["trials"]} == {t["key"]: t["state"] for t in expected["trials"]}
+    assert result["chosen"]["key"] == expected["chosen"]["key"]
+    for trial in (folder / "trials").iterdir():  # each segment recorded once, whoever trained it
+        segments = json.loads((trial / "segments.json").read_text())
+        assert len(segments) == len(set(segments)) and set(segments) <= {"1", "2"}
+    if postgres:
+        import optuna
+
+        study = optuna.load_study(study_name="search", storage=postgres)
+        assert len({t.user_attrs.get("key") for t in study.trials}) == len(result["trials"])  # one study, every trial
