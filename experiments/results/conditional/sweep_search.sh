@@ -4,7 +4,7 @@
 # five seeds' figures; the live runs show the searches run end to end and cost what the replay says.
 #   bash experiments/results/conditional/sweep_search.sh [seed ...]
 set -uo pipefail
-cd "$(dirname "$0")/../../../.."
+cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
 RUNS=${RUNS:-experiments/results/conditional/runs}
 for seed in ${*:-0 1}; do
