@@ -278,3 +278,22 @@ def test_search_conditional_refuses_two_batchings(tmp_path):
     options = SearchConfig(strategy="conditional", space=SpaceConfig(batching=["mixed", "sampled"]))
     with pytest.raises(ConfigError, match="must hold one batching"):
         conditional_overrides(Space(options, ["right"], 0))
+
+
+def test_an_encoders_hidden_states_are_conditioned_after_each_layer(tiny_glue):
+    """FiLM reaches the transformer's hidden states (each layer's output), not only the pooled vector."""
+    from src.models.encoder import multi_encoder
+
+    tasks = [TaskSpec("rte", 2), TaskSpec("mrpc", 2)]
+    model = multi_encoder(tasks, str(tiny_glue / "models" / "tiny-bert"), condition={"enabled": True, "hidden": 8})
+    layers = model.trunk.encoder.get_submodule("encoder.layer")
+    assert model.conditioner.site_names == [f"layer{i}" for i in range(len(layers))]
+    model.eval()
+    ids = torch.randint(5, model.trunk.encoder.config.vocab_size, (2, 7))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.zeros(2, dtype=torch.long)}
+    before = model("rte", {**batch, CONDITION: torch.tensor([[1.0], [1.0]])})
+    with torch.no_grad():
+        model.conditioner.mlp[-1].weight.normal_()
+    after_one = model("rte", {**batch, CONDITION: torch.tensor([[1.0], [1.0]])})
+    after_zero = model("rte", {**batch, CONDITION: torch.tensor([[0.0], [0.0]])})
+    assert not torch.allclose(before, after_one) and not torch.allclose(after_one, after_zero)
