@@ -110,8 +110,8 @@ class Conditional(WeightingMethod):
             else (None if space.low is not None else [float(w) for w in space.weights])
             for t in self.auxiliaries
         ]
-        self.reference = torch.tensor([float(self.cfg.reference.get(t, 1.0)) for t in self.auxiliaries])
-        for t, w in zip(self.auxiliaries, self.reference.tolist()):
+        self.reference = [float(self.cfg.reference.get(t, 1.0)) for t in self.auxiliaries]  # plain: from the config
+        for t, w in zip(self.auxiliaries, self.reference):
             if not self.in_space(self.auxiliaries.index(t), w):
                 raise ValueError(
                     f"method.reference.{t}={w:g} is outside the space λ is drawn from ({self.describe(t)}): the model "
@@ -156,7 +156,7 @@ class Conditional(WeightingMethod):
         if all(g is not None for g in self.grids):
             return [list(p) for p in itertools.product(*self.grids)]
         drawn = self.draw(20 * self.cfg.points, torch.Generator().manual_seed(seed + 7))
-        unique = {tuple(self.reference.tolist()): None}
+        unique = {tuple(self.reference): None}
         for row in drawn.tolist():
             unique.setdefault(tuple(float(f"{w:.4g}") for w in row), None)
             if len(unique) >= self.cfg.points:
@@ -170,7 +170,7 @@ class Conditional(WeightingMethod):
                 raise ValueError(
                     f"the model is conditioned on {conditioner.auxiliaries}, the method weights {self.auxiliaries}"
                 )
-            conditioner.default.copy_(self.reference.to(conditioner.default))  # validation: the reference weighting
+            conditioner.default.copy_(torch.tensor(self.reference))  # validation: the reference weighting
         # the conditioning's own cost in parameters (its seconds: the run's against its control's)
         self.parameters_added = sum(p.numel() for p in conditioner.parameters()) if conditioner is not None else 0
 
