@@ -185,6 +185,17 @@ class ReplayWithSources(Replay):
         return super().cost() + self.source_cost
 
 
+def _plain(r: dict[str, Any]) -> bool:
+    """A learned method's run with its own defaults (a hybrid's or a conditional search's source in a replay): no
+    option of the method changed but the weight space, nor the model's conditioning (an ablation, a control)."""
+    changed = [
+        o
+        for o in r.get("overrides") or []
+        if o.startswith(("method.", "model.net.condition")) and not o.startswith("method.space.")
+    ]
+    return r.get("method") not in FIXED and not changed
+
+
 def run_cost(r: dict[str, Any]) -> float:
     """A learned method's run in full runs: one, and a conditional run's scoring of the weightings after it."""
     return 1.0 + float((r.get("conditional") or {}).get("runs") or 0.0)
@@ -295,13 +306,7 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
                 trials = ReplayWithSources(
                     {k: grid[s][k]["dev_history"] for k in common},
                     full,
-                    {
-                        r.get("method_choice") or "": r
-                        for r in runs
-                        if r["seed"] == s
-                        and r.get("method") not in FIXED
-                        and (r.get("conditional") or {}).get("conditioned") is not False  # not its control
-                    },
+                    {r.get("method_choice") or "": r for r in runs if r["seed"] == s and _plain(r)},
                     list(points.values()),
                     snap=options["strategy"] == "hybrid",
                 )

@@ -439,6 +439,13 @@ def test_the_frontier_replays_a_recorded_conditional_run(tmp_path):
         record["conditional"] = {"conditioned": True, "chosen": {"aux": 3.0}, "chosen_dev": dev, "runs": 0.2,
                                  "table": [{"weights": {"aux": 3.0}, "dev": dev, "rank": 0}]}  # fmt: skip
         (tmp_path / f"s{seed}/cond/results.json").write_text(json.dumps(record))
+    # an ablation of the method on seed 0 (another recipe, read after the plain run): not the replay's source
+    _run(tmp_path / "s0/z_ablation", "Conditional", 0, [0.2, 0.3, 0.4], 0.10, 1.0, "sampled")
+    record = json.loads((tmp_path / "s0/z_ablation/results.json").read_text())
+    record["overrides"] = ["method.per=batch"]
+    record["conditional"] = {"conditioned": True, "chosen": {"aux": 1.0}, "chosen_dev": 0.9, "runs": 0.2,
+                             "table": [{"weights": {"aux": 1.0}, "dev": 0.9, "rank": 0}]}  # fmt: skip
+    (tmp_path / "s0/z_ablation/results.json").write_text(json.dumps(record))
     rows = frontier([tmp_path])[next(iter(frontier([tmp_path])))]["rows"]
     assert rows["conditional · sampled"]["cost"] == {0: 1.2, 1: 1.2}  # the scoring counted beside the run
     replay = rows["replay: conditional, λ* fixed"]
