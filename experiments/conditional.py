@@ -69,7 +69,7 @@ def rankings(roots: Sequence[Path]) -> dict[str, dict[str, Any]]:
             }
             if s in grid and oracle in grid[s]:
                 row["oracle_test"] = grid[s][oracle]["target_test"]
-            if record.get("conditioned"):
+            if record.get("conditioned") and record.get("chosen"):
                 pairs, losses = [], []
                 for entry in record["table"]:
                     key = _table_key(entry["weights"], r["schedule"])

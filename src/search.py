@@ -793,11 +793,9 @@ def conditional(options: SearchConfig, space: Space, trials: Any) -> tuple[Trial
 
     results = trials.run_method("conditional", conditional_overrides(space), key="source-conditional")
     record = (results or {}).get("conditional") or {}
-    if not record.get("conditioned"):
-        return None, {
-            "source": "conditional",
-            "error": "the conditional run failed" if not results else "unconditioned",
-        }
+    if not record.get("chosen"):  # failed, unconditioned, or run without its test
+        why = "the conditional run failed" if not results else "the conditional run scored no weighting"
+        return None, {"source": "conditional", "error": why}
     batching = results.get("schedule") or space.space.batching[0]
 
     def point_of(weights: dict[str, float]) -> Point:

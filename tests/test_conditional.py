@@ -168,7 +168,12 @@ def test_a_single_point_without_conditioning_trains_as_static_at_that_point(tiny
     assert conditional["optimizer_steps"] == static["optimizer_steps"]
     assert conditional["examples_seen"] == static["examples_seen"]
     assert conditional["weights"] == pytest.approx(static["weights"])
-    assert conditional["conditional"] == {"conditioned": False, "conditioner_parameters": 0, "table": []}
+    assert conditional["conditional"] == {
+        "conditioned": False,
+        "scored": False,
+        "conditioner_parameters": 0,
+        "table": [],
+    }
 
 
 @pytest.mark.trains
@@ -297,3 +302,10 @@ def test_an_encoders_hidden_states_are_conditioned_after_each_layer(tiny_glue):
     after_one = model("rte", {**batch, CONDITION: torch.tensor([[1.0], [1.0]])})
     after_zero = model("rte", {**batch, CONDITION: torch.tensor([[0.0], [0.0]])})
     assert not torch.allclose(before, after_one) and not torch.allclose(after_one, after_zero)
+
+
+@pytest.mark.trains
+def test_a_conditional_run_without_its_test_says_it_scored_nothing(tiny_cfg):
+    results = train(tiny_cfg("method=conditional", "test=false", "trainer.max_epochs=1"))
+    assert results["conditional"]["conditioned"] and not results["conditional"]["scored"]
+    assert results["conditional"]["table"] == [] and results["target_test"] is None

@@ -289,15 +289,16 @@ class Conditional(WeightingMethod):
 
     def finish_record(self, results: RunResults) -> None:
         """results.json: ``conditional`` (the scored table, λ*, the scoring's cost); ``target_dev`` at λ*."""
-        scoring = dict(self.scoring)
-        if scoring.get("conditioned"):
+        # a run without its test (test=false) scored nothing: "conditioned" still says what the model was
+        scoring = {"conditioned": self.parameters_added > 0, "scored": "chosen" in self.scoring, **self.scoring}
+        if scoring["scored"]:
             # in full runs: a training example costs a forward and a backward pass (about 1 + BACKWARD_COST forwards);
             # the run's examples from its record (the test's checkpoint holds only its own epoch's count)
             trained = sum(results.examples_seen.values())
             scoring["runs"] = scoring["forward_examples"] / ((1 + BACKWARD_COST) * trained) if trained else None
         scoring["conditioner_parameters"] = self.parameters_added
         results.extra["conditional"] = {**scoring, "table": self.table}
-        if self.scoring.get("conditioned"):
+        if scoring["scored"]:
             results.target_dev = self.scoring["chosen_dev"]
             results.weights = self.weights()
 
