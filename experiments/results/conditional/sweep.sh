@@ -4,7 +4,7 @@
 # One job at a time, one thread. Started again, finished runs are kept (each run has its own folder).
 #   bash experiments/results/conditional/sweep.sh [part ...]
 # parts: k4 k4_control one_aux (the defaults and the control, 5 seeds), ablations (K = 4, seeds 0-2: one option
-# changed each), search (search=conditional and conditional_halving live on K = 4), stsb (STS-B at 1,000 examples
+# changed each), stsb (STS-B at 1,000 examples
 # beside MRPC and RTE, seeds 0-2, MiniLM)
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
@@ -19,7 +19,7 @@ run() {  # run FOLDER OVERRIDES...: one run in its folder, skipped when it finis
   [ -f "$dir/results.json" ] && return 0
   $R "$@" hydra.run.dir="$dir" && clean "$dir"
 }
-parts=${*:-k4 k4_control one_aux ablations search stsb}
+parts=${*:-k4 k4_control one_aux ablations stsb}
 for part in $parts; do
   for seed in 0 1 2 3 4; do
     case $part in
@@ -40,13 +40,6 @@ for part in $parts; do
         python -m src.run experiment=glue_low_stsb method=conditional task.batching=sampled \
           'method.space.weights=[0,1]' seed=$seed hydra.run.dir=$RUNS/glue_low_stsb/seed$seed \
           && clean $RUNS/glue_low_stsb/seed$seed ;;
-      search)
-        python -m src.search experiment=search_known task=multimnist_low_k4 search=conditional \
-          'search.space.weights=[0,0.3,1]' 'search.space.batching=[sampled]' seed=$seed \
-          search.dir=$RUNS/k4_search/seed$seed && clean $RUNS/k4_search/seed$seed
-        python -m src.search experiment=search_known task=multimnist_low_k4 search=conditional_halving \
-          'search.space.weights=[0,0.3,1]' 'search.space.batching=[sampled]' seed=$seed \
-          search.dir=$RUNS/k4_search_halving/seed$seed && clean $RUNS/k4_search_halving/seed$seed ;;
     esac
   done
 done
