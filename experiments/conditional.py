@@ -28,7 +28,7 @@ from typing import Any
 from experiments.frontier import FIXED, recorded_points, setting_of
 from experiments.report import collect
 from experiments.stats import interval, spearman
-from src.strategies import WEIGHT, canonical, point_key
+from src.search.strategies import WEIGHT, canonical, point_key
 
 
 def _table_key(weights: dict[str, float], batching: str) -> str:

@@ -10,7 +10,7 @@ target, budget, dev size, epochs). Per setting:
 - every **learned method**: one run each (its extra passes beside it);
 - every **live search** (``search.json`` of ``python -m src.search``): its chosen trial's test score at its total
   compute, ``total_runs``;
-- every strategy **replayed** on the recorded grid (:mod:`src.strategies` on the grid runs' dev histories: what
+- every strategy **replayed** on the recorded grid (:mod:`src.search.strategies` on the grid runs' dev histories: what
   the strategy would have chosen and spent, with no training), unless ``--no-replay``;
 - the **grid as a best-of-k curve**: the expected test score of the dev-best of k grid points drawn at random
   (exact, over every k-subset), at k runs.
@@ -36,7 +36,9 @@ from typing import Any
 from experiments.report import budget_label, collect, method_key, method_order
 from experiments.stats import interval, spearman
 from src.schema import SearchConfig, SpaceConfig
-from src.strategies import WEIGHT, Point, Replay, canonical, point_key, sampler_and_pruner
+from src.search.registry import label, run_strategy, sampler_and_pruner
+from src.search.replay import Replay
+from src.search.strategies import WEIGHT, Point, canonical, point_key
 
 FIXED = ("Static", "Uniform", "SingleTask")
 # strategies replayed by default: name → SearchConfig options
@@ -117,12 +119,13 @@ def point_of(r: dict[str, Any], auxiliaries: Sequence[str]) -> Point:
 
 
 class RecordedSpace:
-    """The weight space of a recorded grid, for :func:`src.search.run_strategy` in replay: its points are the
+    """The weight space of a recorded grid (a :class:`src.search.space.SearchSpace`), for
+    :func:`src.search.registry.run_strategy` in replay: its points are the
     recorded ones; a sampler's proposals are drawn from their values (a proposal without a record fails, free)."""
 
     def __init__(self, points: dict[str, Point], auxiliaries: Sequence[str], seed: int):
         self.points, self.auxiliaries, self.seed = points, list(auxiliaries), seed
-        self.space = SpaceConfig(weights=[0.0], batching=["sampled"])  # a hybrid's fixed run: sampled batches
+        self.config = SpaceConfig(weights=[0.0], batching=["sampled"])  # a hybrid's fixed run: sampled batches
         self.weighted = True
 
     def grid(self) -> list[Point]:
@@ -295,11 +298,9 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
         reference = next((r for r in runs if r.get("schedule") != "target"), runs[0])
         if chosen is None or not _same_setting(chosen, reference):
             continue  # the search of another setting (target, budget, dev size, epochs, auxiliaries)
-        name = f"search (live): {_label(search['options'])}"
+        name = f"search (live): {label(search['options'])}"
         add(name, search["seed"], search["chosen"].get("test"), search["total_runs"], "live")
     if replay:
-        from src.search import run_strategy  # noqa: PLC0415
-
         for name, options in REPLAYS.items():
             for s in seeds:
                 points = {k: point_of(grid[s][k], auxiliaries) for k in sorted(common)}  # every seed's grid
@@ -341,23 +342,6 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
         "rows": rows,
         "early": early_ranking(grid, common, full),
     }
-
-
-def _label(options: dict[str, Any]) -> str:
-    strategy = options.get("strategy")
-    if strategy in ("halving", "hyperband"):
-        return f"{strategy} η={options.get('eta')}"
-    if strategy in ("tpe", "gp", "random"):
-        return f"{strategy}, ≤ {options.get('max_runs')} runs"
-    if strategy == "hybrid":
-        return f"hybrid ({options.get('source')})"
-    if strategy == "conditional":
-        return (
-            "conditional, λ* fixed"
-            if options.get("top") is None
-            else f"conditional + halving on its top {options['top']}"
-        )
-    return str(strategy)
 
 
 def early_ranking(grid: dict[int, dict[str, dict]], common: set[str], full: int) -> dict[int, float]:

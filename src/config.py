@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, get_origin
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from src.data.glue import DEFAULT_AUXILIARIES as GLUE_AUXILIARIES
 from src.data.glue import TASKS as GLUE_TASKS
+from src.runtime import choice, sweep_group
 from src.schema import (
     Config,
     ConfigError,
@@ -33,44 +33,9 @@ from src.schema import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConfigError", "choice", "multirun", "overrides", "register", "validate"]
+__all__ = ["ConfigError", "register", "validate"]
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def sweep_group() -> str:
-    """The W&B group of a run: its multirun folder's name, or ``single`` outside a multirun."""
-    try:
-        hc = HydraConfig.get()
-    except ValueError:
-        return "single"
-    multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
-    return Path(hc.sweep.dir).name if multirun else "single"
-
-
-def multirun() -> bool:
-    """Whether this process runs a Hydra multirun's job."""
-    try:
-        mode = HydraConfig.get().mode
-    except ValueError:
-        return False
-    return mode is not None and mode.name == "MULTIRUN"
-
-
-def choice(group: str) -> str | None:
-    """The option chosen for a config group (``task=glue_rte`` → ``glue_rte``), outside Hydra ``None``."""
-    try:
-        return HydraConfig.get().runtime.choices.get(group)
-    except ValueError:
-        return None
-
-
-def overrides() -> list[str]:
-    """The command line's overrides of this run (outside Hydra: none)."""
-    try:
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return []
 
 
 def run_id() -> str:

@@ -1,4 +1,9 @@
-"""A run folder belongs to one run: a lock file held for the life of a run (and of a resume, and of a search).
+"""Locks: a run folder belongs to one run, and the workers of one search take turns on its shared records.
+
+Both follow one re-entrancy rule: a lock this process holds already is re-entered, not waited on (a search holds a
+trial's folder and then trains the trial in it; it holds the study lock and then asks for a trial under it).
+
+A run folder's lock (:func:`locked`) is held for the life of a run (and of a resume, and of a search's trial).
 
 The lock is a file created exclusively (``O_CREAT | O_EXCL``, atomic on local and network file systems) that names
 its holder: host, process id and the command. A second run on the same folder refuses and names the holder; a
@@ -8,6 +13,7 @@ taken over with a message. Under several processes only the first (rank 0) holds
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -117,3 +123,32 @@ def locked(folder: Path, what: str = "a run") -> Iterator[None]:
     finally:
         if not already:
             release(path)
+
+
+_HELD: dict[tuple[int, str], int] = {}  # file locks this process holds, with their depth
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing) for a short critical section between processes: the
+    workers of one search creating its study, asking for a trial, telling an outcome. Re-entrant within a process
+    (flock on a second descriptor of the same file would wait on itself). It assumes what ``flock`` assumes: the
+    processes share one machine, or a network file system that implements ``flock`` (NFSv4 does; docs/search.md).
+    """
+    name = (os.getpid(), str(Path(path).resolve()))  # a forked child inherits the dict, not the lock
+    if _HELD.get(name):
+        _HELD[name] += 1
+        try:
+            yield
+        finally:
+            _HELD[name] -= 1
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        _HELD[name] = 1
+        try:
+            yield
+        finally:
+            _HELD.pop(name, None)
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -11,7 +11,6 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -24,6 +23,7 @@ from src.data.tasks import TaskSpec, headline_value
 from src.flat import flat_grad, pieces
 from src.methods.base import WeightingMethod
 from src.models.multitask import MultiTaskModel
+from src.seam import TaskGradients
 
 log = logging.getLogger(__name__)
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -45,17 +45,6 @@ def lr_factor(progress: float, kind: str = "constant", warmup: float = 0.0) -> f
 
 class StopRequested(Exception):
     """The process was asked to stop (SIGTERM); raised out of ``trainer.fit``."""
-
-
-@dataclass
-class TaskGradients:
-    """Per-task gradients: ``shared[i]`` is task ``tasks[i]``'s on the trunk (flat), ``heads[t]`` on t's head;
-    ``losses[i]`` is the whole step's mean loss of task ``tasks[i]`` (detached), for rules that read it (GradNorm)."""
-
-    tasks: list[str]
-    shared: Tensor
-    heads: dict[str, Tensor]
-    losses: Tensor | None = None
 
 
 class MultiTaskModule(pl.LightningModule):

@@ -22,8 +22,8 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from src.checkpoints import last_checkpoint
-from src.config import overrides
 from src.module import StopRequested
+from src.runtime import overrides
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,49 @@ def in_lightning(cfg: DictConfig, trainer: pl.Trainer, when: str = "") -> Iterat
         raise
 
 
+_CONTINUED_BY: list[str] = []  # what continues the work a run is part of (a search's command), innermost last
+
+
+@contextmanager
+def continue_with(advice: str) -> Iterator[None]:
+    """Runs inside the block are part of larger work (a search's trials): a stopped one gives ``advice`` to
+    continue, instead of its own command (which would train it outside that work)."""
+    _CONTINUED_BY.append(advice)
+    try:
+        yield
+    finally:
+        _CONTINUED_BY.pop()
+
+
+@contextmanager
+def between_runs(advice: str) -> Iterator[None]:
+    """Work made of runs (a search): SIGTERM between two of them stops it with ``advice`` (inside a run, the run's
+    own handler stops it at the next safe point and says the same, :func:`continue_with`)."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Preempted(f"stopped by SIGTERM between runs; nothing is lost. {advice}")
+
+    if threading.current_thread() is not threading.main_thread():
+        with continue_with(advice):
+            yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with continue_with(advice):
+            yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def resume_hint(cfg: DictConfig, trainer: pl.Trainer | None, when: str = "", stopped_by: str = "SIGTERM") -> str:
     """What stopped, what is kept, and the two commands that continue the run, quoted so they paste as printed."""
     last = last_checkpoint(cfg)
     where = f"The last checkpoint is {last}" if last.exists() else "No checkpoint was written yet"
+    if _CONTINUED_BY:
+        return (
+            f"stopped by {stopped_by} {when or f'in epoch {trainer.current_epoch}'}; no results.json was written. "
+            f"{where}. {_CONTINUED_BY[-1]}"
+        )
     kept = [o for o in overrides() if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
     command = shlex.join(["python", "-m", "src.run", *kept])
     in_place = shlex.quote(f"hydra.run.dir={cfg.paths.output_dir}")

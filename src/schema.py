@@ -9,12 +9,16 @@ outside its task group) live in each schema's ``__post_init__``; the error names
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from omegaconf import MISSING
 
 BUDGETS = ("equal", "proportional", "temperature", "fraction", "counts")  # src.data.schedule.epoch_budget
+PHASES = ("alpha", "merge", "finetune")
+"""Names a method gives its own phases in ``Step.block`` (αVIL's α-steps, ForkMerge's merge, post-training's
+target phase) beside the task names of per-task blocks: no task may be named so (:func:`check_tasks`)."""
 BATCHINGS = ("mixed", "sampled", "matched")  # src.data.schedule.mixed_plan, sampled_plan, matched_plan
 LR_SCHEDULES = ("constant", "linear")  # src.module.lr_factor
 
@@ -128,8 +132,6 @@ class TaskConfig:
         if self.dev_fraction == 1:
             raise ConfigError("dev_fraction=1: nothing would be left to train on; use a value below 1")
         datamodule = get_class(self._target_)
-        from src.data.base import check_tasks
-
         auxiliaries = [] if self.auxiliaries == "auto" else list(self.auxiliaries)
         offered = [*datamodule.TASKS, *(getattr(self, "tasks", None) or {})]  # a text group's own tasks too
         try:
@@ -486,7 +488,7 @@ class SpaceConfig(WeightSpaceConfig):
 
 @dataclass
 class SearchConfig:
-    """A weight search (src/search.py): its strategy, space, and what it may spend (src/strategies.py)."""
+    """A weight search (src/search/): its strategy, space, and what it may spend (src/search/registry.py)."""
 
     strategy: str = "halving"
     # the search's folder: no time in its name, so the same command finds its search again and continues it
@@ -551,3 +553,22 @@ class Config:
     ckpt_path: str | None = "auto"  # a checkpoint to resume from; auto: the run folder's last.ckpt, if any
     run_name: str = "${hydra:runtime.choices.task}/${hydra:runtime.choices.method}/seed${seed}"
     search: Any = None  # python -m src.search's options (SearchConfig); src.run refuses them
+
+
+def check_tasks(group: str, available: Sequence[str], target: str, auxiliaries: Sequence[str]) -> None:
+    """Reject a target or auxiliary outside the task group, duplicates, or the target listed twice."""
+    where = f"task group {group!r} (tasks: {', '.join(available)})"
+    if clash := [t for t in (target, *auxiliaries) if t in PHASES]:
+        raise ValueError(
+            f"task {clash[0]!r}: the names {', '.join(PHASES)} are reserved for the methods' own phases (αVIL's "
+            "α-steps, ForkMerge's merge, post-training's target phase); name the task otherwise"
+        )
+    if target not in available:
+        raise ValueError(f"task.target={target!r} is not in {where}")
+    for aux in auxiliaries:
+        if aux not in available:
+            raise ValueError(f"task.auxiliaries contains {aux!r}, which is not in {where}")
+    if target in auxiliaries:
+        raise ValueError(f"task.auxiliaries contains the target {target!r}; list only the other tasks")
+    if len(set(auxiliaries)) != len(auxiliaries):
+        raise ValueError(f"task.auxiliaries has duplicates: {list(auxiliaries)}")

@@ -15,7 +15,7 @@ from src.methods.conditional import Conditional
 from src.models.conditioning import CONDITION, weight_features
 from src.models.lenet import multi_lenet
 from src.run import build, train
-from src.search import run_search
+from src.search.command import run_search
 from tests.conftest import compose_config
 
 TASKS = [TaskSpec("left", 10), TaskSpec("a", 10), TaskSpec("b", 2)]
@@ -278,7 +278,8 @@ def test_search_conditional_runs_end_to_end_and_counts_the_scoring(strategy, fix
 
 def test_search_conditional_refuses_two_batchings(tmp_path):
     from src.schema import SearchConfig, SpaceConfig
-    from src.search import Space, conditional_overrides
+    from src.search.registry import conditional_overrides
+    from src.search.space import Space
 
     options = SearchConfig(strategy="conditional", space=SpaceConfig(batching=["mixed", "sampled"]))
     with pytest.raises(ConfigError, match="must hold one batching"):

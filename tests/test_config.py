@@ -277,7 +277,7 @@ def test_an_option_that_is_a_path_into_another_group_is_refused(tmp_path):
 def test_a_task_named_like_a_methods_phase_is_refused(name):
     """αVIL's α-steps, ForkMerge's merge and post-training's target phase name their steps' block: a task of that
     name would be read as the phase (αVIL then fails on a KeyError deep in a step)."""
-    from src.data.base import check_tasks
+    from src.schema import check_tasks
 
     with pytest.raises(ValueError, match=f"task '{name}': the names alpha, merge, finetune are reserved"):
         check_tasks("text", ["stars", name], "stars", [name])

@@ -115,7 +115,7 @@ def test_every_cost_table_has_a_row_for_every_method(page, header):
 
 
 def test_the_budget_key_table_is_the_run_records_declaration():
-    from src.record import KEYS, OPEN_KEYS
+    from src.results import KEYS, OPEN_KEYS
 
     text = (ROOT / "docs" / "budget.md").read_text()
     table = text[text.index("| key | meaning |") :].split("\n\n", 1)[0]

@@ -145,7 +145,7 @@ def test_a_failing_job_does_not_stop_the_others(tiny_data, tmp_path):
 
 def test_optuna_over_alphavils_options_runs_on_the_search_command(tiny_cfg, tmp_path):
     """experiment=alphavil_optuna: TPE over αVIL's own options (no weights searched), each trial an αVIL run."""
-    from src.search import run_search
+    from src.search.command import run_search
 
     cfg = tiny_cfg("experiment=alphavil_optuna", "search.max_trials=2", f"search.dir={tmp_path}/optuna",
                    "trainer.max_epochs=2", "logger=none")  # fmt: skip

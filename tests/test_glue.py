@@ -288,7 +288,7 @@ def test_auto_auxiliaries_are_the_same_for_a_run_a_search_and_the_schema(glue_cf
     from hydra.utils import instantiate
 
     from src.data.glue import GLUEDataModule
-    from src.search import _auxiliaries
+    from src.search.command import auxiliaries as _auxiliaries
 
     cfg = glue_cfg("task=glue_rte", "task.auxiliaries=auto")
     datamodule = instantiate(cfg.task)

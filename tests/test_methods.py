@@ -374,3 +374,20 @@ def test_a_divergent_step_size_is_warned_at_the_first_epoch(tiny_cfg):
 
     results = train(tiny_cfg("method=alphavil", "method.alpha_lr=1e30", "trainer.max_epochs=1"))
     assert any("epoch 0: method AlphaVIL: every auxiliary's weight is at its ceiling" in w for w in results["warnings"])
+
+
+def test_what_the_methods_call_on_the_module_is_the_seam_and_the_module_implements_it():
+    """Every ``module.<name>`` a method uses is declared by :class:`src.seam.Seam`; the module has each member."""
+    import re
+
+    from src.module import MultiTaskModule
+    from src.seam import Seam
+
+    declared = {n for n in vars(Seam) if not n.startswith("_")} | set(Seam.__annotations__)
+    used = set()
+    for path in (ROOT / "src" / "methods").glob("*.py"):
+        used |= set(re.findall(r"\bmodule\.([a-z_]\w*)", path.read_text()))
+    assert used <= declared, f"used by a method but not in src/seam.py: {sorted(used - declared)}"
+    instance_attributes = {"model", "specs", "seed", "warnings"}  # set in MultiTaskModule.__init__
+    missing = [n for n in declared if not hasattr(MultiTaskModule, n) and n not in instance_attributes]
+    assert not missing, f"in src/seam.py but not on the module: {missing}"

@@ -1,4 +1,4 @@
-"""Weight search (src/search.py, src/strategies.py): strategies on hand-made histories, live searches on the tiny
+"""Weight search (src/search/): strategies on hand-made histories, live searches on the tiny
 MNIST, resume after a kill, several workers on one study, bad input, and the frontier report."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from src.config import ConfigError
-from src.search import run_search
-from src.strategies import Replay, Trial, grid, halving, hyperband, point_key, ranked, rungs
+from src.search.command import run_search
+from src.search.replay import Replay
+from src.search.strategies import Trial, grid, halving, hyperband, point_key, ranked, rungs
 from tests.conftest import ROOT, TINY
 
 
@@ -299,6 +300,33 @@ def test_a_search_killed_mid_way_continues_with_the_same_command(strategy, tiny_
             assert (folder / "trials" / key / "results.json").stat().st_mtime_ns == mtime  # not trained again
 
 
+@pytest.mark.slow
+def test_sigterm_names_the_searchs_command_and_running_it_finishes_the_search(tiny_data, tmp_path):
+    """A search stopped by SIGTERM mid-trial says to run the search's own command (not the trial as a run of
+    src.run, whose time the search would never count); that command finishes with an uninterrupted search's cost."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    subprocess.run(_command(tiny_data, tmp_path, whole, "search=halving"), cwd=ROOT, env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    folder = tmp_path / "stopped"
+    command = _command(tiny_data, tmp_path, folder, "search=halving")
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(folder.glob("trials/*/results.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # into the second trial
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    said = out + err
+    assert "Continue the search" in said and "python -m src.search" in said and f"search.dir={folder}" in said
+    assert "python -m src.run" not in said
+    subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+    result, expected = (json.loads((f / "search.json").read_text()) for f in (folder, whole))
+    assert result["total_runs"] == pytest.approx(expected["total_runs"])
+    assert result["chosen"]["key"] == expected["chosen"]["key"]
+
+
 # --- the frontier ---------------------------------------------------------------------------------
 def _run(folder: Path, method: str, seed: int, dev: list[float], test: float, weight: float | None, batching: str):
     folder.mkdir(parents=True)
@@ -355,7 +383,7 @@ def test_the_frontier_states_the_oracle_the_grid_curve_and_the_replayed_strategi
 def test_the_study_lock_is_re_entered_by_its_holder_and_still_excludes_another_process(tmp_path):
     import multiprocessing
 
-    from src.search import _flock
+    from src.lock import file_lock as _flock
 
     lock = tmp_path / ".study.lock"
     with _flock(lock), _flock(lock):  # a stop that looks up its trial takes the lock again: no wait on itself
@@ -368,7 +396,7 @@ def test_the_study_lock_is_re_entered_by_its_holder_and_still_excludes_another_p
 
 
 def _hold_briefly(lock):
-    from src.search import _flock
+    from src.lock import file_lock as _flock
 
     with _flock(lock):
         pass
@@ -398,7 +426,7 @@ def test_a_replay_builds_the_sampler_and_pruner_its_options_name(tmp_path, monke
 
     import experiments.frontier as frontier_module
     from src.schema import SearchConfig
-    from src.strategies import sampler_and_pruner
+    from src.search.registry import sampler_and_pruner
 
     sampler, pruner = sampler_and_pruner(SearchConfig(strategy="gp", pruner="halving", min_epochs=2, eta=3, seed=5))
     assert isinstance(sampler, optuna.samplers.GPSampler)
@@ -457,7 +485,10 @@ def test_the_strategy_side_imports_neither_torch_nor_lightning():
     import subprocess
     import sys
 
-    code = "import sys, src.strategies; print(sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))"
+    code = (
+        "import sys, src.search.strategies, src.search.space, src.search.registry, src.search.replay; "
+        "print(sorted(m for m in ('torch', 'pytorch_lightning', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -269,3 +269,44 @@ def test_one_file_for_train_and_test_or_a_column_named_twice_is_refused(text_cfg
     twice.write_text("review,stars,stars\ngood film,good,bad\n")
     doubled = {"stars": {**entry, "data_files": {"train": str(twice), "test": str(text_cfg.files["stars_test"])}}}
     assert "names the column(s) ['stars'] twice" in refused(doubled)
+
+
+def test_a_missing_file_every_trial_shares_stops_the_search_and_the_same_command_then_trains(text_cfg, tmp_path):
+    """A data error is the search's, not a trial's: Hydra wraps it (InstantiationException), the search unwraps it,
+    stops naming the file, records no trial as failed; once the file exists, the same command trains every trial."""
+    import shutil
+
+    from src.data.base import DataError
+    from src.search.command import run_search
+
+    later = tmp_path / "data" / "later.jsonl"
+    entries = {**text_cfg.entries, "score": {**text_cfg.entries["score"], "data_files": {"train": str(later)}}}
+    command = (
+        "task.target=stars",
+        "task.auxiliaries=[score]",
+        "search=grid",
+        "search.space.weights=[1]",
+        f"search.dir={tmp_path}/s",
+    )
+    with pytest.raises(DataError, match="later.jsonl"):
+        run_search(text_cfg(*command, tasks=entries))
+    assert not list((tmp_path / "s").glob("trials/*/failed.json"))
+    shutil.copy(text_cfg.files["score"], later)
+    result = run_search(text_cfg(*command, tasks=entries))
+    assert [t["state"] for t in result["trials"]] == ["complete"] and result["total_runs"] == pytest.approx(1.0)
+
+
+def test_the_error_classifier_finds_a_data_error_inside_hydras_wrapper():
+    from hydra.errors import InstantiationException
+
+    from src.data.base import DataError
+    from src.search.live import shared_error
+
+    try:
+        try:
+            raise DataError("score: /x/later.jsonl does not exist")
+        except DataError as inner:
+            raise InstantiationException("Error in call to target 'src.data.text.TextDataModule'") from inner
+    except InstantiationException as wrapped:
+        assert isinstance(shared_error(wrapped), DataError)
+    assert shared_error(RuntimeError("CUDA error")) is None

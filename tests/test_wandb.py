@@ -86,7 +86,7 @@ def test_a_failing_run_still_closes_its_wandb_run(tiny_cfg, tmp_path, monkeypatc
 def test_a_search_is_one_wandb_group_with_a_run_per_trial_and_its_weights_in_the_config(
     tiny_cfg, tmp_path, monkeypatch
 ):
-    from src.search import run_search
+    from src.search.command import run_search
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = tiny_cfg("logger=wandb", "search=grid", "search.space.weights=[0,0.3]", "trainer.max_epochs=1",

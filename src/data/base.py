@@ -14,7 +14,6 @@ from torch.utils.data import DataLoader
 
 from src.data.schedule import (
     DEV,
-    PHASES,
     EpochData,
     Step,
     TaskData,
@@ -26,6 +25,7 @@ from src.data.schedule import (
     step_loader,
 )
 from src.data.tasks import TaskSpec
+from src.schema import check_tasks
 
 
 class DataError(RuntimeError):
@@ -251,22 +251,3 @@ class MultiTaskDataModule(pl.LightningDataModule):
     def head_of(self, test_set: str) -> str:
         """The task (head) a test set is scored with (MNLI's mismatched set uses the mnli head)."""
         return test_set
-
-
-def check_tasks(group: str, available: Sequence[str], target: str, auxiliaries: Sequence[str]) -> None:
-    """Reject a target or auxiliary outside the task group, duplicates, or the target listed twice."""
-    where = f"task group {group!r} (tasks: {', '.join(available)})"
-    if clash := [t for t in (target, *auxiliaries) if t in PHASES]:
-        raise ValueError(
-            f"task {clash[0]!r}: the names {', '.join(PHASES)} are reserved for the methods' own phases (αVIL's "
-            "α-steps, ForkMerge's merge, post-training's target phase); name the task otherwise"
-        )
-    if target not in available:
-        raise ValueError(f"task.target={target!r} is not in {where}")
-    for aux in auxiliaries:
-        if aux not in available:
-            raise ValueError(f"task.auxiliaries contains {aux!r}, which is not in {where}")
-    if target in auxiliaries:
-        raise ValueError(f"task.auxiliaries contains the target {target!r}; list only the other tasks")
-    if len(set(auxiliaries)) != len(auxiliaries):
-        raise ValueError(f"task.auxiliaries has duplicates: {list(auxiliaries)}")

@@ -22,9 +22,6 @@ from src.schema import BUDGETS
 
 DEV = "__dev__"
 """Key of the target's dev split in a step's batches (DIW's matching batch, αVIL's α-steps)."""
-PHASES = ("alpha", "merge", "finetune")
-"""Names a method gives its own phases in ``Step.block`` (αVIL's α-steps, ForkMerge's merge, post-training's
-target phase) beside the task names of per-task blocks: no task may be named so (:func:`src.data.base.check_tasks`)."""
 
 
 class TaskData(Protocol):

@@ -6,10 +6,10 @@ parameters, so it follows the model to any device and dtype and Lightning checkp
 model; plain-Python state (the per-epoch history) travels as the module's extra state.
 
 A method plans each epoch's schedule (mixed batches, per-task blocks, the target alone) and interprets
-each training step through the LightningModule's narrow seam (:class:`src.module.MultiTaskModule`:
-per-task losses, per-task gradients on the shared parameters, a combined gradient applied through
-Lightning's ``manual_backward``). It knows nothing of devices, precision or strategies. Adding a method
-is one file here, one YAML in ``conf/method/`` and its tests.
+each training step through the LightningModule's narrow seam (:class:`src.seam.Seam`, which
+:class:`src.module.MultiTaskModule` implements: per-task losses, per-task gradients on the shared parameters,
+a combined gradient applied through Lightning's ``manual_backward``). It knows nothing of devices, precision or
+strategies. Adding a method is one file here, one YAML in ``conf/method/`` and its tests.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ HUGE = 1e4  # a task weight beyond this (the target's starts at 1) is a diverged
 if TYPE_CHECKING:
     import pytorch_lightning as pl
 
-    from src.module import MultiTaskModule
-    from src.record import RunResults
+    from src.results import RunResults
+    from src.seam import Seam
 
 
 class WeightingMethod(nn.Module):
@@ -140,7 +140,7 @@ class WeightingMethod(nn.Module):
         return self.mixed_plan(data, generator)
 
     # --- training ------------------------------------------------------------------------------
-    def training_step(self, module: MultiTaskModule, step: Step, last: bool) -> None:
+    def training_step(self, module: Seam, step: Step, last: bool) -> None:
         """Run one planned step; after the epoch's last executed step (``last``), close the epoch and log it."""
         self.step(module, step)
         if last:
@@ -191,14 +191,14 @@ class WeightingMethod(nn.Module):
                 )
         return problems
 
-    def step(self, module: MultiTaskModule, step: Step) -> None:
+    def step(self, module: Seam, step: Step) -> None:
         raise NotImplementedError
 
-    def start(self, module: MultiTaskModule) -> None:
+    def start(self, module: Seam) -> None:
         """At the start of fitting, with the module: a method that acts on the model binds here (a conditional
         model's validation weights)."""
 
-    def before_test(self, module: MultiTaskModule) -> None:
+    def before_test(self, module: Seam) -> None:
         """Before the test, with the tested weights loaded: a method that chooses among what one model holds
         (a conditional model's weightings) chooses here, on dev."""
 
@@ -206,7 +206,7 @@ class WeightingMethod(nn.Module):
         """Amend the run's record after its test: a method's own results (under an :data:`src.record.OPEN_KEYS`
         key) and scores it chose on."""
 
-    def end_epoch(self, module: MultiTaskModule) -> dict[str, float]:
+    def end_epoch(self, module: Seam) -> dict[str, float]:
         """Per-epoch bookkeeping after the last step; returns extra scalars for the log and history.
 
         Keys ``prefix/task`` become ``<prefix>_history`` in results.json; use ``method/<name>`` for scalars.

@@ -45,8 +45,8 @@ from src.models.conditioning import CONDITION
 from src.schema import ConfigError, MethodConfig, WeightSpaceConfig, at_least, choice
 
 if TYPE_CHECKING:
-    from src.module import MultiTaskModule
-    from src.record import RunResults
+    from src.results import RunResults
+    from src.seam import Seam
 
 log = logging.getLogger(__name__)
 KEEP_CHANCE = 0.5  # a range's chance of keeping an auxiliary (zero: true), as a sampled search's keep/ choice
@@ -164,7 +164,7 @@ class Conditional(WeightingMethod):
         return [list(p) for p in unique]
 
     # --- training ------------------------------------------------------------------------------------
-    def start(self, module: MultiTaskModule) -> None:
+    def start(self, module: Seam) -> None:
         if (conditioner := module.model.conditioner) is not None:
             if conditioner.auxiliaries != self.auxiliaries:
                 raise ValueError(
@@ -177,14 +177,14 @@ class Conditional(WeightingMethod):
     def plan_epoch(self, data, generator) -> list[Step]:
         return self.batched_plan(data, generator)
 
-    def generator(self, module: MultiTaskModule) -> torch.Generator:
+    def generator(self, module: Seam) -> torch.Generator:
         """The λ draws' generator: seeded by (seed, epoch) at the epoch's first step, so a resume replays them."""
         if self._generator is None or self._epoch != module.current_epoch:
             self._epoch = module.current_epoch
             self._generator = torch.Generator().manual_seed(module.seed * 1_000_003 + module.current_epoch + 7_919)
         return self._generator
 
-    def step(self, module: MultiTaskModule, step: Step) -> None:
+    def step(self, module: Seam, step: Step) -> None:
         generator = self.generator(module)
         shared = self.draw(1, generator) if self.cfg.per == "batch" else None
         total, device = 0.0, module.device
@@ -204,7 +204,7 @@ class Conditional(WeightingMethod):
         module.backward_and_step(total)
 
     # --- scoring ---------------------------------------------------------------------------------------
-    def before_test(self, module: MultiTaskModule) -> None:
+    def before_test(self, module: Seam) -> None:
         """Score every point on dev with the tested weights, choose λ* and condition the test on it."""
         conditioner = module.model.conditioner
         if conditioner is None:
@@ -265,7 +265,7 @@ class Conditional(WeightingMethod):
         )
 
     def _score(
-        self, module: MultiTaskModule, points: list[list[float]], indices: Tensor, batch_size: int
+        self, module: Seam, points: list[list[float]], indices: Tensor, batch_size: int
     ) -> list[tuple[float, float]]:
         """Each point's (headline dev score, mean dev loss) on the dev examples ``indices``."""
         dev, spec, device = module.trainer.datamodule.dev_set, module.specs[self.target], module.device

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from src.data.schedule import Step
 from src.methods.base import WeightingMethod
-from src.module import TaskGradients
+from src.seam import TaskGradients
 
 
 class GradientWeighting(WeightingMethod):

@@ -18,7 +18,7 @@ The paper has no public code; this is our reading of its method section. Choices
 over the whole step, across tasks; the per-example gradients and the dev gradient are taken in eval mode
 (no dropout noise in the comparison) and on the shared parameters only (a head's gradient cannot be compared
 with another task's); a step where no example aligns (every cosine ≤ 0) trains uniformly. The per-example
-gradients come from ``torch.func`` (:meth:`src.module.MultiTaskModule.example_gradients`), ``chunk_size``
+gradients come from ``torch.func`` (:meth:`src.seam.Seam.example_gradients`), ``chunk_size``
 examples at a time (only one chunk's gradients are held); each chunk costs one vectorised backward.
 """
 

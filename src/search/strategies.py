@@ -1,6 +1,7 @@
 """Search strategies over fixed task weightings, written against one small interface so that the same code runs a
-search live (each trial a run of :func:`src.run.train`, :mod:`src.search`) and replays it on recorded runs (each
-trial the prefix of a recorded dev history, :class:`Replay`).
+search live (each trial a run of :func:`src.run.train`, :mod:`src.search.live`) and replays it on recorded runs
+(each trial the prefix of a recorded dev history, :class:`src.search.replay.Replay`). Nothing here imports torch or
+Lightning: the frontier's replays import this side alone.
 
 Every trial is a prefix of the full run: advancing a trial to ``e`` epochs continues it from where it stopped, and
 asking for epochs it already trained costs nothing. A strategy therefore only says which points to advance how
@@ -89,7 +90,8 @@ class Trial:
 
 
 class Trials(Protocol):
-    """What a strategy runs on: live runs (src.search) or recorded ones (:class:`Replay`)."""
+    """What a strategy runs on: live runs (:class:`src.search.live.LiveTrials`) or recorded ones
+    (:class:`src.search.replay.Replay`)."""
 
     full_epochs: int
 
@@ -282,60 +284,3 @@ def pruned(
             on_ask(point, ask)
         run(ask, point)
     return choose(trials.known(), full)  # among every trial of the search, not this process's alone
-
-
-# --- Optuna's part: one builder for the live search and for replays -------------------------------------------
-def sampler_and_pruner(options: Any) -> tuple[Any, Any]:
-    """Optuna's sampler and pruner for a search's options (a :class:`src.schema.SearchConfig`): ``gp``, ``tpe`` or
-    random proposals; Optuna's ``HyperbandPruner``, ``SuccessiveHalvingPruner`` or none from ``min_epochs`` (1 by
-    default) at ``eta``. The live search (src.search.open_study) and a replay (experiments.frontier) both build
-    them here, so a replayed strategy is the one that ran live."""
-    import optuna
-
-    if options.strategy == "gp":
-        sampler = optuna.samplers.GPSampler(seed=options.seed, deterministic_objective=False)
-    elif options.strategy == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=options.seed)
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=options.seed)
-    first = options.min_epochs or 1
-    if options.pruner == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(min_resource=first, reduction_factor=options.eta)
-    elif options.pruner == "halving":
-        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=options.eta)
-    else:
-        pruner = optuna.pruners.NopPruner()
-    return sampler, pruner
-
-
-# --- replay on recorded runs ---------------------------------------------------------------------
-class Replay:
-    """Trials read from recorded dev histories (a grid's runs): advancing a point to ``e`` epochs reveals the first
-    ``e`` scores of its recorded run. Points without a record are failed trials that cost nothing."""
-
-    def __init__(self, histories: dict[str, list[float]], full_epochs: int):
-        self.histories, self.full_epochs = histories, full_epochs
-        self.trials: dict[str, Trial] = {}
-
-    def advance(self, points: Sequence[Point], epochs: int) -> list[Trial]:
-        out = []
-        for point in points:
-            key = point_key(point)
-            trial = self.trials.setdefault(key, Trial(key, dict(point)))
-            if key not in self.histories:
-                trial.state, trial.error = "failed", "no recorded run at this point"
-            elif trial.epochs < epochs:
-                trial.history = list(self.histories[key][:epochs])
-                trial.state = "complete" if trial.epochs >= self.full_epochs else "running"
-            out.append(trial)
-        return out
-
-    def stop(self, trial: Trial) -> None:
-        if trial.state == "running":
-            trial.state = "stopped"
-
-    def cost(self) -> float:
-        return sum(t.epochs for t in self.trials.values()) / self.full_epochs
-
-    def known(self) -> list[Trial]:
-        return list(self.trials.values())
