@@ -82,6 +82,11 @@ def config_options(group: str) -> list[str]:
 
 
 METHODS = config_options("method")
+# The suites run over every method keep one method of each family in the fast set (fixed weights, αVIL's blocks
+# and α-steps, a dev-matching method, a gradient rule, ForkMerge's branches, the conditional model); the others
+# run in the slow set, which CI also runs.
+FAST_METHODS = ("alphavil", "static", "uniform", "diw", "pcgrad", "forkmerge", "conditional")
+METHOD_CASES = [m if m in FAST_METHODS else pytest.param(m, marks=pytest.mark.slow) for m in METHODS]
 
 
 def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:

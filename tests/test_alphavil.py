@@ -112,7 +112,9 @@ def test_blocks_train_on_the_budget_of_the_run(tiny_cfg):
     assert results["budget_multiple"] == {"left": 1.0, "right": 1.0}
 
 
-@pytest.mark.parametrize("rule", ["additive", "multiplicative", "replace"])
+@pytest.mark.parametrize(
+    "rule", ["replace", *(pytest.param(r, marks=pytest.mark.slow) for r in ("additive", "multiplicative"))]
+)
 @pytest.mark.parametrize("init", ["ones", "weights"])
 @pytest.mark.parametrize("bound", ["alpha_min", "alpha_max", "simplex_target_0", "simplex_target_1"])
 def test_no_option_lets_the_target_weight_move_off_1(rule, init, bound, tiny_cfg, monkeypatch):

@@ -13,7 +13,7 @@ from src.config import ConfigError, validate
 from src.data.schedule import DEV, EpochData, block_plan, epoch_budget, mixed_plan, sampled_plan
 from src.data.tasks import TaskSpec
 from src.run import train
-from tests.conftest import METHODS, compose_config
+from tests.conftest import METHOD_CASES, compose_config
 
 SIZES = {"t": 100, "a": 1000, "b": 40, DEV: 50}
 TASKS = [TaskSpec("t", 2), TaskSpec("a", 2), TaskSpec("b", 2)]
@@ -84,7 +84,7 @@ def plan_of(method: str, batching: str, rule: str = "fraction") -> list:
     return m.plan_epoch(data(batching, rule, fraction=0.2), torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_CASES)
 @pytest.mark.parametrize("batching", ["mixed", "sampled"])
 def test_every_method_trains_on_the_budget_or_refuses_by_name(method, batching, tmp_path):
     """One epoch's plan, under one budget: each task's examples are the budget's, within one batch.
@@ -232,7 +232,7 @@ def test_matched_refuses_a_batch_smaller_than_the_tasks_before_any_data(tmp_path
         validate(cfg)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_CASES)
 def test_every_method_that_takes_mixed_batches_takes_matched(method, tmp_path):
     cfg = compose_config([f"method={method}", "task.batching=matched"], output_dir=tmp_path)
     cls = type(instantiate(cfg.method))

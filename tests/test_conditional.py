@@ -238,7 +238,9 @@ def test_the_draws_do_not_touch_the_global_random_stream(tiny_cfg):
 
 # --- the search -------------------------------------------------------------------------------------------
 @pytest.mark.trains
-@pytest.mark.parametrize("strategy,fixed_trials", [("conditional", 1), ("conditional_halving", 3)])
+@pytest.mark.parametrize(
+    "strategy,fixed_trials", [("conditional", 1), pytest.param("conditional_halving", 3, marks=pytest.mark.slow)]
+)
 def test_search_conditional_runs_end_to_end_and_counts_the_scoring(strategy, fixed_trials, tiny_data, tmp_path):
     cfg = compose_config(
         [

@@ -230,7 +230,17 @@ def _mapping_paths(node, path: str = ""):
             yield from _mapping_paths(child, f"{path}.{key}" if path else str(key))
 
 
-@pytest.mark.parametrize("group", ["task", "method", "model", "trainer", "logger", "callbacks", "paths"])
+# the groups with many options and fields (seconds each) in the slow set
+@pytest.mark.parametrize(
+    "group",
+    [
+        *(pytest.param(g, marks=pytest.mark.slow) for g in ("task", "method", "model")),
+        "trainer",
+        "logger",
+        "callbacks",
+        "paths",
+    ],
+)
 def test_a_nested_target_in_any_field_of_any_option_runs_nothing(group, tiny_data, tmp_path):
     """A payload under every mapping of every option of ``group``: refused before anything is built."""
     from omegaconf import OmegaConf

@@ -39,7 +39,7 @@ def objective(K, kappa, b):
     return 0.5 * b @ K @ b - kappa @ b
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in range(1, 5))])  # ~3 s each
 def test_kmm_matches_a_reference_qp(seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(24, 3, generator=g, dtype=torch.double)
@@ -80,6 +80,7 @@ def test_examples_far_from_dev_get_lower_weight():
     assert beta[:30].mean() > 1.5 and beta[30:].mean() < 0.1
 
 
+@pytest.mark.slow  # seconds of solver steps; the reference QP test stays fast
 def test_warm_start_converges_to_the_same_solution():
     g = torch.Generator().manual_seed(3)
     x, z = torch.randn(30, 3, generator=g), torch.randn(15, 3, generator=g) + 0.5

@@ -566,7 +566,7 @@ def test_a_second_run_on_a_folder_in_use_refuses_and_the_first_finishes_intact(t
 
     folder = tmp_path / "shared"
     command = [
-        sys.executable, "-m", "src.run", *[o for o in TINY if not o.startswith("ckpt_path")], "trainer.max_epochs=150",
+        sys.executable, "-m", "src.run", *[o for o in TINY if not o.startswith("ckpt_path")], "trainer.max_epochs=60",
         f"paths.data_dir={tiny_data}", f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={folder}",
     ]  # fmt: skip
     first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -578,7 +578,7 @@ def test_a_second_run_on_a_folder_in_use_refuses_and_the_first_finishes_intact(t
     assert "seed: 0" in (folder / ".hydra" / "config.yaml").read_text()  # the refused start's rewrite put back
     assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
     results = json.loads((folder / "results.json").read_text())
-    assert results["epochs"] == 150 and len(results["dev_history"]) == 150  # the first run's record, whole
+    assert results["epochs"] == 60 and len(results["dev_history"]) == 60  # the first run's record, whole
 
 
 def test_a_resume_on_other_mnist_data_is_refused(tiny_cfg, tmp_path):

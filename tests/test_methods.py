@@ -15,7 +15,7 @@ from torchjd.aggregation import PCGradWeighting
 from src.data.schedule import DEV, step_loader
 from src.methods.base import WeightingMethod
 from src.run import build, train
-from tests.conftest import METHODS, ROOT
+from tests.conftest import METHOD_CASES, METHODS, ROOT
 
 WHOLE_EPOCHS = {"alphavil", "forkmerge"}  # methods that refuse cut epochs (their schedule ends with its own step)
 
@@ -56,7 +56,7 @@ def fit_and_scan(tiny_cfg, method: str, *overrides: str):
     return module, scan.seen
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_CASES)
 def test_state_follows_the_model_to_float64(method, tiny_cfg):
     """With the model in float64 (precision=64-true) every tensor the method holds or makes is float64."""
     module, seen = fit_and_scan(tiny_cfg, method, "trainer.precision=64-true")
@@ -66,7 +66,7 @@ def test_state_follows_the_model_to_float64(method, tiny_cfg):
     assert module.method.w.dtype == torch.float64
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_CASES)
 def test_bf16_mixed_precision_trains_every_method(method, tiny_cfg):
     """bf16 autocast (what trainer=gpu uses), here on the CPU: the steps compute in bfloat16, the parameters
     stay float32 and move."""
@@ -93,7 +93,7 @@ def test_every_method_runs_an_epoch_on_a_gpu(method, tiny_cfg):
     assert not behind, f"tensors left off the GPU: {behind}"
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_CASES)
 def test_state_is_in_the_module_state_dict(method, tiny_cfg):
     """Lightning checkpoints the method with the model: weights and history are in the state_dict."""
     dm, module, trainer = build(tiny_cfg(f"method={method}", "trainer.max_epochs=1"))
@@ -106,7 +106,7 @@ def test_state_is_in_the_module_state_dict(method, tiny_cfg):
     assert fresh.method.history == module.method.history and torch.equal(fresh.method.w, module.method.w)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_CASES)
 def test_cut_epochs_keep_their_record_or_are_refused(method, tiny_cfg):
     # OL-AUX moves its weights every `horizon` steps: here, every step, so the cut epoch moves them
     extra = ["method.horizon=1"] if method == "ol_aux" else []
@@ -221,20 +221,31 @@ def test_pcgrad_step_applies_the_projected_gradient(tiny_cfg):
 
 # --- configs from one place -------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("method", METHODS)
-def test_a_method_imported_first_still_composes(method, tmp_path):
-    """No import cycle: importing a method's module before anything else leaves its schema registered."""
-    code = (
-        f"import src.methods.{method}\n"
-        "from hydra import compose, initialize_config_dir\n"
-        "import src.config\n"
-        f"with initialize_config_dir(config_dir={str(ROOT / 'conf')!r}, version_base='1.3'):\n"
-        f"    cfg = compose('config', overrides=['method={method}'])\n"
-        "import json; print(json.dumps(cfg.method._target_))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def test_each_method_imported_first_still_composes(tmp_path):
+    """No import cycle: importing a method's module before anything else of ``src`` leaves its schema registered.
+    One fresh interpreter for every method: before each, every ``src`` module is forgotten (torch and Hydra stay
+    loaded, which an import cycle within ``src`` does not depend on)."""
+    code = f"""
+import json, sys, importlib
+from hydra import compose, initialize_config_dir
+out = {{}}
+for method in {list(METHODS)!r}:
+    for name in [m for m in sys.modules if m == "src" or m.startswith("src.")]:
+        del sys.modules[name]
+    try:
+        importlib.import_module("src.methods." + method)
+        importlib.import_module("src.config")
+        with initialize_config_dir(config_dir={str(ROOT / "conf")!r}, version_base="1.3"):
+            out[method] = compose("config", overrides=["method=" + method]).method._target_
+    except Exception as e:
+        out[method] = f"{{type(e).__name__}}: {{e}}"
+print(json.dumps(out))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]).startswith(f"src.methods.{method}.")
+    targets = json.loads(proc.stdout.strip().splitlines()[-1])
+    wrong = {m: t for m, t in targets.items() if not t.startswith(f"src.methods.{m}.")}
+    assert not wrong and set(targets) == set(METHODS), wrong
 
 
 # --- fixed weights, per-task sizes, mixing ----------------------------------------------------------

@@ -14,7 +14,7 @@ from pytorch_lightning.callbacks import Callback
 from src.checkpoints import run_record
 from src.module import lr_factor
 from src.run import build, train
-from tests.conftest import METHODS, ROOT
+from tests.conftest import METHOD_CASES, ROOT
 
 KEYS = {
     "target",
@@ -32,7 +32,7 @@ KEYS = {
 }
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_CASES)
 def test_fit_and_test_write_results(method, tiny_cfg, tmp_path):
     results = train(tiny_cfg(f"method={method}"))
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -80,7 +80,7 @@ def test_learns_the_tiny_task(tiny_cfg):
     assert results["target_test"] > 0.5  # ten blob positions; chance is 0.1
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHOD_CASES)
 def test_resume_at_an_epoch_boundary_is_exact(method, tiny_cfg, tmp_path):
     """A run stopped after epoch 2 and resumed ends exactly as an uninterrupted run."""
     full_dm, full, full_trainer = build(tiny_cfg(f"method={method}", "trainer.max_epochs=3"))

@@ -161,6 +161,7 @@ def test_tpe_with_a_pruner_stops_proposing_once_its_budget_is_spent(tiny_cfg, tm
     assert study.trials and all(t.user_attrs.get("key") for t in study.trials)
 
 
+@pytest.mark.slow  # five trials and a source run
 def test_regmix_and_a_hybrid_run_end_to_end(tiny_cfg, tmp_path):
     regmix = run_search(_search(tiny_cfg, tmp_path, "search=regmix", "search.proxies=3"))
     assert regmix["regression"]["proxies"] == 3 and regmix["chosen"] is not None

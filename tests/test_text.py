@@ -232,6 +232,7 @@ def test_classes_come_from_the_labels_seen(labels, num, names, encoded):
     assert encode_labels(task, spec, got, labels, "stars") == encoded
 
 
+@pytest.mark.slow  # two runs on the tiny BERT
 def test_a_resume_after_an_own_tasks_file_was_edited_is_refused(text_cfg):
     """The run records its data's identity; an edited CSV between a stop and a resume is named, not mixed in."""
     import pandas as pd
@@ -271,6 +272,7 @@ def test_one_file_for_train_and_test_or_a_column_named_twice_is_refused(text_cfg
     assert "names the column(s) ['stars'] twice" in refused(doubled)
 
 
+@pytest.mark.slow  # a search on the tiny BERT
 def test_a_missing_file_every_trial_shares_stops_the_search_and_the_same_command_then_trains(text_cfg, tmp_path):
     """A data error is the search's, not a trial's: Hydra wraps it (InstantiationException), the search unwraps it,
     stops naming the file, records no trial as failed; once the file exists, the same command trains every trial."""

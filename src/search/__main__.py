@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -23,4 +24,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    if not any(a.startswith("hydra.job.name=") for a in sys.argv):
+        sys.argv.append("hydra.job.name=search")  # the search's log is <folder>/search.log, not __main__.log
     main()
