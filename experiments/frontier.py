@@ -298,7 +298,8 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
         reference = next((r for r in runs if r.get("schedule") != "target"), runs[0])
         if chosen is None or not _same_setting(chosen, reference):
             continue  # the search of another setting (target, budget, dev size, epochs, auxiliaries)
-        name = f"search (live): {label(search['options'])}"
+        random_only = any("start-up proposals" in w for w in search.get("warnings") or [])
+        name = f"search (live): {label(search['options'])}" + (" (random start-up only)" if random_only else "")
         add(name, search["seed"], search["chosen"].get("test"), search["total_runs"], "live")
     if replay:
         for name, options in REPLAYS.items():

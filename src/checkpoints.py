@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from src.files import copy_atomically
 from src.schema import ConfigError
 
 log = logging.getLogger(__name__)
@@ -226,18 +226,19 @@ class RunCheckpoint(DurableCheckpoint):
             return
         recorded = Path(self.best_model_path)
         resumed = getattr(getattr(self, "_trainer", None), "ckpt_path", None)
-        # the recorded path, or the same file beside the resumed checkpoint (a run folder moved or renamed)
-        candidates = [recorded] + ([Path(resumed).parent / recorded.name] if resumed else [])
+        # the same file in this run's own folder (a run folder copied or moved with its checkpoints), the recorded
+        # path, or the file beside the resumed checkpoint
+        own = Path(self.dirpath) / recorded.name
+        candidates = [own, recorded] + ([Path(resumed).parent / recorded.name] if resumed else [])
         best = next((p for p in candidates if p.is_file()), None)
         if best is None:
             raise FileNotFoundError(
                 f"the resumed run's best checkpoint {recorded} no longer exists: this run could not test its best "
                 "epoch. Restore the file (it is looked for beside the resumed checkpoint too), or start a new run."
             )
-        own = Path(self.dirpath) / best.name
         if best.resolve() != own.resolve():
             own.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(best, own)
+            copy_atomically(best, own)  # a copy cut short by a full disk leaves nothing half written
             log.info("copied the resumed run's best checkpoint %s into %s", best, own.parent)
         score = state_dict.get("best_model_score")
         self.best_model_path = self.kth_best_model_path = str(own)

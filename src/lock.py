@@ -50,9 +50,11 @@ def _alive(pid: int) -> bool:
 def holder(folder: Path) -> dict | None:
     """Who holds ``folder``'s lock (``None``: nobody, or a lock file that cannot be read)."""
     try:
-        return json.loads((Path(folder) / LOCK_NAME).read_text())
+        found = json.loads((Path(folder) / LOCK_NAME).read_text())
     except (OSError, ValueError):
         return None
+    well_formed = isinstance(found, dict) and isinstance(found.get("host"), str) and isinstance(found.get("pid"), int)
+    return found if well_formed else None  # a lock file edited or written by something else: unreadable
 
 
 def in_use(folder: Path) -> bool:
@@ -96,8 +98,9 @@ def acquire(folder: Path, what: str = "a run") -> Path | None:
 def _busy(folder: Path, path: Path, other: dict | None) -> str:
     if other is None:
         return f"{folder} is locked ({path} cannot be read): delete it if no run uses the folder"
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("since", 0)))
-    command = " ".join(other.get("argv", []))[:200]
+    since, argv = other.get("since"), other.get("argv")
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, int | float) else "?"
+    command = " ".join(map(str, argv))[:200] if isinstance(argv, list) else "?"
     return (
         f"{folder} is in use by {other.get('what', 'a run')}: process {other.get('pid')} on {other.get('host')}, "
         f"since {started} ({command}). Two runs in one folder would overwrite each other's checkpoints and "

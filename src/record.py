@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import resource
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
 from src.checkpoints import run_record
+from src.files import copy_atomically
 from src.lock import rank_zero
 from src.results import RunResults
 from src.runtime import choice, overrides
@@ -117,19 +116,6 @@ def jsonable(record: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(record, default=str))
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OSError(
-            e.errno, f"could not write {path}: {e.strerror} (is the disk full or the folder read-only?)"
-        ) from e
-
-
 def finished(cfg: DictConfig) -> dict[str, Any] | None:
     """The results of this very run if it already finished in its folder (``ckpt_path=auto``), else ``None``.
 
@@ -170,7 +156,7 @@ def keep_hydra_files(folder: Path) -> None:
     kept = written / ACCEPTED
     kept.mkdir(exist_ok=True)
     for path in written.glob("*.yaml"):
-        shutil.copy2(path, kept / path.name)
+        copy_atomically(path, kept / path.name)
 
 
 def restore_hydra_files(folder: Path) -> None:
@@ -180,5 +166,5 @@ def restore_hydra_files(folder: Path) -> None:
     if not rank_zero() or not kept.is_dir():
         return
     for path in kept.glob("*.yaml"):
-        shutil.copy2(path, written / path.name)
+        copy_atomically(path, written / path.name)
     log.info("%s: the files of the folder's last accepted start are put back (this start did not run)", written)

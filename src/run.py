@@ -27,11 +27,12 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from src.checkpoints import check_resume, resume_path, run_record
 from src.config import ConfigError, validate
 from src.data.base import MultiTaskDataModule
+from src.files import write_atomically
 from src.hardware import cluster_plugins, ddp_strategy, end_process_group, on_slurm, resolve_precision
 from src.lock import FolderBusy, locked
 from src.module import MultiTaskModule
 from src.preemption import Preempted, in_lightning, stoppable
-from src.record import finished, fit_results, keep_hydra_files, restore_hydra_files, write_atomically
+from src.record import finished, fit_results, keep_hydra_files, restore_hydra_files
 from src.runtime import multirun
 
 log = logging.getLogger(__name__)

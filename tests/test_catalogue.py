@@ -7,6 +7,7 @@ Every case is what a user or a cluster produces; each must stop with a message t
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import os
 import shutil
@@ -107,6 +108,32 @@ def mnist_run(*overrides: str, breaking: Callable[[World], None] = lambda w: Non
         train(w.mnist_cfg(*overrides))
 
     return run
+
+
+def search_run(*overrides: str, breaking: Callable[[World], None] = lambda w: None) -> Callable[[World], None]:
+    """A search (``python -m src.search``) in ``<tmp>/search`` on the tiny MNIST."""
+
+    def run(w: World) -> None:
+        from src.search.command import run_search
+
+        breaking(w)
+        run_search(w.mnist_cfg(f"search.dir={w.tmp}/search", *overrides))
+
+    return run
+
+
+def trial_without_record(w: World) -> None:
+    """A search folder that lost its search_record.json: a trial's record is there, its search's is not."""
+    trial = w.tmp / "search" / "trials" / "right-1_sampled"
+    trial.mkdir(parents=True)
+    (trial / "results.json").write_text(json.dumps({"dev_history": [0.5, 0.6]}))
+
+
+def unreadable_lock(w: World) -> None:
+    """The run folder's lock holds something no run wrote (valid JSON, not a holder)."""
+    folder = Path(w.mnist_cfg().paths.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".run.lock").write_text('["not", "a", "holder"]')
 
 
 def glue_run(breaking: Callable[[World], None], *overrides: str) -> Callable[[World], None]:
@@ -576,6 +603,20 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
         config("task.batching=matched", "task.batch_size=1"),
         "batching=matched splits each step's batch_size=1 among 2 tasks",
     ),  # fmt: skip
+    # options that cannot act, searches' folders, locks
+    ("forkmerge-alphas-domain", config("method=forkmerge", "method.alphas=[1e30]"), "numbers in [0, 1]"),
+    ("search-min-epochs-cannot-act", search_run("search=halving", "search.min_epochs=5"), "no rung could stop"),
+    (
+        "search-hybrid-two-batchings",
+        search_run("search=hybrid", "search.space.batching=[sampled,mixed]"),
+        "search.space.batching must hold one",
+    ),  # fmt: skip
+    (
+        "search-trials-without-record",
+        search_run("search=grid", breaking=trial_without_record),
+        "but no search_record.json",
+    ),  # fmt: skip
+    ("lock-unreadable", mnist_run(breaking=unreadable_lock), "cannot be read): delete it if no run uses the folder"),
     # signals
     ("sigterm", sigterm_in_epoch_one, "stopped by SIGTERM in epoch 1"),
 ]

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback
 
 from src.config import ConfigError
-from src.record import write_atomically
+from src.files import write_atomically
 from src.run import build, train
 from tests.conftest import compose_config
 
@@ -636,3 +636,35 @@ def test_a_full_disk_at_a_checkpoint_names_the_file_and_keeps_what_was_written(t
         train(tiny_cfg("method=uniform", "trainer.max_epochs=2", "model.optimizer.lr=0.01"))
     kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert kept == ["best-epoch000.ckpt", "last.ckpt"]  # whole, and no part left behind
+
+
+def test_a_copied_run_folder_resumed_on_a_full_disk_keeps_its_own_best_checkpoint(tiny_cfg, tmp_path, monkeypatch):
+    """A run folder copied whole, resumed in the copy: its own best checkpoint is the one it uses (the original's is
+    not copied over it), and a copy cut short by a full disk never truncates a file in the run folder."""
+    import errno
+    import shutil
+    from pathlib import Path
+
+    train(tiny_cfg("method=uniform", "trainer.max_epochs=2", "test=false"))
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "run", copy)
+    (best,) = (copy / "checkpoints").glob("best-*.ckpt")
+    size = best.stat().st_size
+
+    def full_disk(source, target, *args, **kwargs):  # writes half, then the disk is full
+        Path(target).write_bytes(Path(source).read_bytes()[: size // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copy2", full_disk)
+    results = train(tiny_cfg("method=uniform", "trainer.max_epochs=3", "ckpt_path=auto", f"paths.output_dir={copy}"))
+    assert results["epochs"] == 3 and best.stat().st_size == size or not best.exists()
+    for ckpt in (copy / "checkpoints").glob("*.ckpt"):
+        torch.load(ckpt, map_location="cpu", weights_only=False)  # whole: none truncated
+
+    from src.files import copy_atomically
+
+    target = tmp_path / "kept.bin"
+    target.write_bytes(b"intact")
+    with pytest.raises(OSError, match="could not copy .*is the disk full"):
+        copy_atomically(best if best.exists() else next((copy / "checkpoints").glob("*.ckpt")), target)
+    assert target.read_bytes() == b"intact" and not list(tmp_path.glob(".kept.bin.*"))

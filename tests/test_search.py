@@ -3,6 +3,7 @@ MNIST, resume after a kill, several workers on one study, bad input, and the fro
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -80,7 +81,7 @@ def test_best_trial_prefers_the_higher_best_dev_then_the_earlier():
 
 # --- live searches on the tiny MNIST --------------------------------------------------------------
 def test_a_halving_search_runs_end_to_end_and_writes_its_record(tiny_cfg, tmp_path):
-    result = run_search(_search(tiny_cfg, tmp_path, "search=halving"))
+    result = run_search(_search(tiny_cfg, tmp_path, "search=halving", "logger=csv"))
     saved = json.loads((tmp_path / "search" / "search.json").read_text())
     assert saved["strategy"] == "halving" and saved["chosen"] == result["chosen"]
     # 4 points ({0, 0.3, 1, 3} on sampled batches), 2 epochs: all to 1 epoch, the best 2 on to 2
@@ -92,6 +93,10 @@ def test_a_halving_search_runs_end_to_end_and_writes_its_record(tiny_cfg, tmp_pa
     assert saved["chosen"]["key"] == best["key"] and saved["chosen"]["dev"] == pytest.approx(best["dev"])
     assert saved["chosen"]["test"] is not None and all(t["test"] is None for t in saved["trials"] if t["epochs"] < 2)
     assert saved["total_optimizer_steps"] == sum(t["optimizer_steps"] for t in saved["trials"])
+    # a promoted trial's log covers both of its segments (Lightning's writer would start the file again)
+    with open(tmp_path / "search" / "trials" / best["key"] / "csv" / "metrics.csv") as f:
+        epochs = {row["epoch"] for row in csv.DictReader(f) if row.get("dev/score")}
+    assert epochs == {"0", "1"}
     # the trial is the run src.run would make: static weights, only the kept auxiliaries
     single = next(t for t in saved["trials"] if t["key"] == "single")  # every auxiliary at 0: single-task
     assert single["weights"] == {"left": 1.0, "right": 0.0} and single["batching"] == "target"
@@ -180,6 +185,25 @@ def test_the_same_folder_with_another_search_is_refused_before_training(tiny_cfg
     # an option the grid never reads (the halving pool's size) changes nothing: the grid continues
     again = run_search(_search(tiny_cfg, tmp_path, "search=grid", "search.space.weights=[0,1]", "search.n_points=1"))
     assert sorted(p.name for p in (tmp_path / "search" / "trials").iterdir()) == before and again["chosen"]
+    # the run's length defines the search: the message names it (not a trial's learning-rate schedule)
+    with pytest.raises(ConfigError, match=r"trainer.max_epochs: 2 in the folder's search, 3 now"):
+        run_search(_search(tiny_cfg, tmp_path, "search=grid", "search.space.weights=[0,1]", "trainer.max_epochs=3"))
+
+
+def test_a_first_start_that_trained_nothing_does_not_claim_the_folder(tiny_cfg, tmp_path):
+    """A typo refused before any trial trained (here a hybrid's source method) is not a search to protect: the
+    corrected command takes the folder; the typo is not recorded as a trial's failure."""
+    with pytest.raises(Exception, match="bogus"):
+        run_search(_search(tiny_cfg, tmp_path, "search=hybrid", "search.source=bogus"))
+    assert (tmp_path / "search" / "search_record.json").exists()
+    assert not list((tmp_path / "search").glob("trials/*/failed.json"))
+    result = run_search(_search(tiny_cfg, tmp_path, "search=grid", "search.space.weights=[0]"))
+    assert result["chosen"]["key"] == "single" and result["total_runs"] == pytest.approx(1.0)
+
+
+def test_tpe_that_never_left_its_random_start_up_says_so(tiny_cfg, tmp_path):
+    result = run_search(_search(tiny_cfg, tmp_path, "search=tpe", "search.max_runs=1", "search.space.weights=[0,1]"))
+    assert any("random start-up proposals" in w and "search=random" in w for w in result["warnings"])
 
 
 @pytest.mark.parametrize(

@@ -45,8 +45,11 @@ class Config(MethodConfig):
     merge_examples: int = 1000  # dev examples the merge search scores each candidate on
 
     def __post_init__(self) -> None:
-        if not self.alphas or any(not 0 <= a < math.inf for a in self.alphas):
-            raise ConfigError(f"alphas={list(self.alphas)}: must be a non-empty list of numbers >= 0")
+        if not self.alphas or any(not 0 <= a <= 1 for a in self.alphas):
+            raise ConfigError(
+                f"alphas={list(self.alphas)}: must be a non-empty list of numbers in [0, 1] (the greedy search "
+                "gives each next branch a·u, at most the mean λ of the branches placed, as the official grid does)"
+            )
         at_least(self, "merge_examples", 1)
 
 

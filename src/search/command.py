@@ -22,17 +22,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.checkpoints import LastCheckpoint, differences, run_record
 from src.config import validate
+from src.files import write_atomically
 from src.lock import file_lock
 from src.preemption import between_runs
-from src.record import jsonable, keep_hydra_files, write_atomically
+from src.record import jsonable, keep_hydra_files
 from src.runtime import choice
 from src.schema import ConfigError, SearchConfig
 from src.search.folder import TrialFolder, read_json
 from src.search.live import LiveTrials
-from src.search.registry import STRATEGIES, run_strategy
+from src.search.registry import STRATEGIES, check, run_strategy
 from src.search.space import Space
 from src.search.strategies import Trial
-from src.search.study import STUDY_LOCK, open_study
+from src.search.study import STUDY_FILE, STUDY_LOCK, open_study
 
 log = logging.getLogger(__name__)
 SEARCH_FILE, RECORD_FILE = "search.json", "search_record.json"
@@ -59,28 +60,45 @@ def auxiliaries(cfg: DictConfig) -> list[str]:
 
 
 def check_record(cfg: DictConfig, options: SearchConfig, root: Path) -> None:
-    """Refuse a folder made by a search with another configuration; record this one in a new folder."""
-    record = {
-        "run": jsonable(run_record(cfg)),
-        "search": jsonable({k: v for k, v in asdict(options).items() if k not in UNRECORDED}),
-    }
+    """Claim ``root`` for this search, or refuse it: a folder holds one search, defined by its record. A record
+    whose search trained nothing (a first start refused, or stopped before its first trial) protects nothing and is
+    replaced; trials without a record are refused (a new search would choose among them)."""
+    run = jsonable(run_record(cfg)) | {"trainer.max_epochs": int(cfg.trainer.max_epochs)}  # the full run's length
+    record = {"run": run, "search": jsonable({k: v for k, v in asdict(options).items() if k not in UNRECORDED})}
     flat = {f"{k}": v for k, v in record["run"].items()} | {f"search.{k}": v for k, v in record["search"].items()}
+    trained = [f.key for f in TrialFolder.every(root) if f.trained()]
     with file_lock(root / STUDY_LOCK):
         saved = read_json(root / RECORD_FILE)
+        if saved is None and trained:
+            raise ConfigError(
+                f"{root} holds trials ({', '.join(trained[:3])}{', ...' if len(trained) > 3 else ''}) but no "
+                f"{RECORD_FILE}: which search made them is unknown, and this search would choose among them. Start "
+                f"this search in another folder (search.dir=...), or move {root / 'trials'} away"
+            )
+        if saved is not None and not trained and _differs(saved, flat, options, record):
+            log.warning("search: %s holds a search that trained nothing; it is replaced by this one", root)
+            if options.storage is None:  # its own study: the earlier start's asked-for trials go with it
+                (root / STUDY_FILE).unlink(missing_ok=True)
+            saved = None
         if saved is None:
             write_atomically(root / RECORD_FILE, json.dumps(record, indent=2))
             return
-    before = {f"{k}": v for k, v in saved["run"].items()} | {f"search.{k}": v for k, v in saved["search"].items()}
-    reads = STRATEGIES[options.strategy].reads if options.strategy in STRATEGIES else tuple(record["search"])
-    read = {f"search.{k}" for k in ("strategy", *reads)}
-    before, flat = ({k: v for k, v in d.items() if not k.startswith("search.") or k in read} for d in (before, flat))
-    flat = {k: v for k, v in flat.items() if k in before}  # keys the framework gained since are not compared
-    if changed := differences(before, flat, where="in the folder's search"):
+    if changed := _differs(saved, flat, options, record):
         raise ConfigError(
             f"{root} holds a search with another configuration; continuing it would mix the two. Changed: "
             + "; ".join(changed[:6])
-            + ". Start this search in another folder (hydra.run.dir=...), or run the first one's command again."
+            + ". Start this search in another folder (search.dir=...), or run the first one's command again."
         )
+
+
+def _differs(saved: dict[str, Any], flat: dict[str, Any], options: SearchConfig, record: dict[str, Any]) -> list[str]:
+    """What differs between a folder's recorded search and this one, on the options its strategy reads."""
+    before = {f"{k}": v for k, v in saved["run"].items()} | {f"search.{k}": v for k, v in saved["search"].items()}
+    reads = STRATEGIES[options.strategy].reads if options.strategy in STRATEGIES else tuple(record["search"])
+    read = {f"search.{k}" for k in ("strategy", *reads)}
+    before, now = ({k: v for k, v in d.items() if not k.startswith("search.") or k in read} for d in (before, flat))
+    now = {k: v for k, v in now.items() if k in before}  # keys the framework gained since are not compared
+    return differences(before, now, where="in the folder's search")
 
 
 def run_search(cfg: DictConfig) -> dict[str, Any]:
@@ -103,6 +121,7 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     space = Space(options, auxiliaries(cfg), options.seed)
     gridded = options.strategy == "grid" or options.strategy in ("halving", "hyperband") and options.points == "grid"
     example = space.grid()[-1] if gridded else space.sample(1)[0]  # the space is checked, and one trial's config
+    check(options, space, int(cfg.trainer.max_epochs))
     check_record(cfg, options, root)
     keep_hydra_files(Path(cfg.paths.output_dir))  # accepted: a later refused start puts these files back
     trials = LiveTrials(cfg, options, space, root, open_study(options, root))
@@ -142,6 +161,15 @@ def summary(
             "test": row.get("test"),
             "folder": str(trials.folder(chosen.key).path),
         }
+    warnings = []
+    startup, proposals = trials.study.startup_trials(), len(trials.study.points())
+    if options.strategy in ("tpe", "gp") and startup and proposals <= startup:
+        warnings.append(
+            f"search={options.strategy}: each of its {proposals} proposals was one of the sampler's {startup} random "
+            f"start-up proposals (Optuna's n_startup_trials): at this budget it searched as search=random does; "
+            f"raise search.max_runs for the model to act"
+        )
+        log.warning("search: %s", warnings[-1])
     passes: dict[str, int] = {}
     for c in costs:
         for k, v in c["passes"].items():
@@ -160,5 +188,6 @@ def summary(
         "passes": passes,
         "wall_seconds": sum(c["wall_seconds"] for c in costs),
         **extra,
+        "warnings": warnings,
         "trials": rows,
     }

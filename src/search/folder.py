@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from src.record import write_atomically
+from src.files import write_atomically
 from src.search.strategies import Point, Trial
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,10 @@ class TrialFolder:
 
     def failure(self) -> dict[str, Any] | None:
         return read_json(self.path / "failed.json")
+
+    def trained(self) -> bool:
+        """Whether anything was trained or recorded here (a record, a checkpoint, a failure), not only begun."""
+        return bool(self.results() or self.failure() or (self.path / "checkpoints").is_dir())
 
     def history(self) -> list[float]:
         return list(self.results().get("dev_history") or [])

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig
 
 from src.data.base import DataError
@@ -35,11 +36,12 @@ log = logging.getLogger(__name__)
 
 def shared_error(e: BaseException) -> BaseException | None:
     """The error every trial of the search would meet, if ``e`` is or wraps one (Hydra wraps a data module's
-    :class:`DataError` in its ``InstantiationException``): a bad option or a missing or corrupt data file."""
+    :class:`DataError` in its ``InstantiationException``): a bad option, a config that cannot be composed (an option
+    of another search's typo, ``search.source=bogus``), a missing or corrupt data file."""
     seen: set[int] = set()
     cause: BaseException | None = e
     while cause is not None and id(cause) not in seen:
-        if isinstance(cause, ConfigError | DataError):
+        if isinstance(cause, ConfigError | DataError | ConfigCompositionException | MissingConfigException):
             return cause
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__

@@ -37,6 +37,25 @@ def run_strategy(options: SearchConfig, space: SearchSpace, trials: Trials, stud
     return STRATEGIES[options.strategy].run(options, space, trials, study)
 
 
+def check(options: SearchConfig, space: SearchSpace, full_epochs: int) -> None:
+    """Refuse options that could not act on this search, before anything is recorded or trained."""
+    prunes = options.strategy in ("halving", "hyperband", "tpe", "gp", "random")
+    prunes = prunes or options.strategy == "conditional" and options.top is not None
+    if prunes and options.min_epochs is not None and options.min_epochs >= full_epochs:
+        raise ConfigError(
+            f"search.min_epochs={options.min_epochs} is not below the run's trainer.max_epochs={full_epochs}: no "
+            f"rung could stop a trial, and search={options.strategy} would train every point to the end (a grid); "
+            "lower search.min_epochs, or use search=grid"
+        )
+    if options.strategy == "hybrid" and len(space.config.batching) != 1:
+        raise ConfigError(
+            f"search=hybrid fixes the learned weights for one run on one batching: search.space.batching must hold "
+            f"one (it holds {list(space.config.batching)})"
+        )
+    if options.strategy == "conditional":
+        conditional_overrides(space)  # one batching, weights to search, no other options
+
+
 def label(options: dict[str, Any]) -> str:
     """A search's name in reports: ``halving η=3``, ``tpe, ≤ 2 runs``, ``hybrid (alphavil)``."""
     strategy = STRATEGIES.get(str(options.get("strategy")))
@@ -127,8 +146,11 @@ def _hybrid(options: SearchConfig, space: SearchSpace, trials: Any, study: Any) 
         weights = learned_weights(results) if results else None
     if weights is None:
         return None, {"source": options.source, "error": "the source run failed"}
+    # rounded to 4 significant digits as every point is (Space.to_point): its folder's name and its options agree
     point: Point = {
-        WEIGHT + t: (w if w >= options.drop_below else 0.0) for t, w in weights.items() if t in space.auxiliaries
+        WEIGHT + t: (float(f"{w:.4g}") if w >= options.drop_below else 0.0)
+        for t, w in weights.items()
+        if t in space.auxiliaries
     }
     point = canonical({**point, "batching": space.config.batching[0]})
     (fixed,) = trials.advance([point], trials.full_epochs)

@@ -81,6 +81,10 @@ class Study:
         self.study, self.lock = study, root / STUDY_LOCK
         self.numbers: dict[str, int] = {}  # point key → its Optuna trial's number
 
+    def startup_trials(self) -> int | None:
+        """How many of the sampler's first proposals are random (TPE's and GP's ``n_startup_trials``; private)."""
+        return getattr(self.study.sampler, "_n_startup_trials", None)
+
     def points(self) -> dict[str, Point]:
         """Every point the study holds, by key."""
         return {
