@@ -47,7 +47,6 @@ from src.data.schedule import DEV, step_loader
 from src.run import build
 
 METHODS = tuple(sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")))  # every method config
-HEADER = "| method | examples | s / 1k examples | × uniform | peak RSS (MB) |"
 
 
 def peak_rss_reset() -> None:

@@ -1,6 +1,6 @@
 """Registration of the config schemas in Hydra's ConfigStore, and the validation run before any data loads.
 
-The schemas themselves live in the leaf module :mod:`src.schema` (methods' own ``Config`` in their
+The schemas themselves live in :mod:`src.schema` (which imports nothing from ``src``) (methods' own ``Config`` in their
 files); each YAML in ``conf/`` extends one of them through its defaults list
 (``defaults: [base_alphavil]``), so an unknown key fails at composition time. :func:`validate` builds
 the dataclasses from the composed config, which runs each schema's checks.

@@ -1,7 +1,7 @@
 """Config schemas: the dataclasses that validate every composed config, and the checks they use.
 
-A leaf module: it imports nothing from ``src`` at import time, so any module (a method's file, which
-defines its own ``Config`` on :class:`MethodConfig`) can import it first without an import cycle.
+It imports nothing from ``src`` at import time, so any module (a method's file, which defines its own ``Config`` on
+:class:`MethodConfig`) can import it first without an import cycle.
 Registration in Hydra's ConfigStore lives in :mod:`src.config`. Value checks (ranges, choices, a target
 outside its task group) live in each schema's ``__post_init__``; the error names the key and the value.
 """

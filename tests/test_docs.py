@@ -121,3 +121,35 @@ def test_the_budget_key_table_is_the_run_records_declaration():
     table = text[text.index("| key | meaning |") :].split("\n\n", 1)[0]
     documented = dict(re.findall(r"^\| `([^`]+)` \| (.*) \|$", table, re.M))
     assert documented == {**KEYS, **OPEN_KEYS}
+
+
+def _named(text: str, start: str, end: str) -> set[str]:
+    """The method names listed in ``text`` between ``start`` and ``end``, as config names (``Auto-Lambda`` →
+    ``autolambda``, ``αVIL`` → ``alphavil``)."""
+    import re
+
+    listed = text.split(start, 1)[1].split(end, 1)[0]
+    return {re.sub(r"[^a-z0-9]", "", n.strip().lower().replace("α", "alpha")) for n in re.split(r",|\band\b", listed)}
+
+
+def _classes(attribute) -> set[str]:
+    from hydra.utils import get_class
+
+    from tests.conftest import METHODS, compose_config
+
+    out = set()
+    for m in METHODS:
+        if attribute(get_class(compose_config([f"method={m}"]).method._target_)):
+            out.add(m.replace("_", ""))
+    return out
+
+
+def test_the_docs_lists_of_method_families_match_the_classes():
+    """Lists in prose that drift when a method is added: each is held to the class attribute it describes."""
+    methods_md = (ROOT / "docs" / "methods.md").read_text().replace("\n", " ")
+    configuration = (ROOT / "docs" / "configuration.md").read_text().replace("\n", " ")
+    assert _named(methods_md, "`scale_heads` is set:", ";") == _classes(lambda c: getattr(c, "scale_heads", False))
+    assert _named(methods_md, "needs whole epochs (", ")") == _classes(lambda c: c.whole_epochs)
+    refuse = _named(configuration, "compare the tasks' gradients in each step (", ")")
+    # a method with its own schedule (blocks, branches, the target alone) takes no task.batching at all
+    assert refuse == _classes(lambda c: c.schedule is None and "sampled" not in c.batchings)

@@ -105,10 +105,10 @@ def test_a_halving_search_runs_end_to_end_and_writes_its_record(tiny_cfg, tmp_pa
 
 
 def test_a_stopped_search_continues_and_counts_nothing_twice(tiny_cfg, tmp_path, monkeypatch):
-    import src.run
+    import src.search.live as live
 
     whole = run_search(tiny_cfg(f"search.dir={tmp_path}/whole", "search=halving"))
-    real, calls = src.run.train, []
+    real, calls = live.train, []
 
     def stopped_on_the_fourth(cfg, *args, **kwargs):
         calls.append(cfg.paths.output_dir)
@@ -116,13 +116,13 @@ def test_a_stopped_search_continues_and_counts_nothing_twice(tiny_cfg, tmp_path,
             raise KeyboardInterrupt  # as a kill would, mid-search
         return real(cfg, *args, **kwargs)
 
-    monkeypatch.setattr(src.run, "train", stopped_on_the_fourth)
+    monkeypatch.setattr(live, "train", stopped_on_the_fourth)
     with pytest.raises(KeyboardInterrupt):
         run_search(_search(tiny_cfg, tmp_path, "search=halving"))
     trials = tmp_path / "search" / "trials"
     before = {p.parent.name: p.stat().st_mtime_ns for p in trials.glob("*/results.json")}
     assert len(before) == 3
-    monkeypatch.setattr(src.run, "train", real)
+    monkeypatch.setattr(live, "train", real)
     again = run_search(_search(tiny_cfg, tmp_path, "search=halving"))
     assert again["total_runs"] == whole["total_runs"]
     assert again["chosen"]["key"] == whole["chosen"]["key"]
@@ -135,16 +135,16 @@ def test_a_stopped_search_continues_and_counts_nothing_twice(tiny_cfg, tmp_path,
 
 
 def test_a_crashing_trial_is_recorded_as_failed_and_the_search_goes_on(tiny_cfg, tmp_path, monkeypatch):
-    import src.run
+    import src.search.live as live
 
-    real = src.run.train
+    real = live.train
 
     def crash_one(cfg, *args, **kwargs):
         if "right-3_sampled" in str(cfg.paths.output_dir):
             raise RuntimeError("CUDA error: an illegal memory access")
         return real(cfg, *args, **kwargs)
 
-    monkeypatch.setattr(src.run, "train", crash_one)
+    monkeypatch.setattr(live, "train", crash_one)
     result = run_search(_search(tiny_cfg, tmp_path, "search=grid"))
     failed = [t for t in result["trials"] if t["state"] == "failed"]
     assert [t["key"] for t in failed] == ["right-3_sampled"] and "illegal memory access" in failed[0]["error"]

@@ -37,8 +37,10 @@ class Step:
     """One training step: example indices per task (or :data:`DEV`) and where it sits in the epoch.
 
     Under several processes each holds a shard of the step (:func:`shard`) and ``counts`` the whole
-    step's sizes. ``block`` names the phase the step belongs to (a task name for αVIL's per-task blocks, ``"alpha"``
-    for its α-steps, ``None`` for mixed batches). After loading, ``data`` holds the collated batches.
+    step's sizes. ``block`` names the phase the step belongs to: a task's name for a per-task block (αVIL's, a
+    branch's), one of :data:`src.schema.PHASES` for a method's own phase (``"alpha"``: αVIL's α-steps, ``"merge"``:
+    ForkMerge's, ``"finetune"``: post-training's target phase), ``None`` for mixed, sampled or matched batches.
+    After loading, ``data`` holds the collated batches.
     """
 
     indices: dict[str, Tensor]

@@ -21,8 +21,10 @@ import optuna
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig
 
+from src.config import validate
 from src.data.base import DataError
 from src.lock import FolderBusy, file_lock, locked
+from src.run import train
 from src.runtime import choice, overrides
 from src.schema import ConfigError, SearchConfig
 from src.search.compose import base_overrides, composed, point_overrides, run_overrides, wandb_overrides
@@ -76,8 +78,6 @@ class LiveTrials:
 
     def check(self, point: Point) -> None:
         """Compose and validate the config of ``point``'s trial: a bad option fails before any training."""
-        from src.config import validate
-
         with composed(self.trial_overrides(point, self.full_epochs)) as cfg:
             validate(cfg)
 
@@ -116,7 +116,7 @@ class LiveTrials:
     def cost(self) -> float:
         return sum(c["runs"] for c in self.costs().values())
 
-    def known(self) -> list[Trial]:
+    def all_trials(self) -> list[Trial]:
         """Every trial folder of the search with its point (the study records it), as it stands."""
         points = self.study.points()
         return [f.trial(points[f.key], self.full_epochs) for f in TrialFolder.every(self.root) if f.key in points]
@@ -126,9 +126,9 @@ class LiveTrials:
         return {f.key: c for f in TrialFolder.every(self.root) if (c := f.cost(self.full_epochs)) is not None}
 
     # --- what a sampler's search adds
-    def bind(self, point: Point, trial: optuna.Trial) -> None:
+    def on_proposal(self, point: Point, trial: optuna.Trial) -> None:
         """A sampler's trial for ``point`` (its values are reported there too)."""
-        self.study.bind(point_key(point), point, trial)
+        self.study.attach(point_key(point), point, trial)
         self.sampled.add(point_key(point))
 
     def orphans(self) -> list[tuple[optuna.Trial, Point]]:
@@ -170,8 +170,6 @@ class LiveTrials:
     def _fit(self, trial_overrides: list[str], key: str, epochs: int) -> dict[str, Any] | None:
         """Train one segment to ``epochs``; ``None`` if the run crashed (recorded in its folder). An error every
         trial shares is raised; a stop by SIGTERM or Ctrl-C names the search's command, not the trial's."""
-        from src.run import train
-
         try:
             with composed(trial_overrides) as cfg:
                 return train(cfg)

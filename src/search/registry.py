@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from src.schema import ConfigError, SearchConfig
-from src.search import strategies as s
+from src.search import strategies
 from src.search.space import SearchSpace
 from src.search.strategies import WEIGHT, Point, Trial, Trials, canonical, choose
 
@@ -88,7 +88,7 @@ def sampler_and_pruner(options: Any) -> tuple[Any, Any]:
 def report_epochs(options: SearchConfig, full: int) -> list[int]:
     """The epochs at which a sampled trial reports to the pruner: Hyperband's finest rungs from ``min_epochs``."""
     most = math.ceil(math.log(full, options.eta)) + 1 if full > 1 else 1  # as many rungs as the run can hold
-    return [e for e in s.rungs(most, options.eta, full) if e >= (options.min_epochs or 1)] or [full]
+    return [e for e in strategies.rungs(most, options.eta, full) if e >= (options.min_epochs or 1)] or [full]
 
 
 def pool(options: SearchConfig, space: SearchSpace) -> list[Point]:
@@ -103,23 +103,23 @@ def pool(options: SearchConfig, space: SearchSpace) -> list[Point]:
 
 # --- the strategies as the search runs them ---------------------------------------------------------------------
 def _grid(options: SearchConfig, space: SearchSpace, trials: Trials, study: Any) -> Outcome:
-    return s.grid(space.grid(), trials), {}
+    return strategies.grid(space.grid(), trials), {}
 
 
 def _halving(options: SearchConfig, space: SearchSpace, trials: Trials, study: Any) -> Outcome:
-    return s.halving(pool(options, space), trials, options.eta, options.min_epochs), {}
+    return strategies.halving(pool(options, space), trials, options.eta, options.min_epochs), {}
 
 
 def _hyperband(options: SearchConfig, space: SearchSpace, trials: Trials, study: Any) -> Outcome:
     order = pool(options, space)
     random.Random(options.seed).shuffle(order)
-    return s.hyperband(order, trials, options.eta, options.min_epochs or 1), {}
+    return strategies.hyperband(order, trials, options.eta, options.min_epochs or 1), {}
 
 
 def _sampled(options: SearchConfig, space: SearchSpace, trials: Trials, study: Any) -> Outcome:
-    on_ask = getattr(trials, "bind", None)  # a live search records the sampler's trial for its point
+    on_ask = getattr(trials, "on_proposal", None)  # a live search records the sampler's trial for its point
     epochs = report_epochs(options, trials.full_epochs)
-    return s.pruned(
+    return strategies.pruned(
         study, space.distributions(), space.to_point, trials, options.max_runs, options.max_trials, epochs, on_ask
     ), {}
 
@@ -130,7 +130,9 @@ def _regmix(options: SearchConfig, space: SearchSpace, trials: Trials, study: An
     candidates = space.sample(options.candidates, seed_offset=1)
     if space.config.weights:
         candidates += space.grid()
-    chosen, fit = s.regmix(proxies, candidates, trials, proxy_epochs, s.weight_features(space.auxiliaries))
+    chosen, fit = strategies.regmix(
+        proxies, candidates, trials, proxy_epochs, strategies.weight_features(space.auxiliaries)
+    )
     return chosen, {"regression": fit}
 
 
@@ -212,7 +214,7 @@ def _conditional(options: SearchConfig, space: SearchSpace, trials: Any, study: 
         (fixed,) = trials.advance([point_of(record["chosen"])], trials.full_epochs)
         finalists = [fixed]
     else:
-        best = s.halving(
+        best = strategies.halving(
             [point_of(r["weights"]) for r in order[: options.top]], trials, options.eta, options.min_epochs
         )
         finalists = [best] if best is not None else []

@@ -37,5 +37,5 @@ class Replay:
     def cost(self) -> float:
         return sum(t.epochs for t in self.trials.values()) / self.full_epochs
 
-    def known(self) -> list[Trial]:
+    def all_trials(self) -> list[Trial]:
         return list(self.trials.values())

@@ -104,7 +104,7 @@ class Trials(Protocol):
     def cost(self) -> float:
         """Compute spent so far, in full runs."""
 
-    def known(self) -> list[Trial]:
+    def all_trials(self) -> list[Trial]:
         """Every trial of the search so far, whoever trained it (several workers, an earlier process)."""
 
 
@@ -272,15 +272,15 @@ def pruned(
     for ask, point in getattr(trials, "orphans", list)():
         run(ask, point)
     repeated = 0
-    while len({t.key for t in trials.known()}) < max_trials:  # every worker's points, an earlier process's
+    while len({t.key for t in trials.all_trials()}) < max_trials:  # every worker's points, an earlier process's
         if trials.cost() >= max_runs or repeated >= DUPLICATES:
             break
         ask = study.ask(distributions)
         point = canonical(to_point(ask.params))
-        known = next((t for t in trials.known() if t.key == point_key(point)), None)
+        known = next((t for t in trials.all_trials() if t.key == point_key(point)), None)
         decided = known is not None and known.state in ("complete", "stopped", "failed")
         repeated = repeated + 1 if decided else 0  # decided already: its trial costs nothing, and counts once
         if on_ask is not None:
             on_ask(point, ask)
         run(ask, point)
-    return choose(trials.known(), full)  # among every trial of the search, not this process's alone
+    return choose(trials.all_trials(), full)  # among every trial of the search, not this process's alone

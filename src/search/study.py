@@ -108,10 +108,10 @@ class Study:
             if (number := self.find(key)) is not None:
                 return number
             trial = self.study.ask()
-            self.bind(key, point, trial)
+            self.attach(key, point, trial)
             return trial.number
 
-    def bind(self, key: str, point: Point, trial: optuna.Trial) -> None:
+    def attach(self, key: str, point: Point, trial: optuna.Trial) -> None:
         """``trial`` (a sampler's proposal, or one asked for here) is ``point``'s."""
         trial.set_user_attr("key", key)
         trial.set_user_attr("point", jsonable(point))
