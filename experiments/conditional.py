@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.frontier import FIXED, recorded_points, setting_of
+from experiments.frontier import recorded_points, setting_of
+from experiments.report import FIXED_CLASSES as FIXED
 from experiments.report import collect
 from experiments.stats import interval, spearman
 from src.search.strategies import WEIGHT, canonical, point_key

@@ -33,6 +33,7 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
+from experiments.report import FIXED_CLASSES as FIXED
 from experiments.report import budget_label, collect, method_key, method_order
 from experiments.stats import interval, spearman
 from src.schema import SearchConfig, SpaceConfig
@@ -40,7 +41,6 @@ from src.search.registry import label, run_strategy, sampler_and_pruner
 from src.search.replay import Replay
 from src.search.strategies import WEIGHT, Point, canonical, point_key
 
-FIXED = ("Static", "Uniform", "SingleTask")
 # strategies replayed by default: name → SearchConfig options
 REPLAYS: dict[str, dict[str, Any]] = {
     "halving η=3": {"strategy": "halving", "eta": 3},
@@ -362,7 +362,7 @@ def early_ranking(grid: dict[int, dict[str, dict]], common: set[str], full: int)
     return out
 
 
-def _cell(row: dict[str, Any], oracle_test: dict[int, float]) -> tuple[str, str, str, float, float]:
+def _cell(row: dict[str, Any], oracle_test: dict[int, float]) -> tuple[str, str, str, float, float, float]:
     seeds = sorted(row["test"])
     tests = [row["test"][s] for s in seeds]
     diffs = [100 * (row["test"][s] - oracle_test[s]) for s in seeds if s in oracle_test]
@@ -370,7 +370,7 @@ def _cell(row: dict[str, Any], oracle_test: dict[int, float]) -> tuple[str, str,
     cost = statistics.fmean(row["cost"][s] for s in seeds)
     spread = f" ± {statistics.stdev(tests):.4f}" if len(tests) > 1 else " (one seed)"
     delta = f"{mean:+.2f}" + (f" ± {half:.2f}" if not math.isnan(half) else "")
-    return f"{statistics.fmean(tests):.4f}{spread}", delta, f"{cost:.2f}", mean, cost
+    return f"{statistics.fmean(tests):.4f}{spread}", delta, f"{cost:.2f}", mean, cost, half
 
 
 def write_report(tables: dict[str, dict[str, Any]], out: Path, roots: Sequence[Path]) -> Path:
@@ -389,18 +389,22 @@ def write_report(tables: dict[str, dict[str, Any]], out: Path, roots: Sequence[P
             f"Oracle: `{t['oracle']}` (best mean dev of {t['grid_points']} grid points); seeds "
             f"{', '.join(map(str, t['seeds']))}; {t['full_epochs']} epochs a full run."
         )
-        lines += ["", "| way to pick the weights | compute (runs) | target test | Δ to oracle (points) | note |"]
-        lines.append("|---|---|---|---|---|")
-        plotted = []
+        lines += ["", "| # | way to pick the weights | compute (runs) | target test | Δ to oracle (points) | note |"]
+        lines.append("|---|---|---|---|---|---|")
+        plotted = []  # (number in the figure, kind, compute, mean Δ, its interval's half-width)
         for name, row in t["rows"].items():
             if not row["test"]:
                 continue
-            test, delta, cost, mean, c = _cell(row, t["oracle_test"])
-            if row["kind"] == "grid" and name not in (f"grid, best of {k}" for k in (1, 2, 3, 4, 6, 9, 27, 81)):
-                plotted.append((name, row["kind"], c, mean))
-                continue
-            lines.append(f"| {name} | {cost} | {test} | {delta} | {row['extra']} |")
-            plotted.append((name, row["kind"], c, mean))
+            test, delta, cost, mean, c, half = _cell(row, t["oracle_test"])
+            if row["kind"] == "grid":
+                plotted.append(("", row["kind"], c, mean, half))
+                if name not in (f"grid, best of {k}" for k in (1, 2, 3, 4, 6, 9, 27, 81)):
+                    continue
+                number = ""
+            else:
+                number = str(1 + sum(1 for n, *_ in plotted if n))
+                plotted.append((number, row["kind"], c, mean, half))
+            lines.append(f"| {number} | {name} | {cost} | {test} | {delta} | {row['extra']} |")
         if t["early"]:
             early = ", ".join(f"after {e}: {rho:.2f}" for e, rho in t["early"].items())
             lines += [
@@ -415,7 +419,26 @@ def write_report(tables: dict[str, dict[str, Any]], out: Path, roots: Sequence[P
     return path
 
 
-def plot(setting: str, rows: list[tuple[str, str, float, float]], out: Path) -> Path | None:
+def _label_points(ax: Any, points: list[tuple[str, float, float]]) -> None:
+    """Each point's number beside it; points at about the same compute get their numbers stacked in a column to their
+    right, at least a line apart, each joined to its point by a thin line, so that no two numbers overlap."""
+    low, high = min(m for *_, m in points), max(m for *_, m in points)
+    gap = max(high - low, 1.0) * 0.045
+    columns: dict[int, list[tuple[str, float, float]]] = defaultdict(list)
+    for number, c, m in points:
+        columns[round(20 * math.log10(c))].append((number, c, m))  # within ~12% of compute: one column
+    for column in columns.values():
+        place = math.inf
+        for number, c, m in sorted(column, key=lambda p: -p[2]):
+            place = min(m, place - gap)
+            moved = abs(place - m) > 1e-9
+            ax.annotate(number, (c, m), xytext=(c * 1.12, place), textcoords="data", fontsize=6, va="center",
+                        arrowprops={"arrowstyle": "-", "lw": 0.3, "color": "grey"} if moved else None)  # fmt: skip
+
+
+def plot(setting: str, rows: list[tuple[str, str, float, float, float]], out: Path) -> Path | None:
+    """Δ to the oracle against compute: each point with its 95% interval, numbered as in the report's table (names
+    beside the points overlap where several land together)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -424,15 +447,16 @@ def plot(setting: str, rows: list[tuple[str, str, float, float]], out: Path) -> 
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    grid = sorted((c, m) for n, k, c, m in rows if k == "grid")
+    grid = sorted((c, m) for n, k, c, m, h in rows if k == "grid")
     if grid:
         ax.plot([c for c, _ in grid], [m for _, m in grid], "-", color="grey", label="grid, best of k")
     style = {"learned": ("o", "tab:blue"), "live": ("*", "tab:red"), "replay": ("s", "tab:green"), "oracle": ("D", "k")}
-    for name, kind, c, m in rows:
-        if kind in style:
-            marker, color = style[kind]
-            ax.plot([c], [m], marker, color=color, alpha=0.8)
-            ax.annotate(name.split(": ", 1)[-1], (c, m), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    points = [(number, kind, c, m, half) for number, kind, c, m, half in rows if kind in style]
+    for _, kind, c, m, half in points:
+        marker, color = style[kind]
+        yerr = None if math.isnan(half) else half
+        ax.errorbar([c], [m], yerr=yerr, fmt=marker, color=color, alpha=0.8, elinewidth=0.8, capsize=2)
+    _label_points(ax, [(number, c, m) for number, _, c, m, _ in points])
     ax.set_xscale("log")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("total compute (full runs)")

@@ -180,7 +180,10 @@ def group_tables(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[st
     return out
 
 
-FIXED = ("single_task", "uniform", "static")  # fixed weightings: the oracle is the best of them on dev
+# fixed weightings, by config name and by the class name results.json records: the oracle is the best of them on
+# dev (report.py, frontier.py, transfer.py and conditional.py all read these)
+FIXED = ("single_task", "uniform", "static")
+FIXED_CLASSES = ("SingleTask", "Uniform", "Static")
 
 
 def paired(runs: list[dict], reference: list[dict]) -> str:

@@ -635,3 +635,23 @@ def test_three_workers_one_killed_run_every_trial_once(storage, tiny_data, tmp_p
 
         study = optuna.load_study(study_name="search", storage=postgres)
         assert len({t.user_attrs.get("key") for t in study.trials}) == len(result["trials"])  # one study, every trial
+
+
+def test_the_frontier_figure_numbers_points_without_overlap_and_draws_intervals(tmp_path):
+    """Points at one compute (every learned method at 1 run) get their numbers a line apart; each point carries its
+    95% interval; the report's table numbers the rows as the figure does."""
+    from experiments.frontier import _label_points, plot
+
+    class Axes:
+        def __init__(self):
+            self.labels = []
+
+        def annotate(self, text, xy, xytext=None, **kwargs):
+            self.labels.append((text, xytext))
+
+    ax = Axes()
+    _label_points(ax, [(str(i), 1.0, -3.5 - 0.01 * i) for i in range(1, 9)] + [("9", 10.0, 0.0)])
+    column = sorted(y for text, (x, y) in ax.labels if text != "9")
+    assert len(column) == 8 and min(b - a for a, b in zip(column, column[1:])) > 0.04
+    figure = plot("toy", [("1", "learned", 1.0, -3.0, 0.5), ("", "grid", 2.0, -1.0, 0.2)], tmp_path)
+    assert figure is not None and figure.exists()
