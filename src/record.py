@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import resource
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
-from src.checkpoints import run_record
+from src.checkpoints import last_checkpoint, run_record
 from src.files import copy_atomically
 from src.lock import rank_zero
 from src.results import RunResults
@@ -134,6 +135,12 @@ def finished(cfg: DictConfig) -> dict[str, Any] | None:
             f"{', …' if len(changed) > 5 else ''}): start this run in a new folder"
         )
     if results.get("epochs") != cfg.trainer.max_epochs or results.get("target_test") is None and cfg.test:
+        if not last_checkpoint(cfg).exists():  # nothing to continue from (callbacks=none): it would start over
+            raise ConfigError(
+                f"{path.parent} holds a finished run of {results.get('epochs')} epochs and no last.ckpt to continue "
+                f"from (its callbacks wrote none): trainer.max_epochs={cfg.trainer.max_epochs} here would train "
+                "from scratch and replace its results.json. Start this run in a new folder (hydra.run.dir=...)"
+            )
         return None  # more epochs, or the test not yet run: continue from last.ckpt
     log.info("%s: this run already finished; its results are kept as they are", path)
     return results
@@ -163,7 +170,22 @@ def restore_hydra_files(folder: Path) -> None:
     """Put back the ``.hydra`` files of the folder's last accepted start (no-op where none was kept)."""
     written = Path(folder) / HYDRA_SUBDIR
     kept = written / ACCEPTED
-    if not rank_zero() or not kept.is_dir():
+    if not rank_zero() or not written.is_dir():
+        return
+    if not kept.is_dir():
+        holds_run = (Path(folder) / "results.json").exists() or any(Path(folder).glob("checkpoints/*.ckpt"))
+        if holds_run:  # a folder from before .hydra/accepted/: its run's files are gone; the refused ones go aside
+            aside = written / "refused"
+            aside.mkdir(exist_ok=True)
+            for path in written.glob("*.yaml"):
+                os.replace(path, aside / path.name)
+            log.warning(
+                "%s: this folder's run predates .hydra/accepted/, so Hydra's rewrite of its files cannot be undone; "
+                "the refused start's files are moved to %s, and the run's own settings are in its results.json "
+                "(run_record, overrides) and checkpoints",
+                written,
+                aside,
+            )
         return
     for path in kept.glob("*.yaml"):
         copy_atomically(path, written / path.name)

@@ -110,6 +110,12 @@ def mnist_run(*overrides: str, breaking: Callable[[World], None] = lambda w: Non
     return run
 
 
+def more_epochs_without_checkpoints(w: World) -> None:
+    """A finished run with callbacks=none (no last.ckpt), started again in its folder with more epochs."""
+    train(w.mnist_cfg("callbacks=none", "ckpt_path=auto", "trainer.max_epochs=1"))
+    train(w.mnist_cfg("callbacks=none", "ckpt_path=auto", "trainer.max_epochs=2"))
+
+
 def search_run(*overrides: str, breaking: Callable[[World], None] = lambda w: None) -> Callable[[World], None]:
     """A search (``python -m src.search``) in ``<tmp>/search`` on the tiny MNIST."""
 
@@ -617,6 +623,12 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
         "but no search_record.json",
     ),  # fmt: skip
     ("lock-unreadable", mnist_run(breaking=unreadable_lock), "cannot be read): delete it if no run uses the folder"),
+    ("finished-no-checkpoint-more-epochs", more_epochs_without_checkpoints, "no last.ckpt to continue from (its"),
+    (
+        "text-label-names-leave-out-a-class",
+        text_run(lambda e, f: e["stars"].update(label_names=["bad"])),
+        "label_names=['bad']: a classification task needs two classes or more, and the train split holds 'bad', 'good'",
+    ),  # fmt: skip
     # signals
     ("sigterm", sigterm_in_epoch_one, "stopped by SIGTERM in epoch 1"),
 ]

@@ -208,6 +208,16 @@ def test_a_refused_or_skipped_start_puts_back_the_runs_hydra_files(tiny_cfg, tmp
     (hydra_dir / "config.yaml").write_text("seed: 0  # rewritten\n")
     train(tiny_cfg("trainer.max_epochs=1", "ckpt_path=auto", "test=false"))
     assert (hydra_dir / "config.yaml").read_text() == "seed: 0\n"
+    # a folder from before .hydra/accepted/ existed: the refused start's files go aside, saying so
+    import shutil
+
+    shutil.rmtree(hydra_dir / "accepted")
+    (hydra_dir / "config.yaml").write_text("seed: 1\n")
+    with pytest.raises(ConfigError, match="other settings"):
+        train(tiny_cfg("trainer.max_epochs=2", "ckpt_path=auto", "seed=1"))
+    assert (
+        not (hydra_dir / "config.yaml").exists() and (hydra_dir / "refused" / "config.yaml").read_text() == "seed: 1\n"
+    )
 
 
 def test_a_resume_may_change_epochs_hardware_loggers_and_paths(tiny_cfg, tiny_data, tmp_path):

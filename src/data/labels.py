@@ -103,6 +103,13 @@ def infer_spec(task: LabelledEntry, labels: Sequence[Any]) -> tuple[TaskSpec, tu
         if task.num_labels is not None and task.num_labels != num:
             given = f"label_names has {num} names" if task.label_names else f"the train split has {num} labels"
             raise DataError(f"{where}.num_labels={task.num_labels}, but {given}")
+        if num < 2 and task.label_names is not None:
+            held = sorted({label_key(y) for y in present})
+            raise DataError(
+                f"{where}.label_names={list(task.label_names)}: a classification task needs two classes or more, and "
+                f"the train split holds {', '.join(map(repr, held[:6]))}: list every class (their order is the class "
+                "ids)"
+            )
         if num < 2:
             raise DataError(f"{where}.label: the train split has fewer than two classes; is it a regression task?")
         metrics = task.metrics or ("accuracy",)
