@@ -3,9 +3,7 @@
 # (half of each auxiliary per epoch), each with the fixed-weight grid under both batchings, αVIL and the three
 # best baselines of the small budget (ForkMerge, Auto-Lambda, HydaLearn: best mean Δ to the oracle there).
 # Started again with the same command, every sweep skips the runs that finished.
-set -uo pipefail
-cd "$(dirname "$0")/../../.."
-export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+. "$(dirname "$0")/../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/budget/runs}
 S="python -m src.run -m hydra/launcher=local_parallel"
 A="$S experiment=known_effect method=alphavil"

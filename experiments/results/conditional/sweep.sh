@@ -6,9 +6,7 @@
 # parts: k4 k4_control one_aux (the defaults and the control, 5 seeds), ablations (K = 4, seeds 0-2: one option
 # changed each), stsb (STS-B at 1,000 examples
 # beside MRPC and RTE, seeds 0-2, MiniLM)
-set -uo pipefail
-cd "$(dirname "$0")/../../.."
-export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+. "$(dirname "$0")/../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/conditional/runs}
 R="python -m src.run experiment=known_effect trainer.enable_model_summary=false task.batching=sampled method=conditional"
 K4="task=multimnist_low_k4 method.space.weights=[0,0.3,1]"

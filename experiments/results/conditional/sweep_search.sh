@@ -3,9 +3,7 @@
 # (default 0 1): each search retraces its replay on the committed grid (experiments/frontier.py), which gives the
 # five seeds' figures; the live runs show the searches run end to end and cost what the replay says.
 #   bash experiments/results/conditional/sweep_search.sh [seed ...]
-set -uo pipefail
-cd "$(dirname "$0")/../../.."
-export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+. "$(dirname "$0")/../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/conditional/runs}
 for seed in ${*:-0 1}; do
   for strategy in conditional conditional_halving; do

@@ -4,9 +4,7 @@
 # against bf16. Two jobs at a time, one thread each. Started again with the same command, every sweep skips
 # the runs that finished (their results.json stays). Seeds 0-2 first, then 3-4 in folders of their own (a
 # sweep's job folders are numbered in its order, so a longer seed list would not find the first runs again).
-set -uo pipefail
-cd "$(dirname "$0")/../../.."
-export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+. "$(dirname "$0")/../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/glue/runs}
 S="python -m src.run -m hydra/launcher=local_parallel"
 python -m experiments.stsb_known

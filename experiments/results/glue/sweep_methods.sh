@@ -3,9 +3,7 @@
 # examples beside MRPC and RTE), beside the runs of sweep.sh (single-task, αVIL, DIW and the sampled oracle,
 # seeds 0-2). One job at a time, one thread. Started again with the same command, every sweep skips the
 # runs that finished. Checkpoints of finished runs are deleted (each is ~0.3 GB; results.json keeps the record).
-set -uo pipefail
-cd "$(dirname "$0")/../../.."
-export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+. "$(dirname "$0")/../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/glue/runs}
 S="python -m src.run -m"  # one job at a time: the other core runs experiments/results/search/sweep.sh
 clean() { find "$1" -name results.json -printf '%h\n' 2>/dev/null | while read -r d; do rm -rf "$d/checkpoints"; done; }

@@ -5,9 +5,7 @@
 # small budget (ForkMerge, Auto-Lambda, HydaLearn, GradNorm). Two jobs at a time (two lanes), one thread each.
 # Started again with the same command, every sweep skips the runs that finished. Checkpoints of finished runs are
 # deleted (results.json keeps the record). Not yet run to its end (see the README: stopped on 2026-12-05 before a run finished).
-set -uo pipefail
-cd "$(dirname "$0")/../../.."
-export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+. "$(dirname "$0")/../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/glue/runs}
 S="python -m src.run -m experiment=glue_stsb_known"
 clean() { find "$1" -name results.json -printf '%h\n' 2>/dev/null | while read -r d; do rm -rf "$d/checkpoints"; done; }

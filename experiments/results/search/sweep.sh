@@ -2,9 +2,7 @@
 # Weight search on the known-effect settings (experiments/results/search/README.md). One job at a time, one
 # thread. Started again with the same command, every search continues where it stopped (finished trials are
 # kept). Checkpoints of finished searches are deleted (results.json, search.json and the study stay).
-set -uo pipefail
-cd "$(dirname "$0")/../../.."
-export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+. "$(dirname "$0")/../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/search/runs}
 S="python -m src.search experiment=search_known"
 clean() { find "$1" -name checkpoints -type d -prune -exec rm -rf {} + 2>/dev/null; }

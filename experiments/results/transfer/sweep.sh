@@ -3,9 +3,7 @@
 # beside experiments/results/budget/runs/small: SLGrad and GradNorm in the known-effect comparison, and
 # uniform on mixed batches with the relatedness probe (callbacks=relatedness), 3 settings x 5 seeds each.
 # Started again with the same command, every sweep skips the runs that finished.
-set -uo pipefail
-cd "$(dirname "$0")/../../.."
-export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+. "$(dirname "$0")/../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/budget/runs}
 S="python -m src.run -m hydra/launcher=local_parallel experiment=known_effect"
 $S method=slgrad,gradnorm hydra.sweep.dir=$RUNS/small/methods_new

@@ -5,9 +5,7 @@
 # learning rate is the fixed weightings' (model.optimizer.lr=1e-3: no method got a tuning budget, as none did).
 # Started again, finished runs are kept (a multirun's finished jobs are skipped).
 #   bash experiments/results/budget/matched/sweep.sh [seeds]     (seeds: a Hydra list, default 0,1,2,3,4)
-set -uo pipefail
-cd "$(dirname "$0")/../../../.."
-export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+. "$(dirname "$0")/../../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/budget/matched/runs}
 METHODS=uniform,uncertainty,pcgrad,upgrad,gcs,ol_aux,auto_lambda,hydalearn,gradnorm,diw,slgrad,post_train
 for seed in ${1:-0 1 2 3 4}; do

@@ -3,9 +3,7 @@
 # run on one thread here). Same settings as sweep.sh; each seed in its own folder, so a started-again sweep skips
 # what finished.
 #   bash experiments/results/budget/matched/sweep_rest.sh
-set -uo pipefail
-cd "$(dirname "$0")/../../../.."
-export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+. "$(dirname "$0")/../../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/budget/matched/runs}
 sweep() {  # sweep SEED METHODS FOLDER
   python -m src.run -m experiment=known_effect task=multimnist_low_k4 task.batching=matched method=$2 seed=$1 \
