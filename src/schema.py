@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from omegaconf import MISSING
 
 BUDGETS = ("equal", "proportional", "temperature", "fraction", "counts")  # src.data.schedule.epoch_budget
+HUGE = 1e4  # a task weight beyond this (the target's is 1) is a diverged weighting, whatever its rule
 PHASES = ("alpha", "merge", "finetune")
 """Names a method gives its own phases in ``Step.block`` (αVIL's α-steps, ForkMerge's merge, post-training's
 target phase) beside the task names of per-task blocks: no task may be named so (:func:`check_tasks`)."""
@@ -453,14 +454,16 @@ class WeightSpaceConfig:
     def __post_init__(self) -> None:
         grids = {"weights": self.weights or [], **{f"per_task.{t}": g for t, g in self.per_task.items()}}
         for name, values in grids.items():
-            if not isinstance(values, list | tuple) or any(not 0 <= float(v) < math.inf for v in values):
-                raise ConfigError(f"{name}={values}: must be a list of finite weights >= 0")
+            if not isinstance(values, list | tuple) or any(not 0 <= float(v) <= HUGE for v in values):
+                raise ConfigError(f"{name}={values}: must be a list of finite weights >= 0 (at most {HUGE:g})")
             if name != "weights" and not values:
                 raise ConfigError(f"{name}=[]: an empty grid leaves nothing to search")
         if (self.low is None) != (self.high is None):
             raise ConfigError(f"low={self.low}, high={self.high}: a weight range needs both bounds")
-        if self.low is not None and not 0 < self.low < self.high < math.inf:
-            raise ConfigError(f"low={self.low}, high={self.high}: a log range needs 0 < low < high (0: set zero=true)")
+        if self.low is not None and not 0 < self.low < self.high <= HUGE:
+            raise ConfigError(
+                f"low={self.low}, high={self.high}: a log range needs 0 < low < high <= {HUGE:g} (0: set zero=true)"
+            )
 
 
 @dataclass

@@ -432,7 +432,8 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     ("alphavil-alpha-lr-inf", config("method=alphavil", "method.alpha_lr=inf"), "alpha_lr=inf: must be a positive"),
     ("auto-lambda-init-negative", config("method=auto_lambda", "method.init=-1"), "init=-1.0: must be a positive"),
     ("diw-features-unknown", config("method=diw", "method.features=pixels"), "features='pixels': must be one of"),
-    ("static-weight-negative", config("method=static", "method.weights={right: -1}"), "must be a finite number >= 0"),
+    ("static-weight-negative", config("method=static", "method.weights={right: -1}"), "must be a number in [0, 10000]"),
+    ("static-weight-huge", config("method=static", "method.weights={right: 1e30}"), "leaves the target nothing"),
     # configs: a model for the other task group
     ("text-model-on-images", config("model=minilm"), "the model reads text but task group 'multimnist' holds images"),
     (

@@ -287,7 +287,7 @@ def test_static_rejects_a_negative_weight_at_validation(tmp_path):
     from src.config import ConfigError, validate
     from tests.conftest import compose_config
 
-    with pytest.raises(ConfigError, match=r"method.weights.right=-1.0: must be a finite number >= 0"):
+    with pytest.raises(ConfigError, match=r"method.weights.right=-1.0: must be a number in \[0, 10000\]"):
         validate(compose_config(["method=static", "method.weights={right: -1}"], output_dir=tmp_path))
 
 

@@ -24,10 +24,9 @@ from torch import Tensor, nn
 from src.data import schedule
 from src.data.schedule import EpochData, Step
 from src.data.tasks import TaskSpec
-from src.schema import MethodConfig
+from src.schema import HUGE, MethodConfig
 
 log = logging.getLogger(__name__)
-HUGE = 1e4  # a task weight beyond this (the target's starts at 1) is a diverged weighting, whatever its rule
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl

@@ -7,13 +7,12 @@ weighting method should come close to. ``uniform`` is this method with every wei
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
 from src.methods.uniform import Uniform
-from src.schema import ConfigError, MethodConfig
+from src.schema import HUGE, ConfigError, MethodConfig
 
 
 @dataclass
@@ -24,9 +23,12 @@ class Config(MethodConfig):
 
     def __post_init__(self) -> None:
         for task, w in {**self.weights, "aux_weight": self.aux_weight}.items():
-            if not 0 <= w < math.inf:
+            if not 0 <= w <= HUGE:
                 name = task if task == "aux_weight" else f"weights.{task}"
-                raise ConfigError(f"{name}={w}: must be a finite number >= 0")
+                raise ConfigError(
+                    f"{name}={w}: must be a number in [0, {HUGE:g}] (against the target's 1, a weight beyond "
+                    f"{HUGE:g} leaves the target nothing: the framework reads it as a diverged weighting)"
+                )
 
 
 class Static(Uniform):
