@@ -626,6 +626,11 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     ("lock-unreadable", mnist_run(breaking=unreadable_lock), "cannot be read): delete it if no run uses the folder"),
     ("finished-no-checkpoint-more-epochs", more_epochs_without_checkpoints, "no last.ckpt to continue from (its"),
     (
+        "text-head-of-another-kind",
+        text_run(lambda e, f: e["score"].update(head="stars")),
+        "stars has 3 outputs, score 1",
+    ),
+    (
         "text-label-names-leave-out-a-class",
         text_run(lambda e, f: e["stars"].update(label_names=["bad"])),
         "label_names=['bad']: a classification task needs two classes or more, and the train split holds 'bad', 'good'",

@@ -312,3 +312,25 @@ def test_the_error_classifier_finds_a_data_error_inside_hydras_wrapper():
     except InstantiationException as wrapped:
         assert isinstance(shared_error(wrapped), DataError)
     assert shared_error(RuntimeError("CUDA error")) is None
+
+
+@pytest.mark.slow  # four runs on the tiny BERT
+def test_a_task_can_train_through_another_tasks_head(text_cfg):
+    """``head: score``: the auxiliary has no head of its own; its loss reaches the target's head (the same
+    parameters), a gradient method sums both tasks' gradients there, and a head of another kind is refused."""
+    from src.run import build
+
+    entries = {**text_cfg.entries, "copy": {**text_cfg.entries["score"], "head": "score"}}
+    for method in ("uniform", "pcgrad"):
+        cfg = text_cfg("task.target=score", "task.auxiliaries=[copy]", f"method={method}", tasks=entries)
+        _, module, _ = build(cfg)
+        assert set(module.model.heads) == {"score"}
+        assert module.task_parameters("copy").keys() == module.task_parameters("score").keys()
+        results = train(cfg)
+        assert results["target_test"] is not None and set(results["weights"]) == {"score", "copy"}
+    wrong = {**text_cfg.entries, "copy": {**text_cfg.entries["score"], "head": "stars"}}
+    with pytest.raises(ConfigError, match=r"task.tasks.copy.head='stars': stars has 3 outputs, copy 1"):
+        train(text_cfg("task.target=score", "task.auxiliaries=[copy, stars]", tasks=wrong))
+    absent = {**text_cfg.entries, "copy": {**text_cfg.entries["score"], "head": "stars"}}
+    with pytest.raises(ConfigError, match=r"head='stars': stars is not a task of this run"):
+        train(text_cfg("task.target=score", "task.auxiliaries=[copy]", tasks=absent))

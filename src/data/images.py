@@ -34,7 +34,7 @@ from src.data.tasks import TaskSpec
 log = logging.getLogger(__name__)
 LISTINGS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 FIELDS = ("data_files", "image", "root", "label", "kind", "num_labels", "label_names", "metrics", "test_split")
-FIELDS += ("test_fraction", "train_split")
+FIELDS += ("test_fraction", "train_split", "head")
 
 
 @dataclass(frozen=True, kw_only=True)

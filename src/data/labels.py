@@ -29,6 +29,7 @@ class LabelledEntry:
     train_split: str = "train"
     test_splits: Mapping[str, str] = field(default_factory=dict)  # test-set name → split ({name: "test"})
     test_fraction: float | None = None
+    head: str | None = None  # another task's head to train through (None: its own)
 
 
 def label_fields(where: str, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,7 +51,11 @@ def label_fields(where: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     if test_fraction is not None and not 0 < test_fraction < 1:
         raise DataError(f"{where}.test_fraction={test_fraction}: must be in (0, 1)")
     label_names = entry.get("label_names")
+    head = entry.get("head")
+    if head is not None and (not isinstance(head, str) or head == where.rsplit(".", 1)[-1]):
+        raise DataError(f"{where}.head={head!r}: must name another task of the run, whose head this one trains through")
     return {
+        "head": head,
         "kind": kind,
         "num_labels": num_labels,
         "label_names": tuple(str(x) for x in label_names) if label_names is not None else None,
@@ -82,7 +87,7 @@ def infer_spec(task: LabelledEntry, labels: Sequence[Any]) -> tuple[TaskSpec, tu
         if row is not None:  # numbers written as text (a column with one stray word reads as text) are fine
             raise DataError(f"{where}.label: row {row}: {labels[row]!r} is not a number (kind: regression)")
         metrics = task.metrics or ("pearson", "spearman")
-        spec, names = TaskSpec(task.name, 1, metrics), None
+        spec, names = TaskSpec(task.name, 1, metrics, task.head), None
     else:
         ints = [int(y) for y in numbers if float(y).is_integer()]
         present = [y for y in labels if y is not None]
@@ -113,7 +118,7 @@ def infer_spec(task: LabelledEntry, labels: Sequence[Any]) -> tuple[TaskSpec, tu
         if num < 2:
             raise DataError(f"{where}.label: the train split has fewer than two classes; is it a regression task?")
         metrics = task.metrics or ("accuracy",)
-        spec = TaskSpec(task.name, num, metrics)
+        spec = TaskSpec(task.name, num, metrics, task.head)
     for m in spec.metrics:
         if m in ("pearson", "spearman") and not spec.regression or m in ("accuracy", "mcc", "f1") and spec.regression:
             raise DataError(f"{where}.metrics: {m} does not score a {kind} task")

@@ -28,11 +28,14 @@ class TaskSpec:
         headline: the GLUE-style headline: the mean of ``metrics`` (for MRPC the mean of F1 and
             accuracy, for STS-B of Pearson and Spearman, else the single metric). It drives checkpointing
             when the task is the target.
+        head: the task whose head this one trains through (``None``: a head of its own). A control that asks the
+            shared parameters, target head included, for the opposite of the target (``task.tasks.<name>.head``).
     """
 
     name: str
     num_outputs: int
     metrics: tuple[str, ...] = ("accuracy",)
+    head: str | None = None
 
     @property
     def regression(self) -> bool:

@@ -16,6 +16,8 @@ listed under ``task.tasks``. Each entry names its source and its fields::
   order by hand.
 - ``metrics``: from :data:`src.data.tasks.METRICS`; defaults ``[accuracy]`` (classification) and
   ``[pearson, spearman]`` (regression). The first metrics' mean is the headline, as in GLUE.
+- ``head``: another task of the run whose head this one trains through, instead of a head of its own (it must
+  have as many outputs): a control whose labels contradict that task's reaches every parameter that task uses.
 - ``train_split`` (default ``train``) and ``test_split`` (default ``test``); a source without a test split
   takes ``test_fraction`` of the train split as its test set (the same rows for every seed). The target's dev
   split is carved from what remains of its train split, as everywhere.
@@ -57,6 +59,7 @@ FIELDS = (
     "train_split",
     "test_split",
     "test_fraction",
+    "head",
 )
 TOKENIZER_FILES = ("tokenizer*", "vocab*", "merges*", "special_tokens*", "added_tokens*", "spiece*", "sentencepiece*")
 
