@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.frontier import frontier, setting_of
-from experiments.report import collect
+from experiments.report import collect, is_uniform
 from experiments.stats import interval
 
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
                 b: {
                     r["seed"]: r["target_test"]
                     for r in runs
-                    if setting_of(r) == setting and r.get("method") == "Uniform" and r.get("schedule") == b
+                    if setting_of(r) == setting and is_uniform(r) and r.get("schedule") == b
                 }
                 for b in ("matched", "mixed")
             }

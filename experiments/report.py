@@ -186,6 +186,14 @@ FIXED = ("single_task", "uniform", "static")
 FIXED_CLASSES = ("SingleTask", "Uniform", "Static")
 
 
+def is_uniform(r: dict[str, Any]) -> bool:
+    """Every task at weight 1: method=uniform, or a fixed weighting (a grid's point) that gives every task 1."""
+    weights = r.get("weights") or {}
+    return (
+        r.get("method") == "Uniform" or r.get("method") == "Static" and bool(weights) and set(weights.values()) == {1.0}
+    )
+
+
 def paired(runs: list[dict], reference: list[dict]) -> str:
     """Mean paired difference of the target test score to ``reference`` over shared seeds, ± 95% t-interval."""
     diffs = paired_diffs(runs, reference)
