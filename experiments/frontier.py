@@ -259,7 +259,21 @@ def _grid_searched(runs: list[dict], searches: list[dict]) -> set[str]:
     return keys
 
 
+class _Rows:
+    """A setting's rows: per way of picking weights, its kind, and each seed's test score and compute."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def add(self, name: str, seed: int, test: float | None, cost: float, kind: str, extra: str = "") -> None:
+        row = self.rows.setdefault(name, {"kind": kind, "test": {}, "cost": {}, "extra": extra})
+        if test is not None and not math.isnan(test):
+            row["test"][seed], row["cost"][seed] = test, cost
+
+
 def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool) -> dict[str, Any] | None:
+    """One setting's frontier: the recorded grid and its oracle, then every learned method, live search, replayed
+    strategy and best-of-k of the grid as rows."""
     # in the task's order (a live grid's product order, which a random pool of its points depends on)
     auxiliaries = list(dict.fromkeys(t for r in sorted(runs, key=lambda r: -len(r["tasks"])) for t in r["tasks"][1:]))
     full = max(r.get("epochs") or 0 for r in runs)
@@ -273,15 +287,30 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
     dev = {k: statistics.fmean(grid[s][k]["target_dev"] for s in seeds) for k in common}
     oracle = max(sorted(common), key=lambda k: dev[k])
     oracle_test = {s: grid[s][oracle]["target_test"] for s in seeds}
-    rows: dict[str, dict[str, Any]] = {}
-
-    def add(name: str, seed: int, test: float | None, cost: float, kind: str, extra: str = "") -> None:
-        row = rows.setdefault(name, {"kind": kind, "test": {}, "cost": {}, "extra": extra})
-        if test is not None and not math.isnan(test):
-            row["test"][seed], row["cost"][seed] = test, cost
-
+    rows = _Rows()
     for s in seeds:
-        add(f"oracle: {oracle}", s, oracle_test[s], len(common), "oracle")
+        rows.add(f"oracle: {oracle}", s, oracle_test[s], len(common), "oracle")
+    _learned_rows(rows, runs)
+    _live_rows(rows, runs, searches)
+    if replay:
+        _replay_rows(rows, runs, grid, sorted(common), auxiliaries, full)
+    for k in range(1, len(common) + 1):
+        for s in seeds:
+            pts = [(grid[s][p]["target_dev"], grid[s][p]["target_test"]) for p in sorted(common)]
+            rows.add(f"grid, best of {k}", s, best_of_k(pts, k), float(k), "grid")
+    return {
+        "oracle": oracle,
+        "grid_points": len(common),
+        "seeds": seeds,
+        "full_epochs": full,
+        "oracle_test": oracle_test,
+        "rows": rows.rows,
+        "early": early_ranking(grid, common, full),
+    }
+
+
+def _learned_rows(rows: _Rows, runs: list[dict]) -> None:
+    """Every learned method's runs at their own cost, with their passes over twice their optimizer steps."""
     learned = defaultdict(list)
     for r in runs:
         if r.get("method") not in FIXED:
@@ -290,7 +319,11 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
         for r in learned[key]:
             passes = r.get("passes") or {}
             ratio = (passes.get("forward", 0) + passes.get("backward", 0)) / max(1, 2 * r.get("optimizer_steps", 1))
-            add(key, r["seed"], r.get("target_test"), run_cost(r), "learned", f"passes / 2·steps {ratio:.2f}")
+            rows.add(key, r["seed"], r.get("target_test"), run_cost(r), "learned", f"passes / 2·steps {ratio:.2f}")
+
+
+def _live_rows(rows: _Rows, runs: list[dict], searches: list[dict]) -> None:
+    """Every live search of this setting at its total_runs, named by its strategy's label."""
     for search in searches:
         if search.get("target") is None or not search.get("chosen"):
             continue
@@ -300,49 +333,42 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
             continue  # the search of another setting (target, budget, dev size, epochs, auxiliaries)
         random_only = any("start-up proposals" in w for w in search.get("warnings") or [])
         name = f"search (live): {label(search['options'])}" + (" (random start-up only)" if random_only else "")
-        add(name, search["seed"], search["chosen"].get("test"), search["total_runs"], "live")
-    if replay:
-        for name, options in REPLAYS.items():
-            for s in seeds:
-                points = {k: point_of(grid[s][k], auxiliaries) for k in sorted(common)}  # every seed's grid
-                trials = ReplayWithSources(
-                    {k: grid[s][k]["dev_history"] for k in common},
-                    full,
-                    {r.get("method_choice") or "": r for r in runs if r["seed"] == s and _plain(r)},
-                    list(points.values()),
-                    snap=options["strategy"] == "hybrid",
-                )
-                source = options.get("source") if options["strategy"] == "hybrid" else options["strategy"]
-                if options["strategy"] in ("hybrid", "conditional") and source not in trials.sources:
-                    continue
-                if options.get("proxy_epochs", 0) >= full:  # proxies as long as the run: not a proxy
-                    continue
-                cfg = SearchConfig(**{**options, "seed": s})
-                import optuna  # noqa: PLC0415
+        rows.add(name, search["seed"], search["chosen"].get("test"), search["total_runs"], "live")
 
-                optuna.logging.set_verbosity(optuna.logging.WARNING)
-                sampler, pruner = sampler_and_pruner(cfg)  # the live search's own
-                study = optuna.create_study(  # named: the Hyperband pruner's brackets hash the study's name
-                    study_name=cfg.study_name, direction="maximize", sampler=sampler, pruner=pruner
-                )
-                chosen, _ = run_strategy(cfg, RecordedSpace(points, auxiliaries, s), trials, study)
-                test = grid[s][chosen.key]["target_test"] if chosen and chosen.key in grid[s] else None
-                if chosen is not None and chosen.key.startswith("source-"):
-                    test = trials.sources[source].get("target_test")
-                add(f"replay: {name}", s, test, trials.cost(), "replay")
-    for k in range(1, len(common) + 1):
-        for s in seeds:
-            pts = [(grid[s][p]["target_dev"], grid[s][p]["target_test"]) for p in sorted(common)]
-            add(f"grid, best of {k}", s, best_of_k(pts, k), float(k), "grid")
-    return {
-        "oracle": oracle,
-        "grid_points": len(common),
-        "seeds": seeds,
-        "full_epochs": full,
-        "oracle_test": oracle_test,
-        "rows": rows,
-        "early": early_ranking(grid, common, full),
-    }
+
+def _replay_rows(
+    rows: _Rows, runs: list[dict], grid: dict[int, dict], common: list[str], auxiliaries: list[str], full: int
+) -> None:
+    """Every strategy of :data:`REPLAYS` replayed on each seed's recorded grid, with the live search's own code,
+    sampler and pruner; its cost is what the replayed trials (and a recorded source run) spent."""
+    import optuna  # noqa: PLC0415
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name, options in REPLAYS.items():
+        for s in sorted(grid):
+            points = {k: point_of(grid[s][k], auxiliaries) for k in common}  # every seed's grid
+            trials = ReplayWithSources(
+                {k: grid[s][k]["dev_history"] for k in common},
+                full,
+                {r.get("method_choice") or "": r for r in runs if r["seed"] == s and _plain(r)},
+                list(points.values()),
+                snap=options["strategy"] == "hybrid",
+            )
+            source = options.get("source") if options["strategy"] == "hybrid" else options["strategy"]
+            if options["strategy"] in ("hybrid", "conditional") and source not in trials.sources:
+                continue
+            if options.get("proxy_epochs", 0) >= full:  # proxies as long as the run: not a proxy
+                continue
+            cfg = SearchConfig(**{**options, "seed": s})
+            sampler, pruner = sampler_and_pruner(cfg)  # the live search's own
+            study = optuna.create_study(  # named: the Hyperband pruner's brackets hash the study's name
+                study_name=cfg.study_name, direction="maximize", sampler=sampler, pruner=pruner
+            )
+            chosen, _ = run_strategy(cfg, RecordedSpace(points, auxiliaries, s), trials, study)
+            test = grid[s][chosen.key]["target_test"] if chosen and chosen.key in grid[s] else None
+            if chosen is not None and chosen.key.startswith("source-"):
+                test = trials.sources[source].get("target_test")
+            rows.add(f"replay: {name}", s, test, trials.cost(), "replay")
 
 
 def early_ranking(grid: dict[int, dict[str, dict]], common: set[str], full: int) -> dict[int, float]:
