@@ -195,14 +195,15 @@ def is_uniform(r: dict[str, Any]) -> bool:
 
 
 def paired(runs: list[dict], reference: list[dict]) -> str:
-    """Mean paired difference of the target test score to ``reference`` over shared seeds, ± 95% t-interval."""
-    diffs = paired_diffs(runs, reference)
+    """Mean paired difference of the target test score to ``reference`` over shared seeds, in points, ± its 95%
+    t-interval."""
+    diffs = [100 * d for d in paired_diffs(runs, reference)]  # in points, as the frontier and transfer reports
     if not diffs:
         return "–"
     mean, half = interval(diffs)
     if len(diffs) < 2:
-        return f"{mean:+.4f} (n=1)"
-    return f"{mean:+.4f} ± {half:.4f}"
+        return f"{mean:+.2f} (n=1)"
+    return f"{mean:+.2f} ± {half:.2f}"
 
 
 def oracle(methods: dict[str, list[dict]]) -> str | None:
@@ -291,9 +292,9 @@ def tables(results: list[dict[str, Any]]) -> str:
             )
         best = max((r["test"] for r in rows if not math.isnan(r["test"])), default=math.nan)
         out.append(
-            "| method | target test (mean ± std) | per seed | Δ vs single_task (95% CI) | Δ vs oracle (95% CI) | "
-            "target dev | examples seen (mean) | optimizer steps | passes fwd / bwd | dev examples used | "
-            "s / epoch | final weights (mean) |"
+            "| method | target test (mean ± std) | per seed | Δ vs single_task (points, 95% CI) | "
+            "Δ vs oracle (points, 95% CI) | target dev | examples seen (mean) | optimizer steps | passes fwd / bwd | "
+            "dev examples used | s / epoch | final weights (mean) |"
         )
         out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
@@ -304,10 +305,10 @@ def tables(results: list[dict[str, Any]]) -> str:
             )
         out.append("")
         out.append(
-            "Δ: the paired difference of the target test score over the seeds both rows ran (mean ± half-width "
-            "of the 95% t-interval). Examples seen: training examples each task's loss was taken on, over the "
-            "whole run (dev batches excluded). Passes: the model's forward and backward passes over a batch in "
-            "training (α-steps, look-aheads, trial steps and merge evaluations included)."
+            "Δ: the paired difference of the target test score over the seeds both rows ran, in points (× 100; "
+            "mean ± half-width of the 95% t-interval). Examples seen: training examples each task's loss was taken "
+            "on, over the whole run (dev batches excluded). Passes: the model's forward and backward passes over a "
+            "batch in training (α-steps, look-aheads, trial steps and merge evaluations included)."
         )
         if marked := [r for r in rows if r["off"]]:
             out.append(

@@ -227,7 +227,7 @@ def test_report_oracle_and_paired_differences_on_hand_computed_values():
     row = next(line for line in text.splitlines() if line.startswith("| alphavil |"))
     # vs single: differences .02, .01, .04: mean .0233, sd .01528, t(2) = 4.303 → ± 4.303 · .01528 / √3 = .0379
     # vs oracle: differences −.01, −.01, .02: mean 0, sd .01732 → ± .0430
-    assert "| 0.8200, 0.8300, 0.8500 | +0.0233 ± 0.0379 | +0.0000 ± 0.0430 |" in row
+    assert "| 0.8200, 0.8300, 0.8500 | +2.33 ± 3.79 | +0.00 ± 4.30 |" in row
     assert "left=1,000, right=3,000" in row
     assert next(line for line in text.splitlines() if "(oracle)" in line).startswith("| static (weights.right=0.5)")
 
@@ -340,7 +340,7 @@ def test_report_tables_one_budget_each_with_the_oracle_at_it_and_spending_marked
     assert "| uniform · mixed † |" in small and "uniform · mixed: steps." in small  # same examples, half the steps
     assert "| alphavil |" in small and "| alphavil |" in large  # within 5% of the reference in both
     # at each budget αVIL is measured against its own budget's oracle: −0.01 and −0.02 on every seed
-    assert "| -0.0100 ± 0.0000 |" in small and "| -0.0200 ± 0.0000 |" in large
+    assert "| -1.00 ± 0.00 |" in small and "| -2.00 ± 0.00 |" in large
 
 
 @pytest.mark.slow
