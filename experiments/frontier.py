@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.report import FIXED_CLASSES as FIXED
-from experiments.report import budget_label, collect, method_key, method_order
+from experiments.report import best_on_dev, budget_label, collect, method_key, method_order
 from experiments.stats import interval, spearman
 from src.schema import SearchConfig, SpaceConfig
 from src.search.registry import label, run_strategy, sampler_and_pruner
@@ -284,8 +284,7 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
         common &= searched
     if len(common) < 2:
         return None
-    dev = {k: statistics.fmean(grid[s][k]["target_dev"] for s in seeds) for k in common}
-    oracle = max(sorted(common), key=lambda k: dev[k])
+    oracle = best_on_dev({k: [grid[s][k]["target_dev"] for s in seeds] for k in common})
     oracle_test = {s: grid[s][oracle]["target_test"] for s in seeds}
     rows = _Rows()
     for s in seeds:

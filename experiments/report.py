@@ -212,8 +212,14 @@ def oracle(methods: dict[str, list[dict]]) -> str | None:
     A table holds one budget, so the oracle is the best fixed weighting at the budget of every row it is
     compared with, under either batching.
     """
-    fixed = [m for m in methods if m.split(" ", 1)[0] in FIXED]
-    return max(fixed, key=lambda m: mean_std([r["target_dev"] for r in methods[m]])[0], default=None)
+    fixed = {m: [r["target_dev"] for r in methods[m]] for m in methods if m.split(" ", 1)[0] in FIXED}
+    return best_on_dev(fixed)
+
+
+def best_on_dev(devs: dict[str, list[float]]) -> str | None:
+    """The oracle rule every report shares (report, frontier, transfer): the candidate with the best mean dev score
+    over its seeds; ties to the first by name."""
+    return max(sorted(devs), key=lambda k: mean_std(devs[k])[0], default=None)
 
 
 def reference(methods: dict[str, list[dict]], best_fixed: str | None) -> str | None:
