@@ -434,6 +434,8 @@ CASES: list[tuple[str, Callable[[World], None], str]] = [
     ("diw-features-unknown", config("method=diw", "method.features=pixels"), "features='pixels': must be one of"),
     ("static-weight-negative", config("method=static", "method.weights={right: -1}"), "must be a number in [0, 10000]"),
     ("static-weight-huge", config("method=static", "method.weights={right: 1e30}"), "leaves the target nothing"),
+    ("auto-lambda-init-huge", config("method=auto_lambda", "method.init=1e30"), "init=1e+30: must be at most 10000"),
+    ("hydalearn-cap-huge", config("method=hydalearn", "method.max_weight=1e30"), "max_weight=1e+30: must be at most"),
     # configs: a model for the other task group
     ("text-model-on-images", config("model=minilm"), "the model reads text but task group 'multimnist' holds images"),
     (

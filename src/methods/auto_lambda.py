@@ -21,7 +21,7 @@ from torch import Tensor
 from src.data.schedule import DEV
 from src.flat import flat_grad
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import ConfigError, MethodConfig, positive
+from src.schema import HUGE, ConfigError, MethodConfig, positive
 
 
 @dataclass
@@ -34,6 +34,11 @@ class Config(MethodConfig):
 
     def __post_init__(self) -> None:
         positive(self, "init", "lr", "eps")  # λ ≤ 0 would train a task against its own loss
+        if self.init > HUGE:
+            raise ConfigError(
+                f"init={self.init}: must be at most {HUGE:g}: λ is a task's weight, and beyond {HUGE:g} the framework "
+                "reads a weight as diverged"
+            )
         if self.lr > 1:
             raise ConfigError(
                 f"lr={self.lr}: must be at most 1: Adam moves λ by about lr each step, and λ starts at {self.init}; "

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import ConfigError, MethodConfig, positive
+from src.schema import HUGE, ConfigError, MethodConfig, positive
 
 
 @dataclass
@@ -35,6 +35,11 @@ class Config(MethodConfig):
     def __post_init__(self) -> None:
         positive(self, "lookahead_lr", allow_none=True)
         positive(self, "max_weight")
+        if self.max_weight > HUGE:
+            raise ConfigError(
+                f"max_weight={self.max_weight}: must be at most {HUGE:g}: beyond it the framework reads an "
+                "auxiliary's weight (against the target's 1) as diverged"
+            )
         if self.lookahead_lr is not None and self.lookahead_lr > 1:
             raise ConfigError(
                 f"lookahead_lr={self.lookahead_lr}: must be at most 1: a trial step of more than the whole gradient "
