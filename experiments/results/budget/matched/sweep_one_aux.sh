@@ -5,9 +5,7 @@
 # first, then DIW and SLGrad; one job at a time, one thread. Each seed in its own folder, so a sweep started again
 # skips what finished.
 #   bash experiments/results/budget/matched/sweep_one_aux.sh [seeds]     (default 0 1 2 3 4)
-set -uo pipefail
-cd "$(dirname "$0")/../../../.."
-export OMP_NUM_THREADS=1 ALPHAVIL_DATA_DIR=${ALPHAVIL_DATA_DIR:-../shared/data}
+. "$(dirname "$0")/../../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/budget/matched/runs}
 TASKS=multimnist_low_coarse,multimnist_low_right,multimnist_low_mixed
 sweep() {  # sweep SEED METHODS FOLDER
