@@ -135,7 +135,9 @@ def finished(cfg: DictConfig) -> dict[str, Any] | None:
             f"{', …' if len(changed) > 5 else ''}): start this run in a new folder"
         )
     if results.get("epochs") != cfg.trainer.max_epochs or results.get("target_test") is None and cfg.test:
-        if not last_checkpoint(cfg).exists():  # nothing to continue from (callbacks=none): it would start over
+        last = last_checkpoint(cfg)
+        if not last.exists() and not any(last.parent.glob("*.ckpt")):  # callbacks=none: it would start over
+            # (best checkpoints without a last.ckpt are refused where the resume is found: resume_path names them)
             raise ConfigError(
                 f"{path.parent} holds a finished run of {results.get('epochs')} epochs and no last.ckpt to continue "
                 f"from (its callbacks wrote none): trainer.max_epochs={cfg.trainer.max_epochs} here would train "
