@@ -40,11 +40,11 @@ import torch
 import transformers
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 
 from src.config import ROOT
 from src.data.schedule import DEV, step_loader
 from src.run import build
+from src.runtime import pin
 
 METHODS = tuple(sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")))  # every method config
 
@@ -67,8 +67,7 @@ def config(overrides: list[str], out: Path):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[*overrides, f"paths.output_dir={out}"], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return pin(cfg)
 
 
 def examples_in(plan) -> int:

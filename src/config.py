@@ -19,7 +19,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from src.data.glue import DEFAULT_AUXILIARIES as GLUE_AUXILIARIES
 from src.data.glue import TASKS as GLUE_TASKS
-from src.runtime import choice, sweep_group
 from src.schema import (
     Config,
     ConfigError,
@@ -116,7 +115,6 @@ def _open_mappings(node: DictConfig) -> None:
 def register() -> None:
     """Register the resolvers and schemas (idempotent; called on import)."""
     OmegaConf.register_new_resolver("alphavil.root", lambda: str(ROOT), replace=True)
-    OmegaConf.register_new_resolver("alphavil.sweep_group", sweep_group, replace=True)
     OmegaConf.register_new_resolver("alphavil.task_group", task_group, replace=True)
     OmegaConf.register_new_resolver("alphavil.run_id", run_id, replace=True, use_cache=True)
     OmegaConf.register_new_resolver("alphavil.conditions", conditions, replace=True)
@@ -146,7 +144,7 @@ def validate(cfg: DictConfig) -> None:
     """Build every schema in ``cfg`` (running its checks); raise :class:`ConfigError` naming the key."""
     check_targets(cfg)  # first: nothing below may name code to run
     for group in ("task", "method", "model", "trainer", "logger", "callbacks", "paths", "search", "experiment"):
-        if (picked := choice(group)) and (".." in picked or picked.startswith("/")):
+        if (picked := _chosen(cfg, group)) and (".." in picked or picked.startswith("/")):
             raise ConfigError(
                 f"{group}={picked}: an option of the {group} group is a name in conf/{group}/ (or a --config-dir's), "
                 "not a path into another group"
@@ -161,6 +159,11 @@ def validate(cfg: DictConfig) -> None:
     _check_model_reads_task(cfg)
     _check_batching(cfg)
     _check_conditioning(cfg)
+
+
+def _chosen(cfg: DictConfig, group: str) -> str | None:
+    """The option the command line chose for ``group`` (``cfg.launch``, src/runtime.py); ``None`` unpinned."""
+    return OmegaConf.select(cfg, f"launch.choices.{group}", default=None)
 
 
 def _kinds() -> dict[str, tuple[str, Any]]:
@@ -272,7 +275,7 @@ def _check_conditioning(cfg: DictConfig) -> None:
         )
     if condition is None and getattr(method, "conditions_model", False):
         raise ConfigError(
-            f"method={choice('method') or method.__name__}: the model ({cfg.model.net.get('_target_')}) has no "
+            f"method={_chosen(cfg, 'method') or method.__name__}: the model ({cfg.model.net.get('_target_')}) has no "
             "model.net.condition option, so it cannot be conditioned on the weights; use model=lenet, model=minilm or "
             "model=encoder"
         )

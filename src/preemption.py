@@ -23,7 +23,6 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from src.checkpoints import last_checkpoint
 from src.module import StopRequested
-from src.runtime import overrides
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +131,7 @@ def resume_hint(cfg: DictConfig, trainer: pl.Trainer | None, when: str = "", sto
             f"stopped by {stopped_by} {when or f'in epoch {trainer.current_epoch}'}; no results.json was written. "
             f"{where}. {_CONTINUED_BY[-1]}"
         )
-    kept = [o for o in overrides() if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    kept = [o for o in cfg.launch.overrides if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
     command = shlex.join(["python", "-m", "src.run", *kept])
     in_place = shlex.quote(f"hydra.run.dir={cfg.paths.output_dir}")
     return (

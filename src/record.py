@@ -17,7 +17,6 @@ from src.checkpoints import last_checkpoint, run_record
 from src.files import copy_atomically
 from src.lock import rank_zero
 from src.results import RunResults
-from src.runtime import choice, overrides
 from src.schema import ConfigError
 
 if TYPE_CHECKING:
@@ -64,8 +63,8 @@ def fit_results(cfg: DictConfig, datamodule: MultiTaskDataModule, module: MultiT
     return RunResults(
         target=datamodule.target,
         method=cfg.method._target_.rsplit(".", 1)[-1],
-        method_choice=choice("method"),
-        task_config=choice("task"),
+        method_choice=cfg.launch.choices.get("method"),
+        task_config=cfg.launch.choices.get("task"),
         tasks=method.names,
         target_metric=datamodule.tasks[0].headline,
         target_dev=scores[tested] if tested is not None and tested < len(scores) else None,
@@ -94,7 +93,7 @@ def fit_results(cfg: DictConfig, datamodule: MultiTaskDataModule, module: MultiT
         weight_history=histories["weight_history"],
         seed=cfg.seed,
         epochs=cfg.trainer.max_epochs,
-        overrides=overrides(),
+        overrides=list(cfg.launch.overrides),
         run_record=jsonable(run_record(cfg)),
         data=dict(datamodule.identity),
         extra=extra,

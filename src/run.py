@@ -33,7 +33,7 @@ from src.lock import FolderBusy, locked
 from src.module import MultiTaskModule
 from src.preemption import Preempted, in_lightning, stoppable
 from src.record import finished, fit_results, keep_hydra_files, restore_hydra_files
-from src.runtime import multirun
+from src.runtime import pin
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _assemble(
         strategy=ddp_strategy(cfg.trainer.strategy),
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
     )
-    if trainer.world_size > 1 and multirun() and not on_slurm():
+    if trainer.world_size > 1 and cfg.launch.multirun and not on_slurm():
         # Lightning starts the other processes by re-running the command line, which in a local multirun is
         # the whole sweep: each would launch its own sweep
         raise ConfigError(
@@ -190,12 +190,13 @@ def _close_wandb(status: str) -> None:
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the target's best dev score."""
+    pin(cfg)  # what the command line chose, written into the config: the run reads no global of Hydra's
     try:
         if cfg.get("search") is not None:  # composed, but a run would ignore it
             raise ConfigError("search=... chooses a weight search: run it with python -m src.search, not src.run")
         return train(cfg)["target_dev"]
     except ConfigError:
-        if not multirun():  # a sweep keeps the folder, so its report lists the job that failed
+        if not cfg.launch.multirun:  # a sweep keeps the folder, so its report lists the job that failed
             _remove_unused_run_folder(Path(cfg.paths.output_dir))
         raise
 

@@ -543,6 +543,17 @@ class SearchConfig:
 
 
 @dataclass
+class LaunchConfig:
+    """How the run was started, written by the entry point from Hydra's runtime (src/runtime.py ``pin``), so that a
+    run reads its config and never Hydra's global state; not an option (a ``launch.`` override is refused)."""
+
+    choices: dict[str, Any] = field(default_factory=dict)  # the option of each config group (task: glue_rte)
+    overrides: list[str] = field(default_factory=list)  # the command line's overrides
+    multirun: bool = False  # a job of a Hydra multirun
+    sweep_group: str = "single"  # the multirun folder's name (a sweep is one W&B group), else single
+
+
+@dataclass
 class Config:
     task: Any = MISSING
     method: Any = MISSING
@@ -556,6 +567,7 @@ class Config:
     ckpt_path: str | None = "auto"  # a checkpoint to resume from; auto: the run folder's last.ckpt, if any
     run_name: str = "${hydra:runtime.choices.task}/${hydra:runtime.choices.method}/seed${seed}"
     search: Any = None  # python -m src.search's options (SearchConfig); src.run refuses them
+    launch: LaunchConfig = field(default_factory=LaunchConfig)  # written by the entry point (src/runtime.py)
 
 
 def check_tasks(group: str, available: Sequence[str], target: str, auxiliaries: Sequence[str]) -> None:

@@ -13,10 +13,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import src.config  # noqa: F401  (registers schemas and resolvers)
+from src.runtime import pin
 
 # Tests never download: the Hugging Face libraries read only local folders and caches.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -90,14 +90,14 @@ METHOD_CASES = [m if m in FAST_METHODS else pytest.param(m, marks=pytest.mark.sl
 
 
 def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    """Compose ``conf/config.yaml`` as ``python -m src.run`` would, with Hydra's runtime config set."""
+    """Compose ``conf/config.yaml`` as ``python -m src.run`` would, pinned to its own runtime (src/runtime.py):
+    no global of Hydra's is set, as none is for a run."""
     GlobalHydra.instance().clear()
     if output_dir is not None:
         overrides = [*overrides, f"paths.output_dir={output_dir}"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return pin(cfg)
 
 
 # Tests call train() several times in one folder; each call starts afresh unless a test resumes on purpose

@@ -186,13 +186,14 @@ def test_two_processes_resume_exactly(tiny_data, tmp_path):
     )
 
 
-def test_several_processes_inside_a_local_multirun_are_refused(tiny_cfg, monkeypatch):
+def test_several_processes_inside_a_local_multirun_are_refused(tiny_cfg):
     """Lightning would re-run the command line (the whole sweep) once per extra process."""
     from src.config import ConfigError
 
-    monkeypatch.setattr("src.run.multirun", lambda: True)
+    cfg = tiny_cfg("trainer.devices=2", "trainer.strategy=ddp")
+    cfg.launch.multirun = True  # as pin() writes it for a multirun's job
     with pytest.raises(ConfigError, match="inside a local multirun is not supported"):
-        build(tiny_cfg("trainer.devices=2", "trainer.strategy=ddp"))
+        build(cfg)
 
 
 @pytest.mark.slow

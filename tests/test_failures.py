@@ -9,6 +9,7 @@ import signal
 
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback
 
@@ -44,7 +45,9 @@ def test_single_run_folders_are_unique_within_a_second(tmp_path):
     dirs = set()
     for _ in range(2):
         cfg = compose_config(["method=uniform"])
+        HydraConfig.instance().set_config(cfg)  # Hydra resolves its own run folder with its runtime set
         dirs.add(OmegaConf.to_container(cfg.hydra.run, resolve=True)["dir"])
+    HydraConfig.instance().cfg = None
     assert len(dirs) == 2, dirs
 
 
@@ -414,7 +417,7 @@ def test_sigterm_during_validation_also_exits_143(tiny_cfg, caplog):
     assert stopped.value.code == 143 and "stopped by SIGTERM" in caplog.text
 
 
-def test_sigterm_while_testing_exits_143_with_a_resume_command_that_pastes(tiny_cfg, tmp_path, caplog, monkeypatch):
+def test_sigterm_while_testing_exits_143_with_a_resume_command_that_pastes(tiny_cfg, tmp_path, caplog):
     """Lightning's SIGTERMException while testing is a SystemExit with status 0: a scheduler would see success."""
 
     class SigtermInTest(Callback):
@@ -424,8 +427,8 @@ def test_sigterm_while_testing_exits_143_with_a_resume_command_that_pastes(tiny_
     import shlex
 
     typed = ["method=uniform", "task.train_examples={left: 50}"]  # as typed on a command line
-    monkeypatch.setattr("src.preemption.overrides", lambda: typed)
     cfg = tiny_cfg("method=uniform", "trainer.max_epochs=1")
+    cfg.launch.overrides = typed  # what pin() writes from the command line
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
         train(cfg, callbacks=[SigtermInTest()])
     assert stopped.value.code == 143 and "stopped by SIGTERM while testing" in caplog.text

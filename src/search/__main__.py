@@ -9,12 +9,14 @@ import hydra
 from omegaconf import DictConfig
 
 from src.record import restore_hydra_files
+from src.runtime import pin
 from src.schema import ConfigError
 from src.search.command import run_search
 
 
 @hydra.main(config_path="../../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    pin(cfg)  # what the command line chose, written into the config (src/runtime.py)
     try:
         result = run_search(cfg)
     except ConfigError:

@@ -26,7 +26,6 @@ from src.files import write_atomically
 from src.lock import file_lock
 from src.preemption import between_runs
 from src.record import jsonable, keep_hydra_files
-from src.runtime import choice
 from src.schema import ConfigError, SearchConfig
 from src.search.folder import TrialFolder, read_json
 from src.search.live import LiveTrials
@@ -113,7 +112,8 @@ def run_search(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [c.get("_target_", "") for c in (cfg.get("callbacks") or {}).values()]
     if not any(t.rsplit(".", 1)[-1] == LastCheckpoint.__name__ for t in callbacks):
         raise ConfigError(
-            f"callbacks={choice('callbacks')}: a search continues each trial from its last.ckpt at the next rung; "
+            f"callbacks={cfg.launch.choices.get('callbacks')}: a search continues each trial from its last.ckpt at "
+            "the next rung; "
             "keep callbacks=default (or another with src.checkpoints.LastCheckpoint)"
         )
     root = Path(options.dir)

@@ -14,10 +14,10 @@ from typing import Any
 
 import hydra
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from src.config import ROOT
+from src.runtime import pin
 from src.search.strategies import WEIGHT, Point
 
 
@@ -75,19 +75,11 @@ def wandb_overrides(cfg: DictConfig, group: str, name: str) -> list[str]:
     return [f"logger.wandb.group='{group}'", f"logger.wandb.name='{name}'"]
 
 
-@contextmanager
-def composed(overrides: Sequence[str]) -> Iterator[DictConfig]:
-    """The config ``overrides`` compose, with Hydra's runtime config set to it while the block runs (so the trial's
-    record names its own overrides and choices), and the search's put back after."""
-    saved = HydraConfig.instance().cfg
+def composed(overrides: Sequence[str]) -> DictConfig:
+    """The config ``overrides`` compose, pinned to its own composition (src/runtime.py): the trial's record names
+    its own overrides and choices, and no global of Hydra's is set for it."""
     with _initialized():
-        cfg = hydra.compose("config", overrides=list(overrides), return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    try:
-        yield cfg
-    finally:
-        if saved is not None:
-            HydraConfig.instance().cfg = saved
+        return pin(hydra.compose("config", overrides=list(overrides), return_hydra_config=True))
 
 
 @contextmanager

@@ -25,7 +25,6 @@ from src.config import validate
 from src.data.base import DataError
 from src.lock import FolderBusy, file_lock, locked
 from src.run import train
-from src.runtime import choice, overrides
 from src.schema import ConfigError, SearchConfig
 from src.search.compose import base_overrides, composed, point_overrides, run_overrides, wandb_overrides
 from src.search.folder import TrialFolder
@@ -57,9 +56,11 @@ class LiveTrials:
         self.cfg, self.options, self.space, self.root = cfg, options, space, root
         self.study = Study(study, root)
         self.full_epochs = int(cfg.trainer.max_epochs)
-        command = shlex.join(["python", "-m", "src.search", *overrides()])  # read before any trial's is set
-        self.base = base_overrides(overrides(), weighted=space.weighted)
-        self.group = f"search-{choice('task')}-{options.strategy}-seed{cfg.seed}"  # one W&B group per search
+        command = shlex.join(["python", "-m", "src.search", *cfg.launch.overrides])
+        self.base = base_overrides(cfg.launch.overrides, weighted=space.weighted)
+        self.group = (
+            f"search-{cfg.launch.choices.get('task')}-{options.strategy}-seed{cfg.seed}"  # one W&B group per search
+        )
         # what a trial stopped by SIGTERM or Ctrl-C says: the search continues it, and counts its time
         self.resume = f"Continue the search (it continues this trial and counts its time) with `{command}`"
         self.sampled: set[str] = set()  # points whose trial a sampler asked for: the strategy reports and tells
@@ -78,8 +79,7 @@ class LiveTrials:
 
     def check(self, point: Point) -> None:
         """Compose and validate the config of ``point``'s trial: a bad option fails before any training."""
-        with composed(self.trial_overrides(point, self.full_epochs)) as cfg:
-            validate(cfg)
+        validate(composed(self.trial_overrides(point, self.full_epochs)))
 
     # --- the Trials interface
     def read(self, point: Point) -> Trial:
@@ -171,8 +171,7 @@ class LiveTrials:
         """Train one segment to ``epochs``; ``None`` if the run crashed (recorded in its folder). An error every
         trial shares is raised; a stop by SIGTERM or Ctrl-C names the search's command, not the trial's."""
         try:
-            with composed(trial_overrides) as cfg:
-                return train(cfg)
+            return train(composed(trial_overrides))
         except (FolderBusy, KeyboardInterrupt):
             raise
         except Exception as e:
