@@ -43,8 +43,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from src.config import ROOT
 from src.data.schedule import DEV, step_loader
-from src.run import build
 from src.runtime import pin
+from src.train import build
 
 METHODS = tuple(sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")))  # every method config
 

@@ -1,9 +1,10 @@
 """Registration of the config schemas in Hydra's ConfigStore, and the validation run before any data loads.
 
-The schemas themselves live in :mod:`src.schema` (which imports nothing from ``src``) (methods' own ``Config`` in their
-files); each YAML in ``conf/`` extends one of them through its defaults list
-(``defaults: [base_alphavil]``), so an unknown key fails at composition time. :func:`validate` builds
-the dataclasses from the composed config, which runs each schema's checks.
+The schemas themselves live in :mod:`src.schema` (which imports nothing from ``src``) and, for the methods, in
+:mod:`src.methods.options` (torch-free: registering them imports no method's code); each YAML in ``conf/``
+extends one of them through its defaults list (``defaults: [base_alphavil]``), so an unknown key fails at
+composition time. :func:`validate` builds the dataclasses from the composed config, which runs each schema's
+checks.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from typing import Any, get_origin
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from src.data.glue import DEFAULT_AUXILIARIES as GLUE_AUXILIARIES
-from src.data.glue import TASKS as GLUE_TASKS
 from src.schema import (
     Config,
     ConfigError,
     EncoderModelConfig,
+    GLUETaskConfig,
     LeNetModelConfig,
+    MethodConfig,
     PathsConfig,
     SearchConfig,
     TaskConfig,
@@ -63,18 +64,17 @@ def task_group(datamodule_target: str) -> str:
 
 
 def method_schemas() -> dict[str, type]:
-    """``Config`` of every module in ``src/methods``: adding a method is one file and one YAML."""
-    import importlib
-    import pkgutil
+    """Every method's options (:mod:`src.methods.options`), by the module its ``_target_`` names: ``base_alphavil``
+    is the schema of ``src.methods.alphavil.AlphaVIL``. Found without importing any method's code (torch)."""
+    import src.methods.options  # noqa: F401  (defines the subclasses)
 
-    import src.methods
-
-    schemas = {}
-    for info in pkgutil.iter_modules(src.methods.__path__):
-        module = importlib.import_module(f"src.methods.{info.name}")
-        if isinstance(getattr(module, "Config", None), type):
-            schemas[info.name] = module.Config
-    return schemas
+    found, todo = {}, list(MethodConfig.__subclasses__())
+    while todo:
+        schema = todo.pop()
+        todo += schema.__subclasses__()
+        if target := schema.__dict__.get("_target_"):
+            found[target.rsplit(".", 2)[-2]] = schema
+    return found
 
 
 def task_schemas() -> dict[str, type]:
@@ -119,15 +119,18 @@ def register() -> None:
     OmegaConf.register_new_resolver("alphavil.run_id", run_id, replace=True, use_cache=True)
     OmegaConf.register_new_resolver("alphavil.conditions", conditions, replace=True)
     OmegaConf.register_new_resolver(
-        "alphavil.glue_auxiliaries", lambda target: ListConfig(list(GLUE_AUXILIARIES.get(target, []))), replace=True
+        "alphavil.glue_auxiliaries",
+        lambda target: ListConfig(list(GLUETaskConfig.DEFAULT_AUXILIARIES.get(target, []))),
+        replace=True,
     )
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     for name, schema in task_schemas().items():  # base_multimnist, base_glue, ...: every task group's schema
         cs.store(group="task", name=f"base_{name}", node=_schema(schema))
-    for target in GLUE_TASKS:  # task=glue_rte is task=glue with task.target=rte: one config, nine names
-        alias = {"defaults": ["glue"], "task": {"target": target}}
-        cs.store(group="task", name=f"glue_{target}", node=alias, package="_global_")
+    for name, schema in task_schemas().items():  # task=glue_rte is task=glue with task.target=rte
+        for target in getattr(schema, "DEFAULT_AUXILIARIES", {}):
+            alias = {"defaults": [name], "task": {"target": target}}
+            cs.store(group="task", name=f"{name}_{target}", node=alias, package="_global_")
     cs.store(group="model", name="base_encoder", node=EncoderModelConfig)
     for name, schema in method_schemas().items():
         cs.store(group="method", name=f"base_{name}", node=_schema(schema))

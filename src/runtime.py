@@ -1,6 +1,6 @@
 """What Hydra's running app says of a run, written into its config once, at the entry point.
 
-A run is a function of its config: :func:`src.run.train` and what it records read ``cfg.launch`` (the options
+A run is a function of its config: :func:`src.train.train` and what it records read ``cfg.launch`` (the options
 chosen, the command line's overrides, whether the run is a multirun's job and its sweep's name) and never Hydra's
 global state. The entry points (``python -m src.run``, ``python -m src.search``) call :func:`pin` on the config
 Hydra hands them; a search pins each trial's config from the trial's own composition (its ``hydra`` node), so no

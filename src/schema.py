@@ -1,7 +1,7 @@
 """Config schemas: the dataclasses that validate every composed config, and the checks they use.
 
-It imports nothing from ``src`` at import time, so any module (a method's file, which defines its own ``Config`` on
-:class:`MethodConfig`) can import it first without an import cycle.
+It imports nothing from ``src`` at import time, so any module (:mod:`src.methods.options`, which defines every
+method's schema on :class:`MethodConfig`) can import it first without an import cycle.
 Registration in Hydra's ConfigStore lives in :mod:`src.config`. Value checks (ranges, choices, a target
 outside its task group) live in each schema's ``__post_init__``; the error names the key and the value.
 """
@@ -252,6 +252,22 @@ class GLUETaskConfig(TextTaskConfig):
     """GLUE: the text task group with GLUE's nine tasks as presets, and any of your own beside them."""
 
     GROUP: ClassVar[str] = "glue"
+    # task=glue_<target> for each target here (task=glue with task.target set: one config, nine names), and its
+    # auxiliaries by default: the other GLUE tasks of the same kind (sentence pairs for a pair
+    # target, single sentences for CoLA and SST-2), those with training data in the local copy first. WNLI is left
+    # out unless named: its training set is adversarial to its test set. MNLI, QNLI and QQP are the natural
+    # auxiliaries of RTE and MRPC where their training splits are at hand (task.auxiliaries=[mnli,qnli,mrpc]).
+    DEFAULT_AUXILIARIES: ClassVar[dict[str, list[str]]] = {
+        "rte": ["mrpc", "stsb"],
+        "mrpc": ["stsb", "rte"],
+        "stsb": ["mrpc", "rte"],
+        "cola": ["sst2"],
+        "sst2": ["cola"],
+        "mnli": ["rte", "mrpc"],
+        "qnli": ["rte", "mrpc"],
+        "qqp": ["mrpc", "stsb"],
+        "wnli": ["rte"],
+    }
 
     _target_: str = "src.data.glue.GLUEDataModule"
     source: str = "auto"  # auto (<data_dir>/glue if present, else the Hub) | a Hub name | a folder
@@ -261,7 +277,7 @@ class GLUETaskConfig(TextTaskConfig):
 # --- method --------------------------------------------------------------------------------------
 @dataclass
 class MethodConfig:
-    """Base of each method's schema, which lives in the method's own file as ``Config``."""
+    """Base of each method's schema; every method's is in :mod:`src.methods.options` (torch-free)."""
 
     _target_: str = MISSING
 

@@ -18,7 +18,7 @@ from src.methods.alphavil import (
     relative_to_target,
     update_weights,
 )
-from src.run import build, train
+from src.train import build, train
 from tests.conftest import compose_config
 
 

@@ -21,7 +21,7 @@ from src.methods.hydalearn import gain_weights
 from src.methods.ol_aux import OLAux, similarities
 from src.methods.post_train import PostTrain
 from src.methods.uncertainty import uncertainty_loss
-from src.run import build, train
+from src.train import build, train
 
 TASKS = [TaskSpec("left", 10), TaskSpec("right", 10)]
 

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from src.config import ConfigError, validate
 from src.data.schedule import DEV, EpochData, block_plan, epoch_budget, mixed_plan, sampled_plan
 from src.data.tasks import TaskSpec
-from src.run import train
+from src.train import train
 from tests.conftest import METHOD_CASES, compose_config
 
 SIZES = {"t": 100, "a": 1000, "b": 40, DEV: 50}

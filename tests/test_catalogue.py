@@ -22,7 +22,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from src.config import validate
-from src.run import train
+from src.train import train
 from tests.conftest import GLUE_TINY, TINY, compose_config, make_glue, make_mnist, make_tiny_encoder
 
 

@@ -14,8 +14,8 @@ from src.data.tasks import TaskSpec
 from src.methods.conditional import Conditional
 from src.models.conditioning import CONDITION, weight_features
 from src.models.lenet import multi_lenet
-from src.run import build, train
 from src.search.command import run_search
+from src.train import build, train
 from tests.conftest import compose_config
 
 TASKS = [TaskSpec("left", 10), TaskSpec("a", 10), TaskSpec("b", 2)]

@@ -246,7 +246,7 @@ def test_a_nested_target_in_any_field_of_any_option_runs_nothing(group, tiny_dat
     from omegaconf import OmegaConf
 
     from src.config import ConfigError
-    from src.run import train
+    from src.train import train
     from tests.conftest import TINY, config_options
 
     marker = tmp_path / "marker"
@@ -293,3 +293,40 @@ def test_a_task_named_like_a_methods_phase_is_refused(name):
         check_tasks("text", ["stars", name], "stars", [name])
     with pytest.raises(ValueError, match="reserved"):
         check_tasks("text", ["stars", name], name, ["stars"])
+
+
+def test_composing_a_config_imports_no_torch_lightning_or_transformers():
+    """`python -m src.run ... --cfg job` and a config composed for a search's trial import only the schemas: every
+    method's options live torch-free in src/methods/options.py, and training's imports wait for src.train."""
+    code = (
+        "import sys, src.config, src.run; "
+        "print(sorted(m for m in ('torch', 'pytorch_lightning', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_each_methods_options_are_the_schema_its_yaml_extends_and_its_class_reads():
+    from hydra.utils import get_class
+
+    from src.config import method_schemas
+
+    schemas = method_schemas()
+    assert sorted(schemas) == sorted(
+        p.stem
+        for p in (ROOT / "src/methods").glob("*.py")
+        if (CONF / "method" / p.name.replace(".py", ".yaml")).exists()
+    )
+    for name, schema in schemas.items():
+        assert get_class(schema._target_).Config is schema, name
+        assert f"base_{name}" in (CONF / "method" / f"{name}.yaml").read_text()
+
+
+def test_the_glue_presets_are_the_glue_tasks():
+    from src.data.glue import TASKS
+    from src.schema import GLUETaskConfig
+
+    assert set(GLUETaskConfig.DEFAULT_AUXILIARIES) == set(TASKS)
+    assert set(config_options("task")) >= {f"glue_{t}" for t in TASKS}
+    for target, auxiliaries in GLUETaskConfig.DEFAULT_AUXILIARIES.items():
+        assert set(auxiliaries) <= set(TASKS) - {target}

@@ -17,7 +17,7 @@ import pytest
 import torch
 from hydra.utils import get_class
 
-from src.run import build, train
+from src.train import build, train
 from tests.conftest import METHODS, ROOT, compose_config
 from tests.ddp_helpers import SaveRankState
 

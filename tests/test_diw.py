@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 import src.methods.diw as diw
 from src.config import ConfigError, validate
 from src.methods.diw import DIW, kmm_problem, kmm_solve, kmm_weights, median_bandwidth, project
-from src.run import build, train
+from src.train import build, train
 from tests.conftest import compose_config
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from experiments.report import report
 from src.config import validate
-from src.run import train
+from src.train import train
 from tests.conftest import GLUE_TINY, ROOT, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments" / "conf" / "experiment").glob("*.yaml"))

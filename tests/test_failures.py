@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import Callback
 
 from src.config import ConfigError
 from src.files import write_atomically
-from src.run import build, train
+from src.train import build, train
 from tests.conftest import compose_config
 
 
@@ -189,7 +189,7 @@ def test_a_resume_that_changes_the_run_is_refused_naming_the_keys(
     _first_run(tiny_cfg, *first, "trainer.max_epochs=1")
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     monkeypatch.setattr(
-        "src.run._assemble", lambda *args, **kwargs: pytest.fail("data loaded before the resume was checked")
+        "src.train._assemble", lambda *args, **kwargs: pytest.fail("data loaded before the resume was checked")
     )
     with pytest.raises(ConfigError, match="written by a different run") as refused:
         train(tiny_cfg(*resume, "trainer.max_epochs=2", f"ckpt_path={last}"))
@@ -542,7 +542,7 @@ def test_ctrl_c_before_training_exits_130(tiny_cfg, caplog, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("src.run._assemble", interrupted)
+    monkeypatch.setattr("src.train._assemble", interrupted)
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
         train(tiny_cfg("method=uniform"))
     assert stopped.value.code == 130 and "stopped by SIGINT (Ctrl-C) while setting up" in caplog.text

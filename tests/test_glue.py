@@ -15,7 +15,7 @@ from src.data.base import DataError
 from src.data.glue import TASKS, GLUEDataModule
 from src.data.schedule import DEV
 from src.data.tasks import headline_value
-from src.run import build, train
+from src.train import build, train
 from tests.conftest import METHODS, compose_config
 
 

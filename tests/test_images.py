@@ -11,7 +11,7 @@ import torch
 
 from src.config import ConfigError, validate
 from src.data.base import DataError
-from src.run import build, train
+from src.train import build, train
 from tests.conftest import TINY, compose_config
 
 
@@ -104,7 +104,7 @@ def test_an_image_group_needs_tasks(image_cfg):
 def test_an_image_cache_cut_short_is_rebuilt_with_a_warning(image_cfg, tmp_path, caplog):
     import logging
 
-    from src.run import build
+    from src.train import build
 
     first, _, _ = build(image_cfg())
     first.setup()

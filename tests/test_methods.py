@@ -14,7 +14,7 @@ from torchjd.aggregation import PCGradWeighting
 
 from src.data.schedule import DEV, step_loader
 from src.methods.base import WeightingMethod
-from src.run import build, train
+from src.train import build, train
 from tests.conftest import METHOD_CASES, METHODS, ROOT
 
 WHOLE_EPOCHS = {"alphavil", "forkmerge"}  # methods that refuse cut epochs (their schedule ends with its own step)
@@ -381,7 +381,7 @@ def test_weights_that_are_not_finite_stop_the_run_naming_the_option():
 
 def test_a_divergent_step_size_is_warned_at_the_first_epoch(tiny_cfg):
     """αVIL with α-steps far too large: every α at its ceiling after epoch 0, said in the log and results.json."""
-    from src.run import train
+    from src.train import train
 
     results = train(tiny_cfg("method=alphavil", "method.alpha_lr=1e30", "trainer.max_epochs=1"))
     assert any("epoch 0: method AlphaVIL: every auxiliary's weight is at its ceiling" in w for w in results["warnings"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from src.relatedness import RelatednessProbe
-from src.run import build, train
+from src.train import build, train
 
 
 def test_probed_run_trains_exactly_as_without_the_probe(tiny_cfg, tmp_path):

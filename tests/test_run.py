@@ -13,7 +13,7 @@ from pytorch_lightning.callbacks import Callback
 
 from src.checkpoints import run_record
 from src.module import lr_factor
-from src.run import build, train
+from src.train import build, train
 from tests.conftest import METHOD_CASES, ROOT
 
 KEYS = {

@@ -9,8 +9,8 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 
 from src.config import ConfigError
-from src.run import train
 from src.search.compose import composed
+from src.train import train
 from tests.conftest import TINY, compose_config
 
 

@@ -8,7 +8,7 @@ import torch
 from src.data.schedule import DEV
 from src.methods.gradnorm import gradnorm_update
 from src.methods.slgrad import sample_weights
-from src.run import build
+from src.train import build
 
 
 def test_gradnorm_update_by_hand():

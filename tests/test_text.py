@@ -13,7 +13,7 @@ import pytest
 
 from src.config import ConfigError, validate
 from src.data.base import DataError
-from src.run import train
+from src.train import train
 from tests.conftest import GLUE_TINY, ROOT, WORDS, compose_config
 
 
@@ -130,7 +130,7 @@ def text_cfg(tiny_glue, tmp_path):
 
 
 def test_kinds_heads_and_label_order_are_inferred(text_cfg):
-    from src.run import build
+    from src.train import build
 
     dm, module, _ = build(text_cfg("task.target=stars"))
     specs = {t.name: t for t in dm.tasks}
@@ -167,7 +167,7 @@ def test_glue_plus_a_task_of_your_own_trains(text_cfg):
     ],
 )
 def test_a_bad_entry_is_refused_naming_the_task_and_field(text_cfg, change, phrase):
-    from src.run import build
+    from src.train import build
 
     entries = json.loads(json.dumps(text_cfg.entries))
     change(entries)
@@ -238,7 +238,7 @@ def test_a_resume_after_an_own_tasks_file_was_edited_is_refused(text_cfg):
     import pandas as pd
 
     from src.data.base import DataError
-    from src.run import train
+    from src.train import train
 
     laid = "model.lr_schedule.epochs=2"  # the schedule over two epochs: the first run is the second's prefix
     first = train(text_cfg("task.target=stars", "trainer.max_epochs=1", laid, "ckpt_path=auto", "test=false"))
@@ -253,7 +253,7 @@ def test_a_resume_after_an_own_tasks_file_was_edited_is_refused(text_cfg):
 
 def test_one_file_for_train_and_test_or_a_column_named_twice_is_refused(text_cfg, tmp_path):
     from src.data.base import DataError
-    from src.run import build
+    from src.train import build
 
     def refused(tasks: dict) -> str:
         with pytest.raises(Exception) as e:  # noqa: B017 (Hydra wraps what the DataModule raises)
@@ -318,7 +318,7 @@ def test_the_error_classifier_finds_a_data_error_inside_hydras_wrapper():
 def test_a_task_can_train_through_another_tasks_head(text_cfg):
     """``head: score``: the auxiliary has no head of its own; its loss reaches the target's head (the same
     parameters), a gradient method sums both tasks' gradients there, and a head of another kind is refused."""
-    from src.run import build
+    from src.train import build
 
     entries = {**text_cfg.entries, "copy": {**text_cfg.entries["score"], "head": "score"}}
     for method in ("uniform", "pcgrad"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from src.run import train
+from src.train import train
 
 pytest.importorskip("wandb")
 

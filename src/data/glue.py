@@ -46,21 +46,6 @@ TEXT = {  # the columns holding each task's text (one sentence or a pair)
     "rte": ("sentence1", "sentence2"),
     "wnli": ("sentence1", "sentence2"),
 }
-# task=glue_<target>'s auxiliaries by default: the other GLUE tasks of the same kind (sentence pairs for a pair
-# target, single sentences for CoLA and SST-2), those with training data in the local copy first. WNLI is left
-# out unless named: its training set is adversarial to its test set. MNLI, QNLI and QQP are the natural
-# auxiliaries of RTE and MRPC where their training splits are at hand (task.auxiliaries=[mnli,qnli,mrpc]).
-DEFAULT_AUXILIARIES = {
-    "rte": ["mrpc", "stsb"],
-    "mrpc": ["stsb", "rte"],
-    "stsb": ["mrpc", "rte"],
-    "cola": ["sst2"],
-    "sst2": ["cola"],
-    "mnli": ["rte", "mrpc"],
-    "qnli": ["rte", "mrpc"],
-    "qqp": ["mrpc", "stsb"],
-    "wnli": ["rte"],
-}
 TEST_SPLITS = {"mnli": {"mnli": "validation_matched", "mnli_mm": "validation_mismatched"}}
 
 

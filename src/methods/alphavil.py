@@ -5,7 +5,7 @@ share of the epoch's budget (``task.budget``: the target's pass, each auxiliary'
 scaled by the task's weight. One α per task is then tuned
 on the target's dev loss to mix the deltas, θ ← θ + Σ_t α_t δ_t, and the task weights move with α.
 
-Implementation choices (every one a config option; see :class:`Config`):
+Implementation choices (every one a config option; see :class:`AlphaVILConfig`):
     * Deltas live in one flat buffer per task (``delta_dtype``; ``auto``: the parameters' own dtype), on
       the parameters' device, memory O(K·|θ|); no autograd graph
       is kept through the mixture: ∂L/∂α_t = ⟨∇_θ L(θ + Σ α δ), δ_t⟩ is exact, so each α-step costs one
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -34,63 +33,11 @@ from torch import Tensor
 from src.data.schedule import DEV, Step, block, block_plan, chunks, finish, sample
 from src.flat import assign, flat_grad
 from src.methods.branching import BranchingMethod
-from src.schema import ConfigError, MethodConfig, at_least, choice, finite, non_negative, positive
+from src.methods.options import WEIGHT_UPDATES, AlphaVILConfig
 
 log = logging.getLogger(__name__)
 
-ALPHA_INIT = ("ones", "weights")
-ALPHA_DOMAINS = ("box", "simplex")
-WEIGHT_UPDATES = ("additive", "multiplicative", "replace")
-DELTA_BASES = ("own", "target")
-DELTA_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}  # auto: the parameters' dtype
-
-
-@dataclass
-class Config(MethodConfig):
-    """Options of ``method=alphavil``.
-
-    How many examples each task's block trains on is the run's budget (``task.budget``), not an option here:
-    every method draws from the same one. Each epoch's α starts from the weights and becomes them (α
-    persists), and no auxiliary's weight falls below ``w_min``, so every auxiliary's delta holds some of its
-    data (at weight 0 a block's delta would be only the optimizer's momentum, which α would judge instead
-    of the task). The choices and how they were made: docs and experiments/results/.
-    """
-
-    _target_: str = "src.methods.alphavil.AlphaVIL"
-    alpha_steps: int = 10  # α-steps per epoch, one target-dev batch each
-    alpha_lr: float = 0.1  # step size on ∂L_dev/∂α_t = <∇L_dev(θ + Σαδ), δ_t>
-    alpha_init: str = "weights"  # weights | ones: where α starts each epoch
-    alpha_domain: str = "box"  # box: α clamped to [alpha_min, alpha_max] | simplex: α ≥ 0, Σα = 1
-    alpha_min: float = 0.0  # the box's bounds; on the simplex alpha_max caps the weights α_t/α_target
-    alpha_max: float = 2.0
-    weight_update: str = "replace"  # replace: α | additive: w + (α − 1) | multiplicative: w·α
-    w_min: float = 0.05  # auxiliary weights never go below this (at 0 a task's delta holds none of its data)
-    reset_optimizer: bool = True  # each task's block starts from the epoch-start optimizer state
-    delta_dtype: str = "auto"  # auto (the parameters' dtype) | float32 | bfloat16: storage of the K deltas
-    # own: θ + Σ_t α_t δ_t | target: each auxiliary's delta taken relative to the target's,
-    # θ + α_target δ_target + Σ_aux α_t (δ_t − δ_target), so the drift every delta shares is counted once, not K+1
-    # times, and an auxiliary's α prices what its block adds beyond the target's (docs/methods.md: why)
-    delta_basis: str = "own"
-
-    def __post_init__(self) -> None:
-        at_least(self, "alpha_steps", 0)
-        positive(self, "alpha_lr")
-        finite(self, "alpha_min", "alpha_max")
-        non_negative(self, "alpha_min", "w_min")
-        if self.alpha_max > 100:
-            raise ConfigError(
-                f"alpha_max={self.alpha_max}: must be at most 100: α scales a task's delta, and beyond that the merged "
-                "model leaves the region the deltas were taken in (its dev loss overflows)"
-            )
-        if not self.alpha_min < self.alpha_max:
-            raise ConfigError(f"alpha_min={self.alpha_min}: must be below alpha_max={self.alpha_max}")
-        if self.w_min > self.alpha_max:  # the floor would lift every auxiliary above what α can express
-            raise ConfigError(f"w_min={self.w_min}: must be at most alpha_max={self.alpha_max}")
-        choice(self, "alpha_init", ALPHA_INIT)
-        choice(self, "alpha_domain", ALPHA_DOMAINS)
-        choice(self, "weight_update", WEIGHT_UPDATES)
-        choice(self, "delta_dtype", tuple(DELTA_DTYPES))
-        choice(self, "delta_basis", DELTA_BASES)
+DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}  # auto: the parameters' dtype
 
 
 # --- the pure parts: testable on small tensors without a Trainer ---------------------------------
@@ -154,9 +101,9 @@ def update_weights(w: Tensor, alpha: Tensor, rule: str, w_min: float) -> Tensor:
 
 
 class AlphaVIL(BranchingMethod):
-    """αVIL; the options are documented on :class:`Config`."""
+    """αVIL; the options are documented on :class:`AlphaVILConfig`."""
 
-    Config = Config
+    Config = AlphaVILConfig
     counters = ("skipped_alpha_steps",)  # plain-Python state a checkpoint keeps
     distributed = True
     schedule = "blocks"  # sampled batches without the shuffle: one block per task, then the α-steps
@@ -201,7 +148,7 @@ class AlphaVIL(BranchingMethod):
         if step.first_in_block:  # the epoch starts with the target's block, which forks θ
             self.start_branch(module, first=k == 0, reset_optimizer=self.cfg.reset_optimizer)
             if k == 0:
-                dtype = DELTA_DTYPES[self.cfg.delta_dtype] or self.theta.dtype
+                dtype = DTYPES[self.cfg.delta_dtype] or self.theta.dtype
                 self.deltas = self.theta.new_zeros(len(self.names), self.theta.numel(), dtype=dtype)
         losses = module.task_losses(step.data)
         module.backward_and_step(self.w[k].to(losses[step.block]) * losses[step.block])

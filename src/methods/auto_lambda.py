@@ -13,39 +13,13 @@ meta step. η and wd are the optimizer's learning rate and weight decay, as in t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from src.data.schedule import DEV
 from src.flat import flat_grad
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import HUGE, ConfigError, MethodConfig, positive
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.auto_lambda.AutoLambda"
-    init: float = 0.1  # λ at the start, every task (official: autol_init 0.1)
-    lr: float = 1e-4  # Adam's step size on λ (official dense-prediction default; 3e-4 for CIFAR-100)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        positive(self, "init", "lr", "eps")  # λ ≤ 0 would train a task against its own loss
-        if self.init > HUGE:
-            raise ConfigError(
-                f"init={self.init}: must be at most {HUGE:g}: λ is a task's weight, and beyond {HUGE:g} the framework "
-                "reads a weight as diverged"
-            )
-        if self.lr > 1:
-            raise ConfigError(
-                f"lr={self.lr}: must be at most 1: Adam moves λ by about lr each step, and λ starts at {self.init}; "
-                "larger steps send a λ below 0 at once, ascending that task's loss"
-            )
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"betas={list(self.betas)}: must be two numbers in [0, 1)")
+from src.methods.options import AutoLambdaConfig
 
 
 def adam_step(value: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: int, lr: float, betas, eps: float) -> Tensor:
@@ -58,9 +32,9 @@ def adam_step(value: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: int, lr: 
 
 
 class AutoLambda(GradientWeighting):
-    """λ learned by a one-step look-ahead on the target's dev loss; options on :class:`Config`."""
+    """λ learned by a one-step look-ahead on the target's dev loss; options on :class:`AutoLambdaConfig`."""
 
-    Config = Config
+    Config = AutoLambdaConfig
     counters = ("meta_steps",)  # plain-Python state a checkpoint keeps
     distributed = True
     scale_heads = True  # λ scales each task's loss

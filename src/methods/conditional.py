@@ -31,18 +31,16 @@ import itertools
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from src.data.schedule import Step, chunks
 from src.data.tasks import headline_value
 from src.methods.base import WeightingMethod
+from src.methods.options import ConditionalConfig
 from src.models.conditioning import CONDITION
-from src.schema import ConfigError, MethodConfig, WeightSpaceConfig, at_least, choice
 
 if TYPE_CHECKING:
     from src.results import RunResults
@@ -50,46 +48,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 KEEP_CHANCE = 0.5  # a range's chance of keeping an auxiliary (zero: true), as a sampled search's keep/ choice
-PER = ("example", "batch")
 BACKWARD_COST = 2.0  # a backward pass costs about two forward passes: a training example costs 3 forwards
-
-
-@dataclass
-class Config(MethodConfig):
-    """Options of ``method=conditional``; the model's conditioning is ``model.net.condition``."""
-
-    _target_: str = "src.methods.conditional.Conditional"
-    space: WeightSpaceConfig = field(default_factory=WeightSpaceConfig)  # what λ is drawn from, as search.space
-    per: str = "example"  # example: each example its own λ | batch: one λ per step
-    reference: dict[str, float] = field(default_factory=dict)  # λ validated at in training; unlisted: 1
-    score_examples: int | None = 500  # dev examples every point is ranked on (null: the whole dev split)
-    top: int = 3  # best-ranked points scored again on the whole dev split; λ* is the best of them
-    points: int = 81  # a range's points to score (seeded draws from the space); a grid scores all of its points
-
-    def __post_init__(self) -> None:
-        if isinstance(self.space, DictConfig):  # as instantiate passes it
-            self.space = OmegaConf.to_container(self.space, resolve=True)
-        if isinstance(self.space, dict):
-            self.space = WeightSpaceConfig(**self.space)
-        choice(self, "per", PER)
-        at_least(self, "score_examples", 2, allow_none=True)
-        at_least(self, "top", 1)
-        at_least(self, "points", 1)
-        if self.space.weights is None and self.space.low is None:
-            raise ConfigError(
-                "space.weights=null with no range (space.low, space.high): λ has nothing to be drawn from"
-            )
-        if self.space.low is None and not self.space.weights:
-            raise ConfigError("space.weights=[]: an empty grid leaves λ nothing to be drawn from")
-        for task, w in self.reference.items():
-            if not 0 <= w < math.inf:
-                raise ConfigError(f"reference.{task}={w}: must be a finite weight >= 0")
 
 
 class Conditional(WeightingMethod):
     """Per-example weights λ drawn from the search space, the trunk conditioned on them; λ* chosen on dev."""
 
-    Config = Config
+    Config = ConditionalConfig
     batchings = ("mixed", "sampled")  # a weighted sum of the examples' losses, whichever tasks a step holds
     conditions_model = True  # model.net.condition.enabled defaults to true under this method (src.config)
 

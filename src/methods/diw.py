@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,36 +22,7 @@ from torch import Tensor
 
 from src.data.schedule import DEV, Step
 from src.methods.base import WeightingMethod
-from src.schema import ConfigError, MethodConfig, at_least, below_one, choice
-
-FEATURES = ("hidden", "loss", "hidden+loss")
-
-
-@dataclass
-class Config(MethodConfig):
-    """Options of ``method=diw``."""
-
-    _target_: str = "src.methods.diw.DIW"
-    B: float = 10.0  # upper bound on each β_i
-    eps: float = 0.1  # slack on the mean of β: |Σβ − n| ≤ nε
-    features: str = "hidden"  # hidden | loss | hidden+loss
-    kernel_bandwidth: Any = "median"  # median (heuristic) | a positive number σ
-    solver_steps: int = 100  # FISTA iterations per solve
-    update_every: int = 1  # solve every k steps; in between each task's examples get its last mean β
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.B < math.inf:
-            raise ConfigError(f"B={self.B}: must be a finite number >= 1 (β = 1 for every example must be feasible)")
-        below_one(self, "eps")
-        choice(self, "features", FEATURES)
-        bw = self.kernel_bandwidth
-        if bw != "median" and (isinstance(bw, bool) or not isinstance(bw, int | float) or not 1e-6 <= bw < math.inf):
-            raise ConfigError(
-                f"kernel_bandwidth={bw!r}: must be 'median' or a finite number >= 1e-6 (narrower, every kernel value "
-                "underflows to 0 in float32 and the matching divides by zero)"
-            )
-        at_least(self, "solver_steps", 1)
-        at_least(self, "update_every", 1)
+from src.methods.options import DIWConfig
 
 
 # --- the pure parts: testable on small tensors without a Trainer ---------------------------------
@@ -124,14 +94,14 @@ def kmm_weights(
 
 
 class DIW(WeightingMethod):
-    """DIW over tasks; the options are documented on :class:`Config`.
+    """DIW over tasks; the options are documented on :class:`DIWConfig`.
 
     State: ``beta`` (the last solution over a step's examples, the next solve's warm start; empty before
     the first) and ``last_task_beta`` (each task's mean β at the last solve) are buffers; a task's weight
     is the mean β of its examples over the epoch.
     """
 
-    Config = Config
+    Config = DIWConfig
     counters = ("steps_done",)  # plain-Python state a checkpoint keeps
     distributed = True
 

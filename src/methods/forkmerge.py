@@ -27,7 +27,6 @@ chosen by a grid search, and keeps no weights between epochs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -35,22 +34,7 @@ from torch import Tensor
 from src.data.schedule import DEV, Step, block, chunks, finish, sample, split_like
 from src.flat import assign
 from src.methods.branching import BranchingMethod
-from src.schema import ConfigError, MethodConfig, at_least
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.forkmerge.ForkMerge"
-    alphas: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])  # official grid
-    merge_examples: int = 1000  # dev examples the merge search scores each candidate on
-
-    def __post_init__(self) -> None:
-        if not self.alphas or any(not 0 <= a <= 1 for a in self.alphas):
-            raise ConfigError(
-                f"alphas={list(self.alphas)}: must be a non-empty list of numbers in [0, 1] (the greedy search "
-                "gives each next branch a·u, at most the mean λ of the branches placed, as the official grid does)"
-            )
-        at_least(self, "merge_examples", 1)
+from src.methods.options import ForkMergeConfig
 
 
 def greedy_merge(branch_losses: list[float], score, alphas: list[float]) -> list[float]:
@@ -72,9 +56,9 @@ def greedy_merge(branch_losses: list[float], score, alphas: list[float]) -> list
 
 
 class ForkMerge(BranchingMethod):
-    """Fork into target(+auxiliary) branches, merge on the target's dev split; options on :class:`Config`."""
+    """Fork into target(+auxiliary) branches, merge on the target's dev split; options on :class:`ForkMergeConfig`."""
 
-    Config = Config
+    Config = ForkMergeConfig
     distributed = True
     schedule = "branches"  # the budget's auxiliary examples; the target's pass in every branch (recorded)
     target_may_vanish = True  # merge coefficients: the merge may keep the branch with the auxiliaries alone

@@ -11,24 +11,11 @@ comparisons).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor
 
 from src.flat import cosines
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import MethodConfig, choice
-
-VARIANTS = ("unweighted", "weighted")
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.gcs.GCS"
-    variant: str = "unweighted"  # unweighted: 1[cos > 0] | weighted: max(cos, 0)
-
-    def __post_init__(self) -> None:
-        choice(self, "variant", VARIANTS)
+from src.methods.options import GCSConfig
 
 
 def gcs_coefficients(shared: Tensor, variant: str) -> Tensor:
@@ -41,9 +28,9 @@ def gcs_coefficients(shared: Tensor, variant: str) -> Tensor:
 
 
 class GCS(GradientWeighting):
-    """Auxiliary gradients gated by their cosine with the target's; options on :class:`Config`."""
+    """Auxiliary gradients gated by their cosine with the target's; options on :class:`GCSConfig`."""
 
-    Config = Config
+    Config = GCSConfig
     distributed = True
 
     def coefficients(self, module, grads, step) -> Tensor:

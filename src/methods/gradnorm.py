@@ -25,35 +25,11 @@ reference literature compares against (SLGrad's paper among them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import ConfigError, MethodConfig, non_negative, positive
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.gradnorm.GradNorm"
-    alpha: float = 1.5  # the paper's asymmetry α (1.5 on NYUv2; 0 equalises the gradient norms)
-    lr: float = 0.025  # step size of the weights' gradient descent (ours)
-    min_weight: float = 1e-3  # floor on a weight before the renormalisation (ours)
-
-    def __post_init__(self) -> None:
-        non_negative(self, "alpha")
-        positive(self, "lr", "min_weight")
-        if self.min_weight >= 1:
-            raise ConfigError(
-                f"min_weight={self.min_weight}: must be below 1, the weights' mean (they sum to the number of tasks): "
-                "at or above it every weight is the floor, which is uniform weighting"
-            )
-        if self.lr > 1:
-            raise ConfigError(
-                f"lr={self.lr}: must be at most 1: a step of more than one weight per unit of gradient norm throws "
-                "every weight but one to the floor at the first update"
-            )
+from src.methods.options import GradNormConfig
 
 
 def gradnorm_update(
@@ -72,9 +48,9 @@ def gradnorm_update(
 
 
 class GradNorm(GradientWeighting):
-    """Task weights that balance the tasks' gradient norms by their training rates; options on :class:`Config`."""
+    """Weights that balance the tasks' gradient norms by their training rates; options on :class:`GradNormConfig`."""
 
-    Config = Config
+    Config = GradNormConfig
     distributed = True
     scale_heads = True  # the weights scale each task's loss
     step_option = "method.lr"

@@ -17,34 +17,11 @@ unbounded when the target's gain is near 0).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import HUGE, ConfigError, MethodConfig, positive
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.hydalearn.HydaLearn"
-    lookahead_lr: float | None = None  # η of the trial updates; null: the optimizer's learning rate
-    max_weight: float = 10.0  # cap on an auxiliary's weight
-
-    def __post_init__(self) -> None:
-        positive(self, "lookahead_lr", allow_none=True)
-        positive(self, "max_weight")
-        if self.max_weight > HUGE:
-            raise ConfigError(
-                f"max_weight={self.max_weight}: must be at most {HUGE:g}: beyond it the framework reads an "
-                "auxiliary's weight (against the target's 1) as diverged"
-            )
-        if self.lookahead_lr is not None and self.lookahead_lr > 1:
-            raise ConfigError(
-                f"lookahead_lr={self.lookahead_lr}: must be at most 1: a trial step of more than the whole gradient "
-                "leaves the region where the target's loss drop measures anything (every gain turns negative)"
-            )
+from src.methods.options import HydaLearnConfig
 
 
 def gain_weights(gains: Tensor, max_weight: float) -> Tensor:
@@ -58,9 +35,9 @@ def gain_weights(gains: Tensor, max_weight: float) -> Tensor:
 
 
 class HydaLearn(GradientWeighting):
-    """Per-step weights from each task's trial-update gain on the target; options on :class:`Config`."""
+    """Per-step weights from each task's trial-update gain on the target; options on :class:`HydaLearnConfig`."""
 
-    Config = Config
+    Config = HydaLearnConfig
     distributed = True
     scale_heads = True  # the weights scale each task's loss
     step_option = "method.lookahead_lr (or model.optimizer.lr, its default)"

@@ -13,34 +13,12 @@ target's can reach a negative weight.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from src.flat import cosines
 from src.methods.gradient_weighting import GradientWeighting
-from src.schema import ConfigError, MethodConfig, at_least, choice, positive
-
-SIMILARITIES = ("cosine", "dot")
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.ol_aux.OLAux"
-    beta: float = 1e-4  # step size on the weights
-    horizon: int = 5  # steps between weight updates (N in the paper)
-    similarity: str = "cosine"  # cosine (LibMTL) | dot (the paper: lr · inner product)
-
-    def __post_init__(self) -> None:
-        positive(self, "beta")
-        if self.beta > 1:
-            raise ConfigError(
-                f"beta={self.beta}: must be at most 1: a weight moves by beta times a sum of up to horizon cosines "
-                "each update; beyond 1 the first update can reverse every weight"
-            )
-        at_least(self, "horizon", 1)
-        choice(self, "similarity", SIMILARITIES)
+from src.methods.options import OLAuxConfig
 
 
 def similarities(shared: Tensor, kind: str, lr: float) -> Tensor:
@@ -55,13 +33,13 @@ def similarities(shared: Tensor, kind: str, lr: float) -> Tensor:
 
 
 class OLAux(GradientWeighting):
-    """Auxiliary weights moved by their gradients' similarity to the target's; options on :class:`Config`.
+    """Auxiliary weights moved by their gradients' similarity to the target's; options on :class:`OLAuxConfig`.
 
     A rule on the gradient seam: the step applies Σ_k w_k g_k from the per-task gradients it already took
     (no second backward pass through the network), and the similarities move the weights after it.
     """
 
-    Config = Config
+    Config = OLAuxConfig
     counters = ("steps",)  # plain-Python state a checkpoint keeps
     distributed = True
     scale_heads = True  # the weights scale each task's loss

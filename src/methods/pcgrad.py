@@ -11,22 +11,15 @@ others'.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torchjd.aggregation import PCGradWeighting
 
 from src.methods.gradient_weighting import TorchJDWeighting
-from src.schema import MethodConfig
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.pcgrad.PCGrad"
+from src.methods.options import PCGradConfig
 
 
 class PCGrad(TorchJDWeighting):
     """PCGrad on the shared parameters; no options (the paper has none beyond the optimizer's)."""
 
-    Config = Config
+    Config = PCGradConfig
     distributed = True
     weighting = PCGradWeighting  # projections in a random order: the global RNG, seeded per epoch

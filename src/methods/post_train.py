@@ -10,29 +10,19 @@ selection is on the target's dev score as for every method, so it picks an epoch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from torch import Tensor
 
 from src.data.schedule import Step, finish
 from src.methods.base import WeightingMethod
-from src.schema import MethodConfig, at_least
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.post_train.PostTrain"
-    aux_epochs: int | None = None  # epochs on the auxiliaries; null: half of trainer.max_epochs
-    reset_optimizer: bool = True  # the target's phase starts with a fresh optimizer state
-
-    def __post_init__(self) -> None:
-        at_least(self, "aux_epochs", 0, allow_none=True)
+from src.methods.options import PostTrainConfig
 
 
 class PostTrain(WeightingMethod):
-    """Auxiliaries first, then the target; options on :class:`Config`."""
+    """Auxiliaries first, then the target; options on :class:`PostTrainConfig`."""
 
-    Config = Config
+    Config = PostTrainConfig
     counters = ("aux_epochs",)  # plain-Python state a checkpoint keeps
     distributed = True
     batchings = ("mixed", "sampled")

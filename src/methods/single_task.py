@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from src.data.schedule import Step
 from src.methods.base import WeightingMethod
-from src.schema import MethodConfig
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.single_task.SingleTask"
+from src.methods.options import SingleTaskConfig
 
 
 class SingleTask(WeightingMethod):
     """The baseline every weighting method must beat: train on the target only."""
 
-    Config = Config
+    Config = SingleTaskConfig
     distributed = True
     schedule = "target"
 

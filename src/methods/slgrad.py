@@ -24,24 +24,13 @@ examples at a time (only one chunk's gradients are held); each chunk costs one v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from src.data.schedule import DEV
 from src.flat import cosines, flat_grad
 from src.methods.base import WeightingMethod
-from src.schema import MethodConfig, positive
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.slgrad.SLGrad"
-    chunk_size: int | None = None  # examples per vectorised per-example backward (bounds memory); null: the batch
-
-    def __post_init__(self) -> None:
-        positive(self, "chunk_size", allow_none=True)
+from src.methods.options import SLGradConfig
 
 
 def sample_weights(alignments: Tensor, total: Tensor | None = None, count: int | None = None) -> Tensor:
@@ -61,7 +50,7 @@ def sample_weights(alignments: Tensor, total: Tensor | None = None, count: int |
 class SLGrad(WeightingMethod):
     """Per-example weights from the cosine of each example's gradient with the target's dev gradient."""
 
-    Config = Config
+    Config = SLGradConfig
     distributed = True
 
     def plan_epoch(self, data, generator):

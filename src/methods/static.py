@@ -7,34 +7,16 @@ weighting method should come close to. ``uniform`` is this method with every wei
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
+from src.methods.options import StaticConfig
 from src.methods.uniform import Uniform
-from src.schema import HUGE, ConfigError, MethodConfig
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.static.Static"
-    weights: dict[str, float] = field(default_factory=dict)  # task → weight; the target, if not listed, gets 1
-    aux_weight: float = 1.0  # the weight of every auxiliary not listed in weights (an oracle grid sweeps it)
-
-    def __post_init__(self) -> None:
-        for task, w in {**self.weights, "aux_weight": self.aux_weight}.items():
-            if not 0 <= w <= HUGE:
-                name = task if task == "aux_weight" else f"weights.{task}"
-                raise ConfigError(
-                    f"{name}={w}: must be a number in [0, {HUGE:g}] (against the target's 1, a weight beyond "
-                    f"{HUGE:g} leaves the target nothing: the framework reads it as a diverged weighting)"
-                )
 
 
 class Static(Uniform):
-    """Σ_t w_t · L_t with fixed ``weights``; the options are documented on :class:`Config`."""
+    """Σ_t w_t · L_t with fixed ``weights``; the options are documented on :class:`StaticConfig`."""
 
-    Config = Config
+    Config = StaticConfig
 
     def setup(self, tasks, target) -> None:
         super().setup(tasks, target)

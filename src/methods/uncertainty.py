@@ -10,28 +10,12 @@ logged weight is 1 / (2·exp(s_t)) at the epoch's end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from src.data.schedule import Step
 from src.methods.base import WeightingMethod
-from src.schema import ConfigError, MethodConfig, finite
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.uncertainty.Uncertainty"
-    init_log_variance: float = -0.5  # s_t at the start (LibMTL's UW); weight 1 / (2·exp(s)) ≈ 0.82
-
-    def __post_init__(self) -> None:
-        finite(self, "init_log_variance")
-        if abs(self.init_log_variance) > 20:
-            raise ConfigError(
-                f"init_log_variance={self.init_log_variance}: must be within [-20, 20]: the weight 1 / (2·exp(s)) "
-                "is then between 1e-9 and 2e8; beyond, the first steps overflow or train nothing"
-            )
+from src.methods.options import UncertaintyConfig
 
 
 def uncertainty_loss(losses: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
@@ -40,9 +24,9 @@ def uncertainty_loss(losses: torch.Tensor, log_variance: torch.Tensor) -> torch.
 
 
 class Uncertainty(WeightingMethod):
-    """Learned homoscedastic-uncertainty weights; options on :class:`Config`."""
+    """Learned homoscedastic-uncertainty weights; options on :class:`UncertaintyConfig`."""
 
-    Config = Config
+    Config = UncertaintyConfig
     distributed = True
     batchings = ("mixed", "sampled")  # a weighted sum of the losses present in a step
 

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from src.data.schedule import Step
 from src.methods.base import WeightingMethod
-from src.schema import MethodConfig
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.uniform.Uniform"
+from src.methods.options import UniformConfig
 
 
 class Uniform(WeightingMethod):
     """The standard multitask baseline: minimise the plain sum of the task losses."""
 
-    Config = Config
+    Config = UniformConfig
     distributed = True
     batchings = ("mixed", "sampled")
 

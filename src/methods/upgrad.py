@@ -11,22 +11,15 @@ It balances every task, the target included; it is not a target-task rule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torchjd.aggregation import UPGradWeighting
 
 from src.methods.gradient_weighting import TorchJDWeighting
-from src.schema import MethodConfig
-
-
-@dataclass
-class Config(MethodConfig):
-    _target_: str = "src.methods.upgrad.UPGrad"
+from src.methods.options import UPGradConfig
 
 
 class UPGrad(TorchJDWeighting):
     """UPGrad on the shared parameters, with TorchJD's defaults."""
 
-    Config = Config
+    Config = UPGradConfig
     distributed = True
     weighting = UPGradWeighting

@@ -1,4 +1,4 @@
-"""Weight search with its whole cost counted: trials of :func:`src.run.train` on an Optuna study.
+"""Weight search with its whole cost counted: trials of :func:`src.train.train` on an Optuna study.
 
     python -m src.search task=multimnist_low_coarse search=halving
     python -m src.search debug=tiny search=grid                     # the fixed-weight oracle as one command

@@ -1,6 +1,6 @@
 """A trial's folder, ``<search>/trials/<point>``: its files, its state and its cost, written and read here alone.
 
-The folder is a run folder of :func:`src.run.train` (results.json, checkpoints/, csv/), plus what the search
+The folder is a run folder of :func:`src.train.train` (results.json, checkpoints/, csv/), plus what the search
 writes beside it: ``failed.json`` (the trial crashed: its error), ``stopped.json`` (a strategy will not advance
 it), ``segments.json`` (the seconds of each segment it trained, by the epoch it reached, so that a trial
 continued over several rungs counts each segment's time once).

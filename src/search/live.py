@@ -1,4 +1,4 @@
-"""Trials that train: each point a run of :func:`src.run.train` in its own folder, recorded in the Optuna study.
+"""Trials that train: each point a run of :func:`src.train.train` in its own folder, recorded in the Optuna study.
 
 A strategy asks :class:`LiveTrials` to advance points (the :class:`~src.search.strategies.Trials` interface); each
 advance continues the point's run from its last.ckpt to the rung's epochs, under the folder's lock, so several
@@ -24,13 +24,13 @@ from omegaconf import DictConfig
 from src.config import validate
 from src.data.base import DataError
 from src.lock import FolderBusy, file_lock, locked
-from src.run import train
 from src.schema import ConfigError, SearchConfig
 from src.search.compose import base_overrides, composed, point_overrides, run_overrides, wandb_overrides
 from src.search.folder import TrialFolder
 from src.search.space import Space
 from src.search.strategies import Point, Trial, canonical, point_key
 from src.search.study import Study
+from src.train import train
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def shared_error(e: BaseException) -> BaseException | None:
 
 
 class LiveTrials:
-    """Trials of :func:`src.run.train`, each in ``<root>/trials/<point>``, recorded in the Optuna study."""
+    """Trials of :func:`src.train.train`, each in ``<root>/trials/<point>``, recorded in the Optuna study."""
 
     def __init__(self, cfg: DictConfig, options: SearchConfig, space: Space, root: Path, study: optuna.Study):
         self.cfg, self.options, self.space, self.root = cfg, options, space, root

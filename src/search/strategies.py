@@ -1,5 +1,5 @@
 """Search strategies over fixed task weightings, written against one small interface so that the same code runs a
-search live (each trial a run of :func:`src.run.train`, :mod:`src.search.live`) and replays it on recorded runs
+search live (each trial a run of :func:`src.train.train`, :mod:`src.search.live`) and replays it on recorded runs
 (each trial the prefix of a recorded dev history, :class:`src.search.replay.Replay`). Nothing here imports torch or
 Lightning: the frontier's replays import this side alone.
 
