@@ -78,7 +78,7 @@ def method_schemas() -> dict[str, type]:
 
 
 def task_schemas() -> dict[str, type]:
-    """Every task group's schema, found as methods are: each subclass of :class:`TaskConfig` that names its group
+    """Every task group's schema: each subclass of :class:`TaskConfig` that names its group
     (``GROUP``); adding a task group is its DataModule, its schema and its YAML."""
     found, todo = {}, list(TaskConfig.__subclasses__())
     while todo:
@@ -128,7 +128,7 @@ def register() -> None:
     for name, schema in task_schemas().items():  # base_multimnist, base_glue, ...: every task group's schema
         cs.store(group="task", name=f"base_{name}", node=_schema(schema))
     for name, schema in task_schemas().items():  # task=glue_rte is task=glue with task.target=rte
-        for target in getattr(schema, "DEFAULT_AUXILIARIES", {}):
+        for target in schema.__dict__.get("DEFAULT_AUXILIARIES", {}):  # its own presets, not a parent group's
             alias = {"defaults": [name], "task": {"target": target}}
             cs.store(group="task", name=f"{name}_{target}", node=alias, package="_global_")
     cs.store(group="model", name="base_encoder", node=EncoderModelConfig)

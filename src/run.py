@@ -22,8 +22,8 @@ from src.runtime import pin
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the target's best dev score."""
-    pin(cfg)  # what the command line chose, written into the config: the run reads no global of Hydra's
     try:
+        pin(cfg)  # what the command line chose, written into the config: the run reads no global of Hydra's
         if cfg.get("search") is not None:  # composed, but a run would ignore it
             raise ConfigError("search=... chooses a weight search: run it with python -m src.search, not src.run")
         from src.train import train  # torch, Lightning and transformers: only for a run that trains

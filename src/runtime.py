@@ -12,34 +12,43 @@ A leaf: the record, the preemption hints and the search read ``cfg.launch`` with
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-_HYDRA = re.compile(r"\$\{hydra:([^{}]+)\}")
+_HYDRA = re.compile(r"(?<!\\)\$\{hydra:")  # ${hydra:x} (not the escaped \${hydra:x}): Hydra's resolver
 
 
 def pin(cfg: DictConfig) -> DictConfig:
-    """``cfg`` with what it would read from Hydra's runtime written in: ``launch`` set, and every ``${hydra:…}``
-    interpolation outside Hydra's own node (``paths.output_dir``, ``search.dir``) replaced by its value.
+    """``cfg`` with what it would read from Hydra's runtime written in: ``launch`` set, the runtime kept as the
+    config's own ``hydra`` node, and every ``${hydra:x}`` outside it turned into ``${hydra.x}``, an interpolation
+    into that node (types, nesting and escapes as OmegaConf resolves them; nothing falls back to a global).
 
     The runtime is ``cfg.hydra`` when the config carries it (``compose(..., return_hydra_config=True)``: a search's
-    trial, a test), else the running Hydra app's; outside both, ``cfg`` is returned as it is. Returns ``cfg``.
+    trial, a test), else the running Hydra app's, whose ``.hydra/config.yaml`` is then rewritten as pinned (Hydra
+    wrote it before the run started); outside both, ``cfg`` is returned as it is. Returns ``cfg``; a ``launch.``
+    override on the command line is refused by name once the rest is pinned.
     """
-    hydra = cfg.get("hydra") if "hydra" in cfg else _running()
+    running = "hydra" not in cfg
+    hydra = _running() if running else cfg.hydra
     if hydra is None:
         return cfg
     launched = launch(hydra)
+    with open_dict(cfg):
+        if running:
+            cfg.hydra = copy.deepcopy(hydra)
+        for key, value in launched.items():
+            cfg.launch[key] = value
+        pointed = _point_at_node(cfg)
+    if running:
+        _save(cfg, hydra, pointed)
     if given := [o for o in launched["overrides"] if o.lstrip("+~").startswith("launch")]:
         from src.schema import ConfigError  # a leaf still: the schema imports nothing of src
 
         raise ConfigError(f"{given[0]}: launch is written by the entry point from the command line, not an option")
-    with open_dict(cfg):
-        for key, value in launched.items():
-            cfg.launch[key] = value
-        _substitute(cfg, hydra)
     return cfg
 
 
@@ -47,9 +56,9 @@ def launch(hydra: DictConfig) -> dict[str, Any]:
     """``cfg.launch`` of a run whose Hydra runtime config is ``hydra``."""
     mode = OmegaConf.select(hydra, "mode", default=None)
     multirun = mode is not None and getattr(mode, "name", str(mode)) == "MULTIRUN"
-    choices = OmegaConf.select(hydra, "runtime.choices", default=None) or {}
+    choices = OmegaConf.select(hydra, "runtime.choices", default=None)
     return {
-        "choices": {k: v for k, v in OmegaConf.to_container(choices).items()} if choices else {},
+        "choices": OmegaConf.to_container(choices) if choices else {},
         "overrides": list(OmegaConf.select(hydra, "overrides.task", default=None) or []),
         "multirun": multirun,
         "sweep_group": Path(hydra.sweep.dir).name if multirun else "single",
@@ -65,19 +74,36 @@ def _running() -> DictConfig | None:
         return None
 
 
-def _substitute(node: DictConfig | ListConfig, hydra: DictConfig) -> None:
-    """Replace ``${hydra:path}`` in every value below ``node`` (Hydra's own node left out) by ``path``'s value."""
+def _point_at_node(node: DictConfig | ListConfig, path: tuple = ()) -> list[tuple]:
+    """``${hydra:x}`` → ``${hydra.x}`` in every value below ``node``, Hydra's own node left out; returns the paths
+    (keys from the root) of the values it changed."""
     keys = range(len(node)) if isinstance(node, ListConfig) else [k for k in node if k != "hydra"]
+    changed = []
     for key in keys:
         child = node._get_node(key)
         if isinstance(child, DictConfig | ListConfig) and not child._is_interpolation():
             if not child._is_none() and not child._is_missing():
-                _substitute(child, hydra)
-            continue
-        raw = child._value()
-        if not isinstance(raw, str) or "${hydra:" not in raw:
-            continue
-        values = {m: OmegaConf.select(hydra, m, default=None, throw_on_missing=False) for m in _HYDRA.findall(raw)}
-        if any(v is None for v in values.values()):
-            continue  # not set in this runtime (a composed trial has no output_dir of Hydra's): left as written
-        node[key] = _HYDRA.sub(lambda m, found=values: str(found[m.group(1)]), raw)
+                changed += _point_at_node(child, (*path, key))
+        elif isinstance(raw := child._value(), str) and _HYDRA.search(raw):
+            node[key] = _HYDRA.sub("${hydra.", raw)
+            changed.append((*path, key))
+    return changed
+
+
+def _save(cfg: DictConfig, hydra: DictConfig, pointed: list[tuple]) -> None:
+    """The run folder's ``.hydra/config.yaml`` as the run reads its config: ``launch`` pinned, the values that read
+    Hydra's runtime resolved (Hydra's own node is hydra.yaml's), every other interpolation as written."""
+    subdir = OmegaConf.select(hydra, "output_subdir", default=None)
+    written = Path(OmegaConf.select(hydra, "runtime.output_dir", default=".")) / str(subdir) / "config.yaml"
+    if subdir is None or not written.is_file():
+        return
+    from src.files import write_atomically  # a leaf, as this module
+
+    shown = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    for *parents, key in pointed:
+        source, target = cfg, shown
+        for k in parents:
+            source, target = source[k], target[k]
+        value = source[key]
+        target[key] = OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else value
+    write_atomically(written, OmegaConf.to_yaml(shown))

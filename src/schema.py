@@ -28,7 +28,7 @@ class ConfigError(ValueError):
     """A config value is invalid; the message names the key and the value."""
 
 
-# --- checks used by the schemas (the methods' own Config classes use them too) -----------------------
+# --- checks used by the schemas (the methods' options in src/methods/options.py use them too) -------
 def positive(obj: Any, *names: str, allow_none: bool = False) -> None:
     for name in names:
         value = getattr(obj, name)

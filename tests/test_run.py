@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback
 
 from src.checkpoints import run_record
@@ -187,3 +188,10 @@ def test_multirun_sweeps_methods_and_seeds(tiny_data, tmp_path):
     ]
     seeds = {json.loads((sweep / f).read_text())["seed"] for f in found}
     assert seeds == {0, 1}
+    # the record and the folder's config say what this job was, as the entry point pinned it (src/runtime.py)
+    job = sweep / "multimnist_left/uniform/seed1_3"
+    record = json.loads((job / "results.json").read_text())
+    assert record["method_choice"] == "uniform" and "seed=1" in record["overrides"]
+    saved = OmegaConf.load(job / ".hydra/config.yaml")
+    assert saved.launch.multirun is True and saved.launch.sweep_group == "sweep"
+    assert saved.run_name == "multimnist_left/uniform/seed1" and saved.paths.output_dir == str(job)

@@ -53,3 +53,34 @@ def test_a_trials_config_is_pinned_to_its_own_composition_and_sets_no_global(tin
     assert HydraConfig.instance().cfg is before  # composed without forging Hydra's runtime
     assert cfg.launch.choices.method == "static" and list(cfg.launch.overrides) == overrides
     assert cfg.paths.output_dir == str(tmp_path)
+
+
+def test_hydra_interpolations_read_the_configs_own_node_with_their_types_and_escapes(tmp_path):
+    from omegaconf import OmegaConf, open_dict
+
+    from src.runtime import pin
+
+    cfg = compose_config(["method=uniform"], output_dir=tmp_path)
+    with open_dict(cfg):
+        cfg.hydra.job.num = 3
+        cfg.extra = {
+            "num": "${hydra:job.num}",
+            "escaped": "\\${hydra:job.num}",
+            "nested": "${oc.select:nope,${hydra:job.num}}",
+        }
+    pin(cfg)
+    assert cfg.extra.num == 3 and cfg.extra.nested == 3  # an int stays an int
+    assert OmegaConf.to_container(cfg.extra, resolve=True)["escaped"] == "${hydra:job.num}"  # left as written
+
+
+@pytest.mark.slow
+def test_a_refused_launch_override_leaves_no_run_folder(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    args = [sys.executable, "-m", "src.run", "launch.multirun=true", f"hydra.run.dir={tmp_path}/run"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "launch.multirun=true: launch is written by the entry point" in proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -16,8 +16,8 @@ from src.search.command import run_search
 
 @hydra.main(config_path="../../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    pin(cfg)  # what the command line chose, written into the config (src/runtime.py)
     try:
+        pin(cfg)  # what the command line chose, written into the config (src/runtime.py)
         result = run_search(cfg)
     except ConfigError:
         restore_hydra_files(Path(cfg.paths.output_dir))  # refused: Hydra's rewrite of .hydra must not stay
