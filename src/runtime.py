@@ -45,7 +45,7 @@ def pin(cfg: DictConfig) -> DictConfig:
         pointed = _point_at_node(cfg)
     if running:
         _save(cfg, hydra, pointed)
-    if given := [o for o in launched["overrides"] if o.lstrip("+~").startswith("launch")]:
+    if given := [o for o in launched["overrides"] if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == "launch"]:
         from src.schema import ConfigError  # a leaf still: the schema imports nothing of src
 
         raise ConfigError(f"{given[0]}: launch is written by the entry point from the command line, not an option")
