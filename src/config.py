@@ -68,24 +68,21 @@ def method_schemas() -> dict[str, type]:
     is the schema of ``src.methods.alphavil.AlphaVIL``. Found without importing any method's code (torch)."""
     import src.methods.options  # noqa: F401  (defines the subclasses)
 
-    found, todo = {}, list(MethodConfig.__subclasses__())
-    while todo:
-        schema = todo.pop()
-        todo += schema.__subclasses__()
-        if target := schema.__dict__.get("_target_"):
-            found[target.rsplit(".", 2)[-2]] = schema
-    return found
+    return {t.rsplit(".", 2)[-2]: s for s in _descendants(MethodConfig) if (t := s.__dict__.get("_target_"))}
 
 
 def task_schemas() -> dict[str, type]:
     """Every task group's schema: each subclass of :class:`TaskConfig` that names its group
     (``GROUP``); adding a task group is its DataModule, its schema and its YAML."""
-    found, todo = {}, list(TaskConfig.__subclasses__())
+    return {s.GROUP: s for s in _descendants(TaskConfig) if s.__dict__.get("GROUP")}
+
+
+def _descendants(base: type) -> list[type]:
+    """Every subclass of ``base``, at any depth."""
+    found, todo = [], list(base.__subclasses__())
     while todo:
-        schema = todo.pop()
+        found.append(schema := todo.pop())
         todo += schema.__subclasses__()
-        if schema.__dict__.get("GROUP"):
-            found[schema.GROUP] = schema
     return found
 
 
