@@ -1,12 +1,16 @@
 """The frontier: target test score (paired Δ to the oracle) against total compute, for every way to pick weights.
 
-    python -m experiments.frontier DIR [DIR ...] [--out FOLDER] [--no-replay]      (make frontier DIR="...")
+    python -m experiments.frontier DIR [DIR ...] [--out FOLDER] [--no-replay] [--grid-batching mixed,sampled]
+    make frontier DIR="..." ARGS="..."
 
 Every ``results.json`` and ``search.json`` below the folders is read and sorted into settings (task config,
 target, budget, dev size, epochs). Per setting:
 
-- the **oracle**: the fixed weighting (static, uniform or single-task, either batching; a search's grid trials
-  included) with the best mean target dev score over the seeds; chosen on dev, scored on test;
+- the **oracle**: the grid's fixed weighting (static, uniform or single-task, on the grid's batchings: those of a
+  live grid search, else ``--grid-batching``, mixed and sampled) with the best mean target dev score over the seeds;
+  chosen on dev, scored on test;
+- every **fixed weighting beside the grid** (on a batching the grid does not hold, such as uniform on step-matched
+  batches, or a sweep's own uniform beside a live grid search): one run each; not the oracle's candidate;
 - every **learned method**: one run each (its extra passes beside it);
 - every **live search** (``search.json`` of ``python -m src.search``): its chosen trial's test score at its total
   compute, ``total_runs``;
@@ -36,10 +40,15 @@ from typing import Any
 from experiments.report import FIXED_CLASSES as FIXED
 from experiments.report import best_on_dev, budget_label, collect, method_key, method_order
 from experiments.stats import interval, spearman
-from src.schema import SearchConfig, SpaceConfig
+from src.schema import BATCHINGS, SearchConfig, SpaceConfig
 from src.search.registry import label, run_strategy, sampler_and_pruner
 from src.search.replay import Replay
 from src.search.strategies import WEIGHT, Point, canonical, point_key
+
+# The grid's batchings where no live grid search names the grid: those of the committed searches' spaces. A fixed
+# weighting on another batching (uniform on step-matched batches) is a row beside the grid, not a point a replayed
+# search could propose, nor the oracle's candidate (the oracle is the best of the grid it costs).
+GRID_BATCHINGS = ("mixed", "sampled")
 
 # strategies replayed by default: name → SearchConfig options
 REPLAYS: dict[str, dict[str, Any]] = {
@@ -211,7 +220,9 @@ def best_of_k(points: Sequence[tuple[float, float]], k: int) -> float:
     return sum(comb(n - 1 - i, k - 1) / comb(n, k) * order[i][1] for i in range(n - k + 1))
 
 
-def frontier(roots: Sequence[Path], replay: bool = True) -> dict[str, dict[str, Any]]:
+def frontier(
+    roots: Sequence[Path], replay: bool = True, batchings: Sequence[str] = GRID_BATCHINGS
+) -> dict[str, dict[str, Any]]:
     """Per setting: rows (name → per-seed test scores and costs) and the early-ranking correlations."""
     runs: list[dict[str, Any]] = []
     searches: list[dict[str, Any]] = []
@@ -240,7 +251,7 @@ def frontier(roots: Sequence[Path], replay: bool = True) -> dict[str, dict[str, 
             by_setting[key].append(r)
     out = {}
     for setting, rs in sorted(by_setting.items()):
-        table = _setting(setting, rs, searches, replay)
+        table = _setting(setting, rs, searches, replay, batchings)
         if table:
             out[setting] = table
     return out
@@ -271,17 +282,21 @@ class _Rows:
             row["test"][seed], row["cost"][seed] = test, cost
 
 
-def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool) -> dict[str, Any] | None:
-    """One setting's frontier: the recorded grid and its oracle, then every learned method, live search, replayed
-    strategy and best-of-k of the grid as rows."""
+def _setting(
+    setting: str, runs: list[dict], searches: list[dict], replay: bool, batchings: Sequence[str] = GRID_BATCHINGS
+) -> dict[str, Any] | None:
+    """One setting's frontier: the recorded grid and its oracle, then every fixed weighting beside the grid, learned
+    method, live search, replayed strategy and best-of-k of the grid as rows."""
     # in the task's order (a live grid's product order, which a random pool of its points depends on)
     auxiliaries = list(dict.fromkeys(t for r in sorted(runs, key=lambda r: -len(r["tasks"])) for t in r["tasks"][1:]))
     full = max(r.get("epochs") or 0 for r in runs)
     seeds = sorted({r["seed"] for r in runs})
     grid = {s: recorded_points([r for r in runs if r["seed"] == s], auxiliaries) for s in seeds}
-    common = set.intersection(*(set(g) for g in grid.values())) if grid else set()
+    fixed = set.intersection(*(set(g) for g in grid.values())) if grid else set()  # run at every seed
     if searched := _grid_searched(runs, searches):  # a live grid search defines the grid (not other fixed runs)
-        common &= searched
+        common = fixed & searched
+    else:  # the fixed weightings on the batchings a search space holds (single-task: every space's 0 point)
+        common = {k for k in fixed if grid[seeds[0]][k].get("schedule") in ("target", *batchings)}
     if len(common) < 2:
         return None
     oracle = best_on_dev({k: [grid[s][k]["target_dev"] for s in seeds] for k in common})
@@ -289,6 +304,9 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
     rows = _Rows()
     for s in seeds:
         rows.add(f"oracle: {oracle}", s, oracle_test[s], len(common), "oracle")
+    for k in sorted(fixed - common):  # fixed weightings beside the grid (another batching, a sweep's uniform)
+        for s in seeds:
+            rows.add(f"fixed, beside the grid: {method_key(grid[s][k])}", s, grid[s][k]["target_test"], 1.0, "fixed")
     _learned_rows(rows, runs)
     _live_rows(rows, runs, searches)
     if replay:
@@ -300,6 +318,7 @@ def _setting(setting: str, runs: list[dict], searches: list[dict], replay: bool)
     return {
         "oracle": oracle,
         "grid_points": len(common),
+        "beside": len(fixed - common),
         "seeds": seeds,
         "full_epochs": full,
         "oracle_test": oracle_test,
@@ -413,6 +432,12 @@ def write_report(tables: dict[str, dict[str, Any]], out: Path, roots: Sequence[P
         lines.append(
             f"Oracle: `{t['oracle']}` (best mean dev of {t['grid_points']} grid points); seeds "
             f"{', '.join(map(str, t['seeds']))}; {t['full_epochs']} epochs a full run."
+            + (
+                f" {t['beside']} fixed weighting(s) beside the grid (another batching, or a sweep's own run), each at"
+                " one run: neither the oracle's candidates nor points a replayed search proposes."
+                if t.get("beside")
+                else ""
+            )
         )
         lines += ["", "| # | way to pick the weights | compute (runs) | target test | Δ to oracle (points) | note |"]
         lines.append("|---|---|---|---|---|---|")
@@ -475,7 +500,7 @@ def plot(setting: str, rows: list[tuple[str, str, float, float, float]], out: Pa
     grid = sorted((c, m) for n, k, c, m, h in rows if k == "grid")
     if grid:
         ax.plot([c for c, _ in grid], [m for _, m in grid], "-", color="grey", label="grid, best of k")
-    style = {"learned": ("o", "tab:blue"), "live": ("*", "tab:red"), "replay": ("s", "tab:green"), "oracle": ("D", "k")}
+    style = {"fixed": ("^", "tab:purple"), "learned": ("o", "tab:blue"), "live": ("*", "tab:red"), "replay": ("s", "tab:green"), "oracle": ("D", "k")}
     points = [(number, kind, c, m, half) for number, kind, c, m, half in rows if kind in style]
     for _, kind, c, m, half in points:
         marker, color = style[kind]
@@ -502,8 +527,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--no-replay", action="store_true", help="only recorded runs and live searches")
+    parser.add_argument(
+        "--grid-batching",
+        default=",".join(GRID_BATCHINGS),
+        help="the batchings of the grid where no live grid search names it (comma-separated; default %(default)s)",
+    )
     args = parser.parse_args(argv)
-    tables = frontier(args.dirs, replay=not args.no_replay)
+    if unknown := [b for b in args.grid_batching.split(",") if b not in BATCHINGS]:
+        parser.error(f"--grid-batching: {', '.join(unknown)} is not a batching (one of {', '.join(BATCHINGS)})")
+    tables = frontier(args.dirs, replay=not args.no_replay, batchings=args.grid_batching.split(","))
     path = write_report(tables, args.out or args.dirs[0] / "frontier", args.dirs)
     print(path)
 

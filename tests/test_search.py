@@ -442,6 +442,32 @@ def test_a_live_grid_search_defines_the_frontiers_grid(tmp_path):
         _run(tmp_path / f"methods/s{seed}/uniform_mixed", "Uniform", seed, [0.3, 0.5, 0.9], 0.50, 1.0, "mixed")
     (table,) = frontier([tmp_path]).values()
     assert table["grid_points"] == 2 and table["oracle"] == "aux-1_sampled"
+    beside = table["rows"]["fixed, beside the grid: uniform · mixed"]  # shown, at one run each, not the oracle
+    assert beside["test"] == {0: 0.50, 1: 0.50} and beside["cost"] == {0: 1.0, 1: 1.0} and beside["kind"] == "fixed"
+
+
+def test_a_batching_the_grid_does_not_hold_is_beside_it_not_its_oracle_nor_a_replays_point(tmp_path):
+    """Uniform on step-matched batches, run at every seed beside a mixed/sampled grid, is a row of its own: the oracle
+    and every replayed search's pool stay the grid's (a search over mixed and sampled could not propose it), unless
+    --grid-batching names its batching."""
+    import experiments.frontier as frontier_module
+    from experiments.frontier import frontier
+
+    for seed in (0, 1, 2):
+        _run(tmp_path / f"s{seed}/single", "SingleTask", seed, [0.1, 0.2, 0.3], 0.30, None, "mixed")
+        _run(tmp_path / f"s{seed}/w1", "Uniform", seed, [0.2, 0.3, 0.6], 0.60, 1.0, "sampled")
+        _run(tmp_path / f"s{seed}/w1m", "Uniform", seed, [0.15, 0.3, 0.5], 0.55, 1.0, "mixed")
+        _run(tmp_path / f"s{seed}/matched", "Uniform", seed, [0.5, 0.7, 0.9], 0.70 + seed / 100, 1.0, "matched")
+    (table,) = frontier([tmp_path]).values()
+    assert table["oracle"] == "aux-1_sampled" and table["grid_points"] == 3 and table["beside"] == 1
+    rows = table["rows"]
+    assert rows["fixed, beside the grid: uniform · matched"]["test"] == {0: 0.70, 1: 0.71, 2: 0.72}
+    assert rows["replay: halving η=3"]["test"] == {0: 0.60, 1: 0.60, 2: 0.60}  # matched's better dev not proposed
+    assert rows["grid, best of 3"]["test"] == {0: 0.60, 1: 0.60, 2: 0.60}
+    (wider,) = frontier([tmp_path], batchings=("mixed", "sampled", "matched")).values()
+    assert wider["oracle"] == "aux-1_matched" and wider["grid_points"] == 4 and not wider["beside"]
+    with pytest.raises(SystemExit):
+        frontier_module.main([str(tmp_path), "--grid-batching", "mixed,blocks", "--no-replay"])
 
 
 def test_a_replay_builds_the_sampler_and_pruner_its_options_name(tmp_path, monkeypatch):
