@@ -261,6 +261,23 @@ def _command(tiny_data, tmp_path, folder: Path, *extra: str) -> list[str]:
     ]
 
 
+def _uninterrupted(tiny_data, tmp_path, folder: Path, *extra: str) -> None:
+    """The search an interrupted one must match, run whole in this process: the command's overrides, one thread as
+    its subprocesses have (the same sums in the same order), and no interpreter to start (a Lightning import costs
+    about 10 s of a core)."""
+    import torch
+
+    from tests.conftest import compose_config
+
+    overrides = _command(tiny_data, tmp_path, folder, *extra)[3:]  # after `python -m src.search`
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_search(compose_config(overrides, output_dir=tmp_path / "uninterrupted"))
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
 def test_two_workers_on_one_study_run_every_trial_once(tiny_data, tmp_path):
     folder = tmp_path / "shared"
@@ -299,7 +316,7 @@ def test_two_workers_on_one_study_run_every_trial_once(tiny_data, tmp_path):
 def test_a_search_killed_mid_way_continues_with_the_same_command(strategy, tiny_data, tmp_path):
     whole = tmp_path / "whole"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(_command(tiny_data, tmp_path, whole, *strategy), cwd=ROOT, env=env, check=True, capture_output=True)
+    _uninterrupted(tiny_data, tmp_path, whole, *strategy)
     folder = tmp_path / "killed"
     command = _command(tiny_data, tmp_path, folder, *strategy)
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -331,8 +348,7 @@ def test_sigterm_names_the_searchs_command_and_running_it_finishes_the_search(ti
     src.run, whose time the search would never count); that command finishes with an uninterrupted search's cost."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     whole = tmp_path / "whole"
-    subprocess.run(_command(tiny_data, tmp_path, whole, "search=halving"), cwd=ROOT, env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    _uninterrupted(tiny_data, tmp_path, whole, "search=halving")
     folder = tmp_path / "stopped"
     command = _command(tiny_data, tmp_path, folder, "search=halving")
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -636,7 +652,7 @@ def test_three_workers_one_killed_run_every_trial_once(storage, tiny_data, tmp_p
     alone = tmp_path / "alone"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     space = ("search=halving", "search.space.weights=[0,0.1,0.3,1,3,10]")
-    subprocess.run(_command(tiny_data, tmp_path, alone, *space), cwd=ROOT, env=env, check=True, capture_output=True)
+    _uninterrupted(tiny_data, tmp_path, alone, *space)
     folder = tmp_path / "shared"
     command = _command(tiny_data, tmp_path, folder, *space, *([f"search.storage={postgres}"] if postgres else []))
     workers = [subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) for _ in range(3)]
