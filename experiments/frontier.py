@@ -500,7 +500,13 @@ def plot(setting: str, rows: list[tuple[str, str, float, float, float]], out: Pa
     grid = sorted((c, m) for n, k, c, m, h in rows if k == "grid")
     if grid:
         ax.plot([c for c, _ in grid], [m for _, m in grid], "-", color="grey", label="grid, best of k")
-    style = {"fixed": ("^", "tab:purple"), "learned": ("o", "tab:blue"), "live": ("*", "tab:red"), "replay": ("s", "tab:green"), "oracle": ("D", "k")}
+    style = {
+        "fixed": ("^", "tab:purple"),
+        "learned": ("o", "tab:blue"),
+        "live": ("*", "tab:red"),
+        "replay": ("s", "tab:green"),
+        "oracle": ("D", "k"),
+    }
     points = [(number, kind, c, m, half) for number, kind, c, m, half in rows if kind in style]
     for _, kind, c, m, half in points:
         marker, color = style[kind]
