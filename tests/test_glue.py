@@ -115,6 +115,10 @@ def test_splits_tokenization_and_cache(tiny_glue, tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.Dataset, "map", lambda self, *a, **k: calls.append(k) or original(self, *a, **k))
     _dm(tiny_glue, tmp_path, auxiliaries=["stsb", "mnli"]).setup()
     assert calls and all(k["load_from_cache_file"] for k in calls)
+    # named by the content key: `datasets` would otherwise hash the tokenizer in `encode`'s closure (seconds a split)
+    assert all(
+        k["new_fingerprint"] == __import__("pathlib").Path(k["cache_file_name"]).stem.rsplit("_", 1)[1] for k in calls
+    )
     assert all(__import__("pathlib").Path(k["cache_file_name"]).exists() for k in calls)
 
 

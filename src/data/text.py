@@ -288,10 +288,11 @@ class TextTaskGroup(MultiTaskDataModule):
         path = self.cache_dir / self.CACHE / f"{entry.name}_{split}_{key}.arrow"
         path.parent.mkdir(parents=True, exist_ok=True)
         first, *second = entry.text
+        max_length = self.max_length  # not `self` in the closure: nothing of the module's state is hashed or pickled
 
         def encode(batch):
             args = (batch[first],) if not second else (batch[first], batch[second[0]])
-            return tokenizer(*args, truncation=True, max_length=self.max_length)
+            return tokenizer(*args, truncation=True, max_length=max_length)
 
         ds = ds.remove_columns([c for c in ds.column_names if c not in entry.text]).add_column("label", labels)
 
@@ -301,6 +302,9 @@ class TextTaskGroup(MultiTaskDataModule):
                 batched=True,
                 cache_file_name=str(path),
                 load_from_cache_file=from_cache,
+                # the content key names the result; without it `datasets` fingerprints `encode` by hashing its
+                # closure (the tokenizer) with dill, seconds a split on two cores
+                new_fingerprint=key,
                 remove_columns=list(entry.text),
                 desc=f"tokenizing {entry.name}/{split}",
             )
