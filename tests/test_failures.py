@@ -577,21 +577,25 @@ def test_a_second_run_on_a_folder_in_use_refuses_and_the_first_finishes_intact(t
 
     from tests.conftest import ROOT, TINY
 
-    folder = tmp_path / "shared"
+    folder, release = tmp_path / "shared", tmp_path / "release"
     command = [
-        sys.executable, "-m", "src.run", *[o for o in TINY if not o.startswith("ckpt_path")], "trainer.max_epochs=60",
+        sys.executable, "-m", "src.run", *[o for o in TINY if not o.startswith("ckpt_path")], "trainer.max_epochs=3",
         f"paths.data_dir={tiny_data}", f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={folder}",
     ]  # fmt: skip
-    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # the first run holds the folder after its first epoch until the second has been refused (however long the
+    # second takes to start), then finishes: no race with the machine's speed
+    hold = ["+callbacks.hold._target_=tests.hold.HoldUntil", f"+callbacks.hold.release={release}"]
+    first = subprocess.Popen([*command, *hold], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (folder / ".run.lock").exists() and time.time() < deadline:
         time.sleep(0.05)
     second = subprocess.run([*command, "seed=1"], cwd=ROOT, capture_output=True, text=True)
-    assert second.returncode != 0 and "is in use by a run: process" in second.stderr
+    release.touch()
+    assert second.returncode != 0 and "is in use by a run: process" in second.stderr, second.stderr[-2000:]
     assert "seed: 0" in (folder / ".hydra" / "config.yaml").read_text()  # the refused start's rewrite put back
     assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
     results = json.loads((folder / "results.json").read_text())
-    assert results["epochs"] == 60 and len(results["dev_history"]) == 60  # the first run's record, whole
+    assert results["epochs"] == 3 and len(results["dev_history"]) == 3  # the first run's record, whole
 
 
 def test_a_resume_on_other_mnist_data_is_refused(tiny_cfg, tmp_path):
