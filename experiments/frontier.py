@@ -539,9 +539,10 @@ def main(argv: list[str] | None = None) -> None:
         help="the batchings of the grid where no live grid search names it (comma-separated; default %(default)s)",
     )
     args = parser.parse_args(argv)
-    if unknown := [b for b in args.grid_batching.split(",") if b not in BATCHINGS]:
+    batchings = args.grid_batching.split(",")
+    if unknown := [b for b in batchings if b not in BATCHINGS]:
         parser.error(f"--grid-batching: {', '.join(unknown)} is not a batching (one of {', '.join(BATCHINGS)})")
-    tables = frontier(args.dirs, replay=not args.no_replay, batchings=args.grid_batching.split(","))
+    tables = frontier(args.dirs, replay=not args.no_replay, batchings=batchings)
     path = write_report(tables, args.out or args.dirs[0] / "frontier", args.dirs)
     print(path)
 

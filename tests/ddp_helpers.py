@@ -63,9 +63,9 @@ def main(argv: list[str]) -> None:
     from tests.conftest import compose_config
 
     data, out, *methods = argv
+    cache = Path(out).parent / "cache"  # the one-process references' cache too
     for method in methods:
         folder = Path(out) / method
-        cache = Path(out).parent / "cache"  # the one-process references' cache too
         overrides = [*common(data, method), f"paths.cache_dir={cache}", "trainer.devices=2", "trainer.strategy=ddp"]
         train(compose_config(overrides, output_dir=folder), callbacks=[SaveRankState(str(folder / "ranks"))])
 
