@@ -12,7 +12,7 @@ import argparse
 import json
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,36 @@ def paired(runs: list[dict], reference: list[dict]) -> str:
     return f"{mean:+.2f} ± {half:.2f}"
 
 
+def is_single_task(key: str) -> bool:
+    """Single-task's plain row, or its row at a precision override (``single_task · 32-true``); not a variant."""
+    return key.split(" · ", 1)[0] == "single_task" and not key.endswith(" · probed")
+
+
+def single_reference(method: str, runs: list[dict], methods: dict[str, list[dict]]) -> list[dict]:
+    """The single-task runs a row's Δ vs single_task pairs with: for each run, single-task's at its seed and, where
+    single-task ran at it, its precision. Single-task at a precision override is paired with its plain row (float32
+    against bf16); the plain row with nothing."""
+    if is_single_task(method):
+        return methods.get("single_task", []) if method != "single_task" else []
+    return at_precision(runs, [r for key, rs in methods.items() if is_single_task(key) for r in rs])
+
+
+def at_precision(runs: list[dict], reference: list[dict]) -> list[dict]:
+    """For each run, the reference run it is paired with: the same seed, at the same precision where the reference
+    ran at it (float32 single-task beside bf16 in one table), else at the other."""
+    out = []
+    for r in runs:
+        at_seed = [q for q in reference if q["seed"] == r["seed"]]
+        same = [q for q in at_seed if q.get("precision") == r.get("precision")]
+        out += (same or at_seed)[:1]
+    return out
+
+
+def precisions(methods: dict[str, list[dict]]) -> Counter:
+    """Runs per precision they ran at (``trainer=auto`` resolves to bf16 or float32 by the CPU)."""
+    return Counter(r["precision"] for runs in methods.values() for r in runs if r.get("precision"))
+
+
 def oracle(methods: dict[str, list[dict]]) -> str | None:
     """The fixed weighting (static, uniform, single-task) with the best mean target *dev* score.
 
@@ -263,7 +293,7 @@ def tables(results: list[dict[str, Any]]) -> str:
         any_run = next(iter(methods.values()))[0]
         out.append(f"### {target}, {budget} (target `{any_run['target']}`, metric: {any_run['target_metric']})\n")
         best_fixed = oracle(methods)
-        single = methods.get("single_task", [])
+        mixed = precisions(methods) if len(precisions(methods)) > 1 else None
         if best_fixed:
             out.append(
                 f"Oracle: `{best_fixed}`, the fixed weighting with the best mean target dev score at this budget "
@@ -279,14 +309,16 @@ def tables(results: list[dict[str, Any]]) -> str:
             sec, _ = mean_std([r.get("mean_epoch_seconds") for r in runs])
             spent = spending(runs)
             off = off_budget(spent, ref_spent) if method != ref else ""
+            ran_at = sorted({r["precision"] for r in runs if r.get("precision")})
+            shown = f"{method} [{', '.join(ran_at)}]" if mixed and not method.endswith(tuple(ran_at)) else method
             rows.append(
                 {
                     "name": method,
-                    "method": method + (" †" if off else "") + (" **(oracle)**" if method == best_fixed else ""),
+                    "method": shown + (" †" if off else "") + (" **(oracle)**" if method == best_fixed else ""),
                     "test": test,
                     "cell": f"{test:.4f} ± " + ("n/a (one seed)" if math.isnan(test_sd) else f"{test_sd:.4f}"),
                     "seeds": ", ".join(f"{r['target_test']:.4f}" for r in runs),
-                    "single": paired(runs, single) if single and method != "single_task" else "–",
+                    "single": paired(runs, ref_runs) if (ref_runs := single_reference(method, runs, methods)) else "–",
                     "oracle": paired(runs, methods[best_fixed]) if best_fixed and method != best_fixed else "–",
                     "dev": f"{dev:.4f}" + ("" if math.isnan(dev_sd) else f" ± {dev_sd:.4f}"),
                     "sec": f"{sec:.1f}",
@@ -316,6 +348,13 @@ def tables(results: list[dict[str, Any]]) -> str:
             "on, over the whole run (dev batches excluded). Passes: the model's forward and backward passes over a "
             "batch in training (α-steps, look-aheads, trial steps and merge evaluations included)."
         )
+        if mixed:
+            out.append(
+                "Precision: this table holds runs at more than one ("
+                + ", ".join(f"{p}: {n} runs" for p, n in sorted(mixed.items()))
+                + "); each row's is in brackets. Δ vs single_task pairs each run with the single-task run of its "
+                "seed at its precision where there is one; Δ vs oracle pairs across precisions where they differ."
+            )
         if marked := [r for r in rows if r["off"]]:
             out.append(
                 f"† spends more than 5% more or less than the reference row `{ref}`: "

@@ -232,6 +232,33 @@ def test_report_oracle_and_paired_differences_on_hand_computed_values():
     assert next(line for line in text.splitlines() if "(oracle)" in line).startswith("| static (weights.right=0.5)")
 
 
+def test_report_pairs_each_run_with_single_task_at_its_precision_when_a_table_mixes_them():
+    """trainer=auto is bf16 on one CPU and float32 on another: a table that holds both says so, and a float32 run's
+    Δ vs single_task is to float32 single-task where there is one (else to the single-task run at its seed)."""
+    from experiments.report import tables
+
+    def run(choice, seed, test, precision, overrides=()):
+        return fake_result(choice, seed, test, 0.8, overrides=list(overrides), precision=precision, weights={"left": 1.0, "right": 1.0})
+
+    fp32 = ["trainer.precision=32-true"]
+    text = tables(
+        [run("single_task", s, t, "bf16-mixed") for s, t in enumerate([0.80, 0.81, 0.82])]
+        + [run("single_task", s, t, "32-true", fp32) for s, t in enumerate([0.70, 0.71])]  # seeds 0, 1 only
+        + [run("alphavil", s, t, "bf16-mixed") for s, t in enumerate([0.81, 0.82, 0.83])]
+        + [run("forkmerge", s, t, "32-true") for s, t in enumerate([0.72, 0.73, 0.84])]  # auto, resolved to float32
+    )
+    row = {line.split(" | ")[0][2:].split(" **")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "| +1.00 ± 0.00 |" in row["alphavil [bf16-mixed]"]  # against bf16 single-task
+    # against float32 single-task on seeds 0 and 1 (+2, +2), bf16 on seed 2 (+2): +2.00
+    assert "| +2.00 ± 0.00 |" in row["forkmerge [32-true]"]
+    assert "| -10.00 ± 0.00 |" in row["single_task · 32-true"]  # float32 against bf16, as before
+    assert row["single_task [bf16-mixed]"].split(" | ")[3] == "–"
+    assert "Precision: this table holds runs at more than one (32-true: 5 runs, bf16-mixed: 6 runs)" in text
+
+    one = tables([run("single_task", 0, 0.8, "32-true"), run("alphavil", 0, 0.9, "32-true")])
+    assert "Precision:" not in one and "[32-true]" not in one  # one precision: nothing to say
+
+
 def test_report_gives_method_variants_rows_of_their_own():
     from experiments.report import method_key, method_order
 
