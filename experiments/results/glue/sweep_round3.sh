@@ -4,7 +4,10 @@
 # the oracle grid, single-task's partners, αVIL and DIW and the methods closest to the oracle on MultiMNIST at the
 # small budget (ForkMerge, Auto-Lambda, HydaLearn, GradNorm). Two jobs at a time (two lanes), one thread each.
 # Started again with the same command, every sweep skips the runs that finished. Checkpoints of finished runs are
-# deleted (results.json keeps the record). Not yet run to its end (see the README: stopped on 2026-12-05 before a run finished).
+# deleted (results.json keeps the record).
+# Precision: `trainer=auto`. Seeds 0-2 of single-task, αVIL, DIW and the oracle grid (runs/stsb_known{,_oracle}/seeds012)
+# ran on 2026-11-30 on a CPU with AVX512-BF16, so bf16; everything below ran on 2026-12-07 on a CPU without it, so
+# float32, and is paired with float32 single-task (runs/fp32/stsb_known, runs/fp32/stsb_known34).
 . "$(dirname "$0")/../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/glue/runs}
 S="python -m src.run -m experiment=glue_stsb_known"
@@ -13,7 +16,10 @@ python -m experiments.stsb_known
 lane() { $S method=$1 seed=$2 hydra.sweep.dir=$RUNS/$3; clean $RUNS/$3; }
 # 1. every other method, seeds 0-2 (single-task, αVIL, DIW and the oracle: runs/stsb_known{,_oracle}/seeds012)
 lane forkmerge,auto_lambda,hydalearn,gradnorm,post_train,slgrad 0,1,2 stsb_known/methods012_a &
-lane uniform,uncertainty,gcs,upgrad,pcgrad,ol_aux 0,1,2 stsb_known/methods012_b
+lane uniform,uncertainty,gcs,upgrad 0,1,2 stsb_known/methods012_b
+wait
+lane pcgrad,ol_aux 0,1,2 stsb_known/methods012_c &
+$S method=single_task seed=3,4 trainer.precision=32-true hydra.sweep.dir=$RUNS/fp32/stsb_known34
 wait
 # 2. seeds 3-4: the oracle grid, αVIL, DIW and the four closest to the oracle on MultiMNIST (single-task: single34)
 python -m src.run -m experiment=glue_stsb_known_oracle seed=3,4 hydra.sweep.dir=$RUNS/stsb_known_oracle/seeds34 &
