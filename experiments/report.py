@@ -293,7 +293,8 @@ def tables(results: list[dict[str, Any]]) -> str:
         any_run = next(iter(methods.values()))[0]
         out.append(f"### {target}, {budget} (target `{any_run['target']}`, metric: {any_run['target_metric']})\n")
         best_fixed = oracle(methods)
-        mixed = precisions(methods) if len(precisions(methods)) > 1 else None
+        ran = precisions(methods)
+        mixed = ran if len(ran) > 1 else None  # more than one precision: each row says its own
         if best_fixed:
             out.append(
                 f"Oracle: `{best_fixed}`, the fixed weighting with the best mean target dev score at this budget "
