@@ -5,9 +5,11 @@
 # small budget (ForkMerge, Auto-Lambda, HydaLearn, GradNorm). Two jobs at a time (two lanes), one thread each.
 # Started again with the same command, every sweep skips the runs that finished. Checkpoints of finished runs are
 # deleted (results.json keeps the record).
-# Precision: `trainer=auto`. Seeds 0-2 of single-task, αVIL, DIW and the oracle grid (runs/stsb_known{,_oracle}/seeds012)
-# ran on 2026-11-30 on a CPU with AVX512-BF16, so bf16; everything below ran on 2026-12-07 on a CPU without it, so
-# float32, and is paired with float32 single-task (runs/fp32/stsb_known, runs/fp32/stsb_known34).
+# Precision: `trainer=auto`, so it depends on the CPU, and each run's results.json records it; the report pairs each
+# run with single-task at its own seed and precision. Single-task, αVIL, DIW and the oracle grid at seeds 0-2, and
+# single-task at 3-4, ran on 2026-11-30 on a CPU with AVX512-BF16 (bf16). ForkMerge, Auto-Lambda, HydaLearn, uniform,
+# uncertainty and GCS seeds 0-1 ran on 2026-12-07 on a CPU without it (float32; their single-task partners:
+# runs/fp32/stsb_known). The rest ran on 2026-12-07/08 on a CPU with it again (bf16).
 . "$(dirname "$0")/../preamble.sh"  # set -uo pipefail, the repository root, one thread
 RUNS=${RUNS:-experiments/results/glue/runs}
 S="python -m src.run -m experiment=glue_stsb_known"
@@ -18,8 +20,7 @@ lane() { $S method=$1 seed=$2 hydra.sweep.dir=$RUNS/$3; clean $RUNS/$3; }
 lane forkmerge,auto_lambda,hydalearn,gradnorm,post_train,slgrad 0,1,2 stsb_known/methods012_a &
 lane uniform,uncertainty,gcs,upgrad 0,1,2 stsb_known/methods012_b
 wait
-lane pcgrad,ol_aux 0,1,2 stsb_known/methods012_c &
-$S method=single_task seed=3,4 trainer.precision=32-true hydra.sweep.dir=$RUNS/fp32/stsb_known34
+lane pcgrad,ol_aux 0,1,2 stsb_known/methods012_c
 wait
 # 2. seeds 3-4: the oracle grid, αVIL, DIW and the four closest to the oracle on MultiMNIST (single-task: single34)
 python -m src.run -m experiment=glue_stsb_known_oracle seed=3,4 hydra.sweep.dir=$RUNS/stsb_known_oracle/seeds34 &
