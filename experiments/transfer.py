@@ -13,7 +13,9 @@ auxiliaries; and what each cheap estimate of a uniform run with the relatedness 
 (``callbacks=relatedness``: look-ahead affinity, gradient cosine, first-order influence). Per method or estimate,
 the Spearman rank correlation between its values and the measured effects (at the best weight) over every
 (setting, auxiliary) point, and for an estimate, whose sign is a claim, the share of points where it agrees
-with the effect's. One scatter panel per method: measured effect against learned weight. Post-training's and
+with the effect's. Run by run, where a setting has two auxiliaries or more: whether each run's weights put them in
+the order of their measured effects, level them (within 1%) or reverse a pair. One scatter panel per method:
+measured effect against learned weight. Post-training's and
 the fixed weightings' weights are set, not learned, and are left out.
 
     python -m experiments.transfer DIR [DIR ...] [--out FOLDER]       (make transfer DIR="...")
@@ -22,8 +24,10 @@ the fixed weightings' weights are set, not learned, and are left out.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from src.record import learned_weights
 
 ESTIMATES = ("lookahead", "cosine", "influence")
 NOT_A_CLAIM = (*FIXED, "post_train")  # weights set by hand or by a schedule (post-training's phases), not learned
+LEVEL = 0.01  # two learned weights within 1% of each other (relative) do not order their auxiliaries
 
 
 def fixed_weights(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -104,21 +109,62 @@ def estimates(methods: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def learning(methods: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The table's rows whose weights are learned (a weight history, neither fixed nor post-training)."""
+    return {
+        key: runs
+        for key, runs in methods.items()
+        if key.split(" ", 1)[0] not in NOT_A_CLAIM and any(r.get("weight_history") for r in runs)
+    }
+
+
 def points(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One point per (table, auxiliary): the measured effect and every method's and estimate's value."""
     out = []
     for (setting, budget), methods in sorted(group_tables(results).items()):
         effects = measured_effects(methods)
         probe = estimates(methods)
-        learned = {
-            key: runs
-            for key, runs in methods.items()
-            if key.split(" ", 1)[0] not in NOT_A_CLAIM and any(r.get("weight_history") for r in runs)
-        }
+        learned = learning(methods)
         for aux, effect in effects.items():
             values = {key: learned_weight(runs, aux) for key, runs in learned.items()}
             values.update({name: v[aux] for name, v in probe.items() if aux in v})
             out.append({"setting": short_name(setting), "budget": budget, "aux": aux, **effect, "values": values})
+    return out
+
+
+def order(weights: dict[str, float], effects: dict[str, float]) -> str | None:
+    """One run's verdict on the auxiliaries' order: ``agrees`` when its weights (w_aux / w_target) put every pair in
+    the order of their measured effects, ``against`` when they reverse a pair, else ``level`` (a pair within
+    ``LEVEL`` of each other). ``None`` where no pair has two distinct measured effects."""
+    verdicts = set()
+    ranked = sorted((a for a in effects if not math.isnan(effects[a]) and a in weights), key=effects.__getitem__)
+    for low, high in itertools.combinations(ranked, 2):  # effects[low] <= effects[high]
+        if effects[low] == effects[high]:
+            continue
+        w_low, w_high = weights[low], weights[high]
+        if abs(w_high - w_low) <= LEVEL * max(abs(w_high), abs(w_low)):
+            verdicts.add("level")
+        else:
+            verdicts.add("agrees" if w_high > w_low else "against")
+    for verdict in ("against", "level", "agrees"):
+        if verdict in verdicts:
+            return verdict
+    return None
+
+
+def orders(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (table with two auxiliaries or more, learning method): how many of its runs order the auxiliaries as
+    their measured effects at the best weight do, level them, or reverse them (``order``, run by run)."""
+    out = []
+    for (setting, budget), methods in sorted(group_tables(results).items()):
+        effects = {aux: e["best"][0] for aux, e in measured_effects(methods).items() if "best" in e}
+        if len(effects) < 2:
+            continue
+        for key, runs in sorted(learning(methods).items(), key=lambda kv: method_order(kv[0])):
+            verdicts = [order(learned_weights(r), effects) for r in runs if r.get("weight_history")]
+            counts = Counter(v for v in verdicts if v)
+            if counts:
+                out.append({"setting": short_name(setting), "budget": budget, "method": key, **counts})
     return out
 
 
@@ -205,6 +251,22 @@ def transfer_report(roots: list[Path], out: Path) -> Path:
         rho_cell = "–" if math.isnan(rho) else f"{rho:+.2f}"
         agree_cell = "–" if math.isnan(agree) else f"{agree:.0%}"
         lines.append(f"| {n} | {count} | {rho_cell} | {agree_cell} |")
+    ordered = orders(results)
+    if ordered:
+        lines.append("\n## Run by run: do the weights order the auxiliaries as their measured effects do?\n")
+        lines.append(
+            "For each run, its learned weights (as above, that run alone) against the measured effects at the best "
+            "weight: *agrees* when every pair of auxiliaries is in the effects' order, *against* when a pair is "
+            f"reversed, *level* when a pair's weights are within {LEVEL:.0%} of each other and none is reversed.\n"
+        )
+        lines += ["| setting | budget | method | runs | agrees | level | against |", "|---|---|---|---|---|---|---|"]
+        for o in ordered:
+            counts = [o.get(v, 0) for v in ("agrees", "level", "against")]
+            lines.append(
+                f"| {o['setting']} | {o['budget']} | {o['method']} | {sum(counts)} | "
+                + " | ".join(map(str, counts))
+                + " |"
+            )
     plot = plot_transfer(pts, names, out)
     if plot:
         lines += ["", f"![measured effect against learned weight]({plot.name})", ""]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.transfer import agreement, learned_weight, points, spearman, transfer_report
+from experiments.transfer import agreement, learned_weight, order, orders, points, spearman, transfer_report
 
 
 def result(setting: str, choice: str, seed: int, test: float, dev: float, aux: list[str], **fields) -> dict:
@@ -141,3 +141,27 @@ def test_probed_runs_get_a_row_of_their_own():
     run = result("one", "uniform", 0, 0.8, 0.8, ["a"], schedule="mixed")
     assert method_key(run) == "uniform · mixed"
     assert method_key({**run, "relatedness": {"probed_steps": {"t": 3}}}) == "uniform · mixed · probed"
+
+
+def test_order_run_by_run_agrees_levels_or_reverses():
+    effects = {"a": 0.05, "b": -0.01, "c": 0.02}  # a > c > b
+    assert order({"a": 0.9, "b": 0.1, "c": 0.5}, effects) == "agrees"
+    assert order({"a": 0.9, "b": 0.1, "c": 0.895}, effects) == "level"  # a and c within 1% of 0.9
+    assert order({"a": 0.9, "b": 0.1, "c": 0.92}, effects) == "against"  # c above a by 2%
+    assert order({"a": 0.9, "b": 0.9, "c": 0.1}, effects) == "against"  # a reversal outweighs a level pair
+    assert order({"a": 1.0, "b": 1.0}, {"a": 0.01, "b": 0.01}) is None  # equal effects: nothing to order
+    assert order({"a": 1.0, "b": 2.0}, {"a": 0.01, "b": math.nan}) is None
+
+
+def test_orders_count_each_learning_methods_runs_on_settings_with_two_auxiliaries(tmp_path):
+    # "two": a's effect +.05, b's −.01 (test_measured_effects_...): seeds 0 and 1 put a above b, seed 2 below
+    histories = [[{"t": 1.0, "a": 0.9, "b": 0.1}], [{"t": 2.0, "a": 1.0, "b": 0.5}], [{"t": 1.0, "a": 0.2, "b": 0.3}]]
+    method = [
+        result("two", "alphavil", s, 0.7, 0.7, ["a", "b"], schedule="blocks", weight_history=h * 2)
+        for s, h in enumerate(histories)
+    ]
+    one = learned("one", ["a"], [{"t": 1.0, "a": 0.8}] * 2)  # one auxiliary: no order to count
+    rows = orders(ONE + TWO + method + one)
+    assert [(r["setting"], r["method"], r.get("agrees"), r.get("against")) for r in rows] == [("two", "alphavil", 2, 1)]
+    text = transfer_report([runs_of(tmp_path, ONE + TWO + method)], tmp_path / "out").read_text()
+    assert "| alphavil | 3 | 2 | 0 | 1 |" in text
