@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Language, round three, item 3 (experiments/results/glue/README.md): every mixed-batch method on the low-resource
+# STS-B setting at equal steps (`task.batching=matched`: every step a batch of every task, each task's budget spread
+# over the steps, so the epoch takes the steps of `sampled`, 189 a task, 567 in all), seeds 0-2, beside the same
+# methods on mixed batches (runs/low_stsb/methods012_*, 189 steps) and the oracle on sampled ones. Uniform first: it
+# is the reference every method is read against. Two lanes, one thread each; `trainer=auto` (each run's
+# results.json records its precision, and the report pairs it with single-task at its own). Started again, each
+# lane skips the runs that finished. Checkpoints of finished runs are deleted (results.json keeps the record).
+#   bash experiments/results/glue/sweep_matched.sh
+. "$(dirname "$0")/../preamble.sh"  # set -uo pipefail, the repository root, one thread
+RUNS=${RUNS:-experiments/results/glue/runs}
+clean() { find "$1" -name results.json -printf '%h\n' 2>/dev/null | while read -r d; do rm -rf "$d/checkpoints"; done; }
+lane() {  # methods, folder
+  python -m src.run -m experiment=glue_low_stsb task.batching=matched method=$1 seed=0,1,2 \
+    trainer.enable_progress_bar=false hydra.sweep.dir=$RUNS/low_stsb/$2
+  clean $RUNS/low_stsb/$2
+}
+lane uniform,pcgrad,upgrad,gcs,ol_aux,uncertainty matched012_a &
+lane auto_lambda,hydalearn,diw,gradnorm,post_train,slgrad matched012_b
+wait
