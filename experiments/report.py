@@ -308,6 +308,7 @@ def tables(results: list[dict[str, Any]]) -> str:
             test, test_sd = mean_std([r["target_test"] for r in runs])
             dev, dev_sd = mean_std([r["target_dev"] for r in runs])
             sec, _ = mean_std([r.get("mean_epoch_seconds") for r in runs])
+            memory = [r["peak_memory_mb"] for r in runs if r.get("peak_memory_mb")]
             spent = spending(runs)
             off = off_budget(spent, ref_spent) if method != ref else ""
             ran_at = sorted({r["precision"] for r in runs if r.get("precision")})
@@ -323,6 +324,7 @@ def tables(results: list[dict[str, Any]]) -> str:
                     "oracle": paired(runs, methods[best_fixed]) if best_fixed and method != best_fixed else "–",
                     "dev": f"{dev:.4f}" + ("" if math.isnan(dev_sd) else f" ± {dev_sd:.4f}"),
                     "sec": f"{sec:.1f}",
+                    "memory": f"{statistics.fmean(memory):,.0f}" if len(memory) == len(runs) else "–",
                     "seen": examples_seen(runs),
                     "spent": spent_cells(spent),
                     "off": off,
@@ -333,21 +335,23 @@ def tables(results: list[dict[str, Any]]) -> str:
         out.append(
             "| method | target test (mean ± std) | per seed | Δ vs single_task (points, 95% CI) | "
             "Δ vs oracle (points, 95% CI) | target dev | examples seen (mean) | optimizer steps | passes fwd / bwd | "
-            "dev examples used | s / epoch | final weights (mean) |"
+            "dev examples used | s / epoch | peak MB | final weights (mean) |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             cell = f"**{r['cell']}**" if r["test"] == best else r["cell"]
             out.append(
                 f"| {r['method']} | {cell} | {r['seeds']} | {r['single']} | {r['oracle']} | {r['dev']} | "
-                f"{r['seen']} | {r['spent']} | {r['sec']} | {r['weights']} |"
+                f"{r['seen']} | {r['spent']} | {r['sec']} | {r['memory']} | {r['weights']} |"
             )
         out.append("")
         out.append(
             "Δ: the paired difference of the target test score over the seeds both rows ran, in points (× 100; "
             "mean ± half-width of the 95% t-interval). Examples seen: training examples each task's loss was taken "
             "on, over the whole run (dev batches excluded). Passes: the model's forward and backward passes over a "
-            "batch in training (α-steps, look-aheads, trial steps and merge evaluations included)."
+            "batch in training (α-steps, look-aheads, trial steps and merge evaluations included). Peak MB: each "
+            "run's peak memory (the GPU's allocated memory on CUDA, else the process's peak resident size), mean "
+            "over seeds."
         )
         if mixed:
             out.append(

@@ -209,12 +209,14 @@ def fake_result(choice: str, seed: int, test: float, dev: float, **fields) -> di
 def test_report_oracle_and_paired_differences_on_hand_computed_values():
     from experiments.report import tables
 
-    def runs(choice, tests, dev, overrides=()):
+    def runs(choice, tests, dev, overrides=(), memory=(2000.0, 2100.0, 2300.0)):
         seen = {"left": 1000, "right": 3000}
         weights = {"left": 1.0, "right": 0.5}
         return [
-            fake_result(choice, seed, t, dev, overrides=list(overrides), weights=weights, examples_seen=seen)
-            for seed, t in enumerate(tests)
+            fake_result(
+                choice, seed, t, dev, overrides=list(overrides), weights=weights, examples_seen=seen, peak_memory_mb=m
+            )
+            for seed, (t, m) in enumerate(zip(tests, memory))
         ]
 
     text = tables(
@@ -229,6 +231,7 @@ def test_report_oracle_and_paired_differences_on_hand_computed_values():
     # vs oracle: differences −.01, −.01, .02: mean 0, sd .01732 → ± .0430
     assert "| 0.8200, 0.8300, 0.8500 | +2.33 ± 3.79 | +0.00 ± 4.30 |" in row
     assert "left=1,000, right=3,000" in row
+    assert "| 2,133 | left=1.00, right=0.50 |" in row  # peak memory: the mean over seeds, 6,400 / 3
     assert next(line for line in text.splitlines() if "(oracle)" in line).startswith("| static (weights.right=0.5)")
 
 
@@ -238,7 +241,9 @@ def test_report_pairs_each_run_with_single_task_at_its_precision_when_a_table_mi
     from experiments.report import tables
 
     def run(choice, seed, test, precision, overrides=()):
-        return fake_result(choice, seed, test, 0.8, overrides=list(overrides), precision=precision, weights={"left": 1.0, "right": 1.0})
+        return fake_result(
+            choice, seed, test, 0.8, overrides=list(overrides), precision=precision, weights={"left": 1.0, "right": 1.0}
+        )
 
     fp32 = ["trainer.precision=32-true"]
     text = tables(
