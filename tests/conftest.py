@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import struct
@@ -98,6 +99,15 @@ def compose_config(overrides: list[str], output_dir: Path | None = None) -> Dict
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=overrides, return_hydra_config=True)
     return pin(cfg)
+
+
+@functools.cache
+def method_class(method: str) -> type:
+    """The class ``method=<method>`` builds; composed once per method and process (a compose is a fair part of a
+    second, and the lists held to the classes ask for every method)."""
+    from hydra.utils import get_class
+
+    return get_class(compose_config([f"method={method}"]).method._target_)
 
 
 # Tests call train() several times in one folder; each call starts afresh unless a test resumes on purpose

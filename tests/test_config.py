@@ -149,10 +149,9 @@ OUT_OF_DOMAIN = {
 def method_options(method: str) -> set[str]:
     from dataclasses import fields
 
-    from hydra.utils import get_class
+    from tests.conftest import method_class
 
-    cls = get_class(compose_config([f"method={method}"]).method._target_)
-    return {f.name for f in fields(cls.Config) if not f.name.startswith("_")}
+    return {f.name for f in fields(method_class(method).Config) if not f.name.startswith("_")}
 
 
 @pytest.mark.parametrize("method", options("method"))

@@ -16,13 +16,12 @@ import sys
 
 import pytest
 import torch
-from hydra.utils import get_class
 
 from src.train import build, train
-from tests.conftest import METHODS, ROOT, compose_config
+from tests.conftest import METHODS, ROOT, compose_config, method_class
 from tests.ddp_helpers import SaveRankState, common
 
-DISTRIBUTED = [m for m in METHODS if get_class(compose_config([f"method={m}"]).method._target_).distributed]
+DISTRIBUTED = [m for m in METHODS if method_class(m).distributed]
 EXACT = {"single_task", "uniform", "static", "post_train", "uncertainty"}  # DDP's own reduction and nothing else
 # Every parameter of the two-process run within 1e-5 of the one-process run's after 10 steps (the processes
 # sum in another order than one process does: float32 rounding, which Adam's normalisation amplifies on

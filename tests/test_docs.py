@@ -133,15 +133,9 @@ def _named(text: str, start: str, end: str) -> set[str]:
 
 
 def _classes(attribute) -> set[str]:
-    from hydra.utils import get_class
+    from tests.conftest import METHODS, method_class
 
-    from tests.conftest import METHODS, compose_config
-
-    out = set()
-    for m in METHODS:
-        if attribute(get_class(compose_config([f"method={m}"]).method._target_)):
-            out.add(m.replace("_", ""))
-    return out
+    return {m.replace("_", "") for m in METHODS if attribute(method_class(m))}
 
 
 def test_the_docs_lists_of_method_families_match_the_classes():

@@ -330,11 +330,9 @@ def test_mixed_steps_spread_an_auxiliary_like_the_target_batches():
 
 
 def test_the_whole_epochs_list_matches_the_classes():
-    from hydra.utils import get_class
+    from tests.conftest import method_class
 
-    from tests.conftest import compose_config
-
-    declared = {m for m in METHODS if get_class(compose_config([f"method={m}"]).method._target_).whole_epochs}
+    declared = {m for m in METHODS if method_class(m).whole_epochs}
     assert declared == WHOLE_EPOCHS
 
 
