@@ -39,7 +39,7 @@ def objective(K, kappa, b):
     return 0.5 * b @ K @ b - kappa @ b
 
 
-@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in range(1, 5))])  # ~3 s each
+@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in range(1, 5))])  # ~1 s each
 def test_kmm_matches_a_reference_qp(seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(24, 3, generator=g, dtype=torch.double)
@@ -63,6 +63,30 @@ def test_projection_is_onto_the_box_and_slab():
     p = project(v, B=2.0, lo=2.0, hi=3.0)
     assert p.min() >= 0 and p.max() <= 2.0 and abs(p.sum().item() - 3.0) < 1e-9
     assert torch.equal(project(torch.ones(4, dtype=torch.double), 2.0, 3.0, 5.0), torch.ones(4, dtype=torch.double))
+
+
+def bisection(v, B, lo, hi, iters=200):
+    """The projection by bisection on τ (the solver's former method): a reference for the exact one."""
+    target = v.clamp(0, B).sum().clamp(lo, hi)
+    low, high = v.min() - B, v.max()
+    for _ in range(iters):
+        mid = (low + high) / 2
+        low, high = (mid, high) if (v - mid).clamp(0, B).sum() > target else (low, mid)
+    return (v - (low + high) / 2).clamp(0, B)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_exact_projection_matches_bisection(seed):
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(30, generator=g, dtype=torch.double) * 3
+    v[:5] = v[5]  # ties among the breakpoints
+    for B, lo, hi in [(2.0, 27.0, 33.0), (2.0, 50.0, 55.0), (5.0, 1.0, 2.0), (1.0, 30.0, 30.0)]:  # at hi: every β at B
+        p = project(v, B, lo, hi)
+        if lo <= v.clamp(0, B).sum() <= hi:
+            torch.testing.assert_close(p, v.clamp(0, B), atol=0, rtol=0)
+        else:
+            torch.testing.assert_close(p, bisection(v, B, lo, hi), atol=1e-12, rtol=0)
+        assert p.min() >= 0 and p.max() <= B and lo - 1e-9 <= p.sum() <= hi + 1e-9
 
 
 def test_identical_training_and_dev_features_give_beta_one():

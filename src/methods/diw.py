@@ -52,20 +52,32 @@ def kmm_problem(x: Tensor, z: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
     return K, kappa
 
 
-def project(v: Tensor, B: float, lo: float, hi: float, iters: int = 60) -> Tensor:
-    """Euclidean projection onto {0 ≤ β ≤ B, lo ≤ Σβ ≤ hi}: clip(v − τ) with τ found by bisection.
+def project(v: Tensor, B: float, lo: float, hi: float) -> Tensor:
+    """Euclidean projection onto {0 ≤ β ≤ B, lo ≤ Σβ ≤ hi}: clip(v, 0, B) where its sum is in [lo, hi], else
+    clip(v − τ, 0, B) with its sum at the nearer bound.
 
-    Written without host synchronisation (no ``.item()``), so the solver runs on a GPU at its speed.
+    f(τ) = Σ clip(v − τ, 0, B) is piecewise linear and non-increasing, with breakpoints at each v_i − B and v_i; τ
+    is found exactly, on the segment where f crosses the target, from the sorted v and its suffix sums (a few
+    vectorised operations, none of them a host synchronisation, so the solver runs on a GPU at its speed).
     """
     b = v.clamp(0, B)
     s = b.sum()
     target = s.clamp(lo, hi)
-    low, high = v.min() - B, v.max()  # Σ clip(v − τ) falls from nB to 0 over [low, high]
-    for _ in range(iters):
-        mid = (low + high) / 2
-        above = (v - mid).clamp(0, B).sum() > target
-        low, high = torch.where(above, mid, low), torch.where(above, high, mid)
-    return torch.where((lo <= s) & (s <= hi), b, (v - (low + high) / 2).clamp(0, B))
+    n = len(v)
+    vs = v.sort().values
+    suffix = torch.cat([vs.flip(0).cumsum(0).flip(0), vs.new_zeros(1)])  # suffix[j] = Σ_{i ≥ j} vs_i
+
+    def above(tau: Tensor) -> Tensor:  # Σ max(v − τ, 0) at each τ
+        j = torch.searchsorted(vs, tau, right=True)  # how many v_i ≤ τ
+        return suffix[j] - (n - j) * tau
+
+    points = torch.cat([vs - B, vs]).sort().values
+    f = above(points) - above(points + B)  # clip(x, 0, B) = max(x, 0) − max(x − B, 0); non-increasing
+    k = torch.searchsorted(-f, -target.reshape(1)).clamp(1, 2 * n - 1)  # first breakpoint with f ≤ target
+    p0, p1, f0, f1 = points[k - 1], points[k], f[k - 1], f[k]
+    drop = f0 - f1
+    tau = p0 + torch.where(drop > 0, (f0 - target) / torch.where(drop > 0, drop, 1.0) * (p1 - p0), 0.0)
+    return torch.where((lo <= s) & (s <= hi), b, (v - tau).clamp(0, B))
 
 
 def kmm_solve(K: Tensor, kappa: Tensor, B: float, eps: float, steps: int, beta0: Tensor | None = None) -> Tensor:
