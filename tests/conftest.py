@@ -101,13 +101,23 @@ def compose_config(overrides: list[str], output_dir: Path | None = None) -> Dict
     return pin(cfg)
 
 
-@functools.cache
 def method_class(method: str) -> type:
-    """The class ``method=<method>`` builds; composed once per method and process (a compose is a fair part of a
-    second, and the lists held to the classes ask for every method)."""
+    """The class ``method=<method>`` builds."""
+    return method_classes()[method]
+
+
+@functools.cache
+def method_classes() -> dict[str, type]:
+    """Every method option's class, from its own config file (``method/<name>`` with its defaults), composed once
+    per process: a whole config's compose is a fair part of a second, and lists held to the classes (one of them
+    at collection) ask for every method."""
     from hydra.utils import get_class
 
-    return get_class(compose_config([f"method={method}"]).method._target_)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        targets = {m: compose(f"method/{m}").method._target_ for m in METHODS}
+    GlobalHydra.instance().clear()
+    return {m: get_class(target) for m, target in targets.items()}
 
 
 # Tests call train() several times in one folder; each call starts afresh unless a test resumes on purpose
