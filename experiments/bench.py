@@ -43,24 +43,11 @@ from hydra.core.global_hydra import GlobalHydra
 
 from src.config import ROOT
 from src.data.schedule import DEV, step_loader
+from src.record import peak_rss_mb, reset_peak_rss
 from src.runtime import pin
 from src.train import build
 
 METHODS = tuple(sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")))  # every method config
-
-
-def peak_rss_reset() -> None:
-    try:  # "5" resets the peak resident set size (VmHWM) of this process
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def config(overrides: list[str], out: Path):
@@ -79,7 +66,7 @@ def bench_method(overrides: list[str], out: Path) -> dict[str, float]:
     datamodule.setup()
     n = examples_in(datamodule.plan(0))
     gc.collect()
-    peak_rss_reset()
+    reset_peak_rss()
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     seconds = time.perf_counter() - start

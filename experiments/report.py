@@ -308,7 +308,7 @@ def tables(results: list[dict[str, Any]]) -> str:
             test, test_sd = mean_std([r["target_test"] for r in runs])
             dev, dev_sd = mean_std([r["target_dev"] for r in runs])
             sec, _ = mean_std([r.get("mean_epoch_seconds") for r in runs])
-            memory = [r["peak_memory_mb"] for r in runs if r.get("peak_memory_mb")]
+            memory = [r["peak_memory_mb"] for r in runs if r.get("peak_memory_scope") == "training"]
             spent = spending(runs)
             off = off_budget(spent, ref_spent) if method != ref else ""
             ran_at = sorted({r["precision"] for r in runs if r.get("precision")})
@@ -350,8 +350,8 @@ def tables(results: list[dict[str, Any]]) -> str:
             "mean ± half-width of the 95% t-interval). Examples seen: training examples each task's loss was taken "
             "on, over the whole run (dev batches excluded). Passes: the model's forward and backward passes over a "
             "batch in training (α-steps, look-aheads, trial steps and merge evaluations included). Peak MB: each "
-            "run's peak memory (the GPU's allocated memory on CUDA, else the process's peak resident size), mean "
-            "over seeds."
+            "run's peak memory in training (the GPU's allocated memory on CUDA, else the process's peak resident "
+            "size), mean over seeds; – where a run's peak covers more than its training (`peak_memory_scope`)."
         )
         if mixed:
             out.append(

@@ -23,6 +23,7 @@ from src.data.tasks import TaskSpec, headline_value
 from src.flat import flat_grad, pieces
 from src.methods.base import WeightingMethod
 from src.models.multitask import MultiTaskModel
+from src.record import reset_peak_rss
 from src.seam import TaskGradients
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class MultiTaskModule(pl.LightningModule):
         self._in_step = False
         self._warned_vmap = False
         self.peak_gpu_mb: float | None = None  # peak allocated GPU memory of training, on CUDA
+        self.peak_scope = "process"  # what the peak memory covers: "training" once it is reset at training's start
         model.trunk.register_forward_pre_hook(self._count_forward)
         self.test_results: dict[str, dict[str, float]] = {}
         self.test_heads: dict[str, str] = {}
@@ -364,6 +366,9 @@ class MultiTaskModule(pl.LightningModule):
     def on_train_start(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+            self.peak_scope = "training"
+        elif reset_peak_rss():
+            self.peak_scope = "training"
 
     def on_train_end(self) -> None:
         if self.device.type == "cuda":  # before teardown moves the model back to the CPU

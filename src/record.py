@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import resource
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +38,34 @@ def budget_record(datamodule: MultiTaskDataModule, per_epoch: dict[str, int], ba
 
 
 def peak_memory_mb(module: MultiTaskModule) -> float:
-    """The peak memory of training: the GPU's allocated memory on CUDA, else the process's peak resident size."""
+    """The peak memory of training: the GPU's allocated memory on CUDA, else the process's peak resident size
+    since training started (``reset_peak_rss``)."""
     if module.peak_gpu_mb is not None:  # measured before Lightning moved the model back to the CPU
         return module.peak_gpu_mb
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return peak_rss_mb()
+
+
+def reset_peak_rss() -> bool:
+    """Start the process's peak resident size afresh (Linux: writing 5 to ``clear_refs`` resets ``VmHWM``), so that
+    a job of a multirun, which shares its process with the jobs before it, is not charged with their peak. False
+    where it cannot be reset (not Linux, or not allowed): the peak is then the process's since it started."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident size in MB: since the last ``reset_peak_rss`` on Linux (``VmHWM``), else since
+    the process started (``getrusage``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
 
 
 def fit_results(cfg: DictConfig, datamodule: MultiTaskDataModule, module: MultiTaskModule) -> RunResults:
@@ -88,6 +113,7 @@ def fit_results(cfg: DictConfig, datamodule: MultiTaskDataModule, module: MultiT
         | ({"applied": spent["applied_gradients"]} if spent.get("applied_gradients") else {}),
         dev_examples_used=spent["dev_examples_used"],
         peak_memory_mb=peak_memory_mb(module),
+        peak_memory_scope=module.peak_scope,
         precision=str(trainer.precision),  # as resolved (trainer.precision=auto: what the hardware got)
         weights=method.weights(),
         weight_history=histories["weight_history"],

@@ -66,6 +66,11 @@ class RunResults:
     peak_memory_mb: float = _key(
         "peak memory: the GPU's peak allocated memory in training on CUDA, else the process's peak resident size"
     )
+    peak_memory_scope: str = _key(
+        "what `peak_memory_mb` covers: `training` (reset when training started) or `process` (since the process "
+        "started, a multirun's earlier jobs included: where the peak cannot be reset, or a record from before "
+        "2026-12-07, which lacks this key)"
+    )
     precision: str = _key("the numeric precision the run got (`trainer.precision=auto` resolved)")
     # the weights
     weights: dict[str, float] = _key("each task's final weight", {})

@@ -214,7 +214,15 @@ def test_report_oracle_and_paired_differences_on_hand_computed_values():
         weights = {"left": 1.0, "right": 0.5}
         return [
             fake_result(
-                choice, seed, t, dev, overrides=list(overrides), weights=weights, examples_seen=seen, peak_memory_mb=m
+                choice,
+                seed,
+                t,
+                dev,
+                overrides=list(overrides),
+                weights=weights,
+                examples_seen=seen,
+                peak_memory_mb=m,
+                peak_memory_scope="training",
             )
             for seed, (t, m) in enumerate(zip(tests, memory))
         ]
@@ -232,6 +240,8 @@ def test_report_oracle_and_paired_differences_on_hand_computed_values():
     assert "| 0.8200, 0.8300, 0.8500 | +2.33 ± 3.79 | +0.00 ± 4.30 |" in row
     assert "left=1,000, right=3,000" in row
     assert "| 2,133 | left=1.00, right=0.50 |" in row  # peak memory: the mean over seeds, 6,400 / 3
+    unscoped = tables([{**r, "peak_memory_scope": None} for r in runs("alphavil", [0.8, 0.8, 0.8], 0.9)])
+    assert "| – | left=1.00, right=0.50 |" in unscoped  # a peak that may hold earlier jobs' is not shown
     assert next(line for line in text.splitlines() if "(oracle)" in line).startswith("| static (weights.right=0.5)")
 
 
