@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import signal
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,17 @@ def make_mnist(root: Path, n_train: int = 300, n_test: int = 100, seed: int = 0)
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return root
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_as_they_were():
+    """Each test leaves SIGINT and SIGTERM as it found them: Lightning ignores SIGINT from a Ctrl-C it caught on,
+    and a library may install its own, so a later test in the same xdist worker would not see its own signal."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in before.items():
+        if signal.getsignal(s) is not handler and handler is not None:
+            signal.signal(s, handler)
 
 
 @pytest.fixture(scope="session")
