@@ -447,6 +447,8 @@ def test_a_resume_in_place_without_last_ckpt_refuses_instead_of_starting_over(ti
 
 
 def test_ctrl_c_exits_130_with_the_resume_commands(tiny_cfg, tmp_path, caplog):
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as a shell delivers it, whatever ran before
+
     class CtrlC(Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             if trainer.current_epoch == 1 and batch_idx == 0:
