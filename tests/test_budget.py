@@ -257,9 +257,10 @@ def test_a_matched_run_takes_the_steps_and_examples_of_a_sampled_run(tiny_cfg):
 def test_a_committed_sampled_run_regenerates_from_todays_code(real_data, tmp_path):
     """experiments/results/budget/regression/sampled_static: a 3-epoch fixed-weight run on sampled batches, one
     thread. Run again with its own overrides, it gives the same record: a change of the sampled schedule's random
-    stream (or of anything a committed table rests on) fails here. Scores to 4 decimals: another CPU's kernels may
-    round differently; the thread count must match (it changes the sums' order: at 2 threads epoch 3's dev score
-    moves by 0.17 points)."""
+    stream (or of anything a committed table rests on) fails here: the counts exactly, the scores within half a
+    point. Another CPU's kernels round differently and the difference grows over the epochs: on an AMD EPYC with
+    AVX512-BF16 (2026-12-07, at 130c957 as at later commits) epochs 1-2 match to 4 decimals and epoch 3's dev score is
+    0.19 points off. The thread count must match (at 2 threads epoch 3's dev score moves by 0.17 points)."""
     import json
     import os
     import subprocess
@@ -276,5 +277,5 @@ def test_a_committed_sampled_run_regenerates_from_todays_code(real_data, tmp_pat
     again = json.loads((tmp_path / "run" / "results.json").read_text())
     for key in ("optimizer_steps", "examples_seen", "passes", "budget", "weights"):
         assert again[key] == committed[key], key
-    assert [round(v, 4) for v in again["dev_history"]] == [round(v, 4) for v in committed["dev_history"]]
-    assert round(again["target_test"], 4) == round(committed["target_test"], 4)
+    assert again["dev_history"] == pytest.approx(committed["dev_history"], abs=0.005)
+    assert again["target_test"] == pytest.approx(committed["target_test"], abs=0.005)
