@@ -228,35 +228,6 @@ def test_bad_search_options_fail_before_any_training(tiny_cfg, tmp_path, overrid
     assert not (tmp_path / "search" / "trials").exists()
 
 
-def test_a_database_is_tried_again_only_while_another_worker_creates_its_tables(monkeypatch):
-    import optuna
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
-    import src.search.study as study
-
-    calls = []
-
-    def storage(errors):
-        def make(url):
-            calls.append(url)
-            if len(calls) <= len(errors):
-                raise errors[len(calls) - 1]
-            return "storage"
-
-        return make
-
-    monkeypatch.setattr(study.time, "sleep", lambda s: None)
-    race = IntegrityError("CREATE TABLE studies", {}, Exception("duplicate key value"))
-    monkeypatch.setattr(optuna.storages, "RDBStorage", storage([race, race]))
-    assert study._database("postgresql://db/x") == "storage" and len(calls) == 3  # the third try finds the tables
-    calls.clear()
-    refused = OperationalError("connect", {}, Exception("connection refused"))
-    monkeypatch.setattr(optuna.storages, "RDBStorage", storage([refused]))
-    with pytest.raises(OperationalError):
-        study._database("postgresql://db/x")
-    assert len(calls) == 1  # a database that cannot be reached is not waited for
-
-
 def test_a_search_without_a_strategy_is_refused(tiny_cfg):
     with pytest.raises(ConfigError, match="choose a strategy: search=grid"):
         run_search(tiny_cfg())

@@ -59,14 +59,13 @@ def open_study(options: SearchConfig, root: Path) -> optuna.Study:
 def _database(url: str, tries: int = 5) -> Any:
     """Optuna's storage on a database. Workers that start together on several machines create its tables at once,
     and all but one fail on the tables another just made (an IntegrityError on PostgreSQL): tried again, after a
-    pause that grows, the tables are there. A database that cannot be reached (a wrong host, port, name or
-    password: sqlalchemy's OperationalError) fails the same way every time and is raised at once."""
-    from sqlalchemy.exc import IntegrityError, ProgrammingError  # a table or type another worker just created
-
+    pause that grows, the tables are there."""
     for attempt in range(tries):
         try:
             return optuna.storages.RDBStorage(url)
-        except (IntegrityError, ProgrammingError) as e:
+        except ImportError:
+            raise
+        except Exception as e:  # sqlalchemy's errors; a bad URL fails the same way every time and is raised
             if attempt == tries - 1:
                 raise
             log.info("search: the study's tables are being created by another worker (%s); trying again", e)
