@@ -20,5 +20,5 @@ lane() {  # methods, folder
 # left out: vmap cannot trace MiniLM, and its per-example gradients one example at a time took 18 min an epoch at bf16
 # on mixed batches (runs/stsb_known/methods012_a, round three).
 lane uniform,post_train,uncertainty,pcgrad,gcs,hydalearn matched012_a &
-lane diw,upgrad,gradnorm,ol_aux,auto_lambda matched012_b
+lane diw,upgrad,auto_lambda,ol_aux,gradnorm matched012_b
 wait
