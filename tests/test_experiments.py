@@ -552,9 +552,11 @@ def test_the_matched_table_states_each_method_against_the_oracle_and_uniform_on_
         "pcgrad · matched": {"test": {0: 0.89, 1: 0.80}},
         "pcgrad · mixed": {"test": {0: 0.85, 1: 0.75}},
         "diw · matched": {"test": {0: 0.70}},
+        "fixed, beside the grid: uniform · matched": {"test": {0: 0.88, 1: 0.78}},  # the frontier's row: once only
     }
     text = table(rows, oracle, {"matched": {0: 0.88, 1: 0.78}, "mixed": {0: 0.84, 1: 0.74}})
     lines = text.splitlines()
     assert lines[2] == "| pcgrad | 0, 1 | -0.50 ± 6.35 | +1.50 ± 6.35 | -5.00 ± 0.00 | 0, 1 |"  # best first
     assert lines[3].startswith("| uniform | 0, 1 | -2.00") and lines[3].endswith("| – | -6.00 ± 0.00 | 0, 1 |")
     assert lines[4] == "| diw | 0 | -20.00 | -18.00 | – | – |"
+    assert len(lines) == 5
