@@ -65,7 +65,7 @@ def _database(url: str, tries: int = 5) -> Any:
             return optuna.storages.RDBStorage(url)
         except ImportError:
             raise
-        except Exception as e:  # sqlalchemy's errors; a bad URL fails the same way every time and is raised
+        except Exception as e:  # sqlalchemy's errors; a bad URL fails the same way every try, raised after the last
             if attempt == tries - 1:
                 raise
             log.info("search: the study's tables are being created by another worker (%s); trying again", e)
